@@ -1,0 +1,133 @@
+"""The network plugin interface the supervisor drives (see docs/internals.md)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+
+
+class PluginName(StrEnum):
+    CNI = "cni"
+    USER = "user"
+    NONE = "none"
+
+
+class Protocol_(StrEnum):
+    TCP = "tcp"
+    UDP = "udp"
+
+
+@dataclass(frozen=True)
+class PortMapping:
+    """``[host_ip:]host_port:vm_port[/protocol]`` as Ignite's ``--ports`` takes it."""
+
+    host_port: int
+    vm_port: int
+    protocol: Protocol_ = Protocol_.TCP
+    host_ip: str = "0.0.0.0"
+
+    def __str__(self) -> str:
+        return f"{self.host_ip}:{self.host_port}->{self.vm_port}/{self.protocol}"
+
+
+@dataclass(frozen=True)
+class NetworkRequest:
+    """What the supervisor asks of a plugin for one VM start."""
+
+    vm_uid: str
+    vm_name: str
+    vm_dir: Path  # the plugin may keep its records here (e.g. network.json) for a later detach
+    mac: str
+    ports: tuple[PortMapping, ...] = ()
+
+
+@dataclass(frozen=True)
+class Attachment:
+    """What a plugin set up: the VMM is started inside ``netns`` (None: the host's) and given
+    ``tap`` (None: no tap). ``user_net`` asks the VMM for user-mode networking with ``ports`` as
+    host forwards. ``ip``/``prefix_len``/``gateway``/``dns`` go to the guest (``ip=`` and DHCP)."""
+
+    netns: str | None = None
+    tap: str | None = None
+    user_net: bool = False
+    ports: tuple[PortMapping, ...] = ()
+    ip: str | None = None
+    prefix_len: int | None = None
+    gateway: str | None = None
+    dns: tuple[str, ...] = field(default_factory=tuple)
+
+
+class NetworkPlugin(Protocol):
+    name: PluginName
+
+    def preflight(self, req: NetworkRequest) -> None:
+        """Raise IgniteError if the request cannot work (e.g. a host port already in use)."""
+
+    def attach(self, req: NetworkRequest) -> Attachment:
+        """Set the network up before the VMM starts. May start helpers (a DHCP responder) that
+        live until ``detach``. On failure, undo what was done and raise IgniteError."""
+        ...
+
+    def detach(self, req: NetworkRequest) -> None:
+        """Undo ``attach``. Idempotent, and must work from a fresh process after the attaching
+        supervisor died (kill -9): everything needed is read from records under ``req.vm_dir``."""
+
+
+class NoNetwork:
+    """Plugin ``none``: the VM has no network device."""
+
+    name = PluginName.NONE
+
+    def preflight(self, req: NetworkRequest) -> None:
+        return None
+
+    def attach(self, req: NetworkRequest) -> Attachment:
+        return Attachment()
+
+    def detach(self, req: NetworkRequest) -> None:
+        return None
+
+
+class UserNetwork:
+    """Plugin ``user``: QEMU user-mode networking (slirp); ports become host forwards.
+    Needs no root for networking. The guest address is slirp's fixed 10.0.2.15/24."""
+
+    name = PluginName.USER
+
+    def preflight(self, req: NetworkRequest) -> None:
+        from ignitevm.network.ports import require_free_ports
+
+        require_free_ports(req.ports)
+
+    def attach(self, req: NetworkRequest) -> Attachment:
+        return Attachment(
+            user_net=True,
+            ports=req.ports,
+            ip="10.0.2.15",
+            prefix_len=24,
+            gateway="10.0.2.2",
+            dns=("10.0.2.3",),
+        )
+
+    def detach(self, req: NetworkRequest) -> None:
+        return None
+
+
+def require_plugin(name: str) -> NetworkPlugin:
+    """Return the plugin called ``name`` or raise ValidationError listing the choices."""
+    from ignitevm.errors import ValidationError
+
+    if name == PluginName.NONE:
+        return NoNetwork()
+    if name == PluginName.USER:
+        return UserNetwork()
+    if name == PluginName.CNI:
+        from ignitevm.network.cni import CNINetwork
+
+        return CNINetwork()
+    choices = ", ".join(p.value for p in PluginName)
+    raise ValidationError(
+        f"unknown network plugin {name!r}", hint=f"use one of: {choices}"
+    )

@@ -1,0 +1,244 @@
+"""What ops/ calls: start a supervisor, wait for the boot, stop, kill, ask what runs."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import select
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ignitevm import proc
+from ignitevm.errors import IgniteError
+from ignitevm.network.base import NetworkPlugin, require_plugin
+from ignitevm.spawn.plan import CONSOLE_FILE, SUPERVISOR_LOG, LaunchPlan
+from ignitevm.spawn.runtime import (
+    RuntimeStatus,
+    acquire_lock,
+    is_locked,
+    pid_in_dir,
+    read_runtime,
+)
+from ignitevm.spawn.supervisor import remove_runtime_files
+from ignitevm.vmm.qemu import QMP_SOCKET
+from ignitevm.vmm.qmp import QMPClient, QMPError
+
+log = logging.getLogger(__name__)
+
+LAUNCH_TIMEOUT = 120.0  # network setup (CNI) and QEMU start, not the boot
+KILL_TIMEOUT = 10.0
+
+
+def is_running(vm_dir: Path) -> bool:
+    """True while the VM's supervisor holds the lock on vm_dir (DESIGN.md "State and truth")."""
+    return is_locked(vm_dir)
+
+
+def runtime_status(vm_dir: Path) -> RuntimeStatus | None:
+    """The supervisor's runtime.json while it runs; None when the VM does not run."""
+    status = read_runtime(vm_dir)
+    if status is None or not is_locked(vm_dir):
+        return None
+    return status
+
+
+def tail_lines(path: Path, count: int = 20, max_bytes: int = 16384) -> list[str]:
+    """The last ``count`` lines of a text file (empty when it does not exist)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - max_bytes))
+            data = f.read()
+    except OSError:
+        return []
+    text = data.decode(errors="replace").replace("\r", "")
+    return text.splitlines()[-count:]
+
+
+def launch(plan: LaunchPlan, timeout: float = LAUNCH_TIMEOUT) -> int:
+    """Write the plan, start the detached supervisor, and return its pid once the VMM runs.
+
+    Raises IgniteError (with the supervisor's reason and log tail) when it could not start."""
+    if is_running(plan.vm_dir):
+        raise IgniteError(
+            f"VM {plan.name} is already running", hint=f"stop it first: ignite stop {plan.name}"
+        )
+    plan.write()
+    log_path = plan.vm_dir / SUPERVISOR_LOG
+    read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
+    try:
+        with open(log_path, "wb") as logf:
+            child = proc.start(
+                [sys.executable, "-m", "ignitevm.spawn", str(plan.vm_dir),
+                 "--ready-fd", str(write_fd)],
+                stdin=proc.DEVNULL,
+                stdout=logf,
+                stderr=proc.STDOUT,
+                cwd="/",
+                close_fds=True,
+                pass_fds=(write_fd,),
+                start_new_session=True,  # no controlling terminal: survives the CLI's exit
+            )  # fmt: skip
+        os.close(write_fd)
+        write_fd = -1
+        msg = _read_ready(read_fd, timeout)
+        child.wait()  # the intermediate process exits right after its fork
+    finally:
+        os.close(read_fd)
+        if write_fd >= 0:
+            os.close(write_fd)
+    if msg is None or not msg.get("ok"):
+        reason = msg.get("error") if msg else "the supervisor exited without saying why"
+        hint = (msg or {}).get("hint") or "see its log"
+        tail = "\n  ".join(tail_lines(log_path, 10))
+        raise IgniteError(
+            f"VM {plan.name} did not start: {reason}\n  {log_path}:\n  {tail}", hint=hint
+        )
+    return int(msg["pid"])
+
+
+def _read_ready(fd: int, timeout: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout
+    data = b""
+    while b"\n" not in data:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise IgniteError(
+                f"the supervisor did not report in {timeout:g} s", hint="see supervisor.log"
+            )
+        ready, _, _ = select.select([fd], [], [], remaining)
+        if ready:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                break
+            data += chunk
+    if not data.strip():
+        return None
+    result: dict[str, Any] = json.loads(data.splitlines()[0])
+    return result
+
+
+def wait_for_boot(vm_dir: Path, marker: str, timeout: float) -> None:
+    """Follow console.log until ``marker`` appears. Raises IgniteError with the console's last
+    lines when the VM stops first or ``timeout`` passes."""
+    path = vm_dir / CONSOLE_FILE
+    needle = marker.encode()
+    deadline = time.monotonic() + timeout
+    offset, tail, inode = 0, b"", None
+    while True:
+        alive = is_running(vm_dir)  # read before the file, so a final write is not missed
+        try:
+            with open(path, "rb") as f:
+                st = os.fstat(f.fileno())
+                if st.st_ino != inode or st.st_size < offset:  # rotated or restarted
+                    inode, offset, tail = st.st_ino, 0, b""
+                f.seek(offset)
+                data = f.read()
+        except FileNotFoundError:
+            data = b""
+        offset += len(data)
+        window = tail + data
+        if needle in window:
+            return
+        tail = window[-len(needle) :]
+        if not alive:
+            _boot_failed(vm_dir, f"the VM stopped before it booted (no {marker!r} on its console)")
+        if time.monotonic() > deadline:
+            _boot_failed(vm_dir, f"the VM did not boot in {timeout:g} s (no {marker!r} yet)")
+        time.sleep(0.02)
+
+
+def _boot_failed(vm_dir: Path, message: str) -> None:
+    lines = tail_lines(vm_dir / CONSOLE_FILE, 20)
+    console = "\n  ".join(lines) if lines else "(the console is empty)"
+    raise IgniteError(
+        f"{message}; console.log ends with:\n  {console}",
+        hint=f"see {vm_dir / CONSOLE_FILE} and {vm_dir / SUPERVISOR_LOG}",
+    )
+
+
+def wait_until_stopped(vm_dir: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while is_running(vm_dir):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def request_stop(vm_dir: Path, timeout: float) -> bool:
+    """Graceful stop: press the ACPI power button (QMP system_powerdown) and wait for the
+    supervisor to finish. True when stopped (or not running); False on timeout."""
+    if not is_running(vm_dir):
+        return True
+    try:
+        with QMPClient(vm_dir / QMP_SOCKET, timeout=min(timeout, 5.0)) as qmp:
+            qmp.execute("system_powerdown")
+    except QMPError as exc:
+        if not is_running(vm_dir):
+            return True
+        # No QMP (yet): SIGTERM makes the supervisor press the button itself.
+        log.debug("QMP powerdown failed (%s): signalling the supervisor", exc)
+        _signal_supervisor(vm_dir, signal.SIGTERM)
+    return wait_until_stopped(vm_dir, timeout)
+
+
+def _signal_supervisor(vm_dir: Path, sig: int) -> None:
+    status = read_runtime(vm_dir)
+    if status is not None and pid_in_dir(status.supervisor_pid, vm_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(status.supervisor_pid, sig)
+
+
+def kill(vm_dir: Path) -> None:
+    """Hard stop at once: QMP quit, SIGKILL of the VMM, and as a last resort of the supervisor.
+    Returns when the lock is free and nothing of the run is left."""
+    status = read_runtime(vm_dir)
+    if is_running(vm_dir):
+        try:
+            with QMPClient(vm_dir / QMP_SOCKET, timeout=1.0) as qmp:
+                qmp.execute("quit")
+        except QMPError as exc:
+            log.debug("QMP quit failed: %s", exc)
+        if not wait_until_stopped(vm_dir, 2.0):
+            status = read_runtime(vm_dir) or status
+            _kill_vmm(vm_dir, status)
+        if not wait_until_stopped(vm_dir, KILL_TIMEOUT):
+            _signal_supervisor(vm_dir, signal.SIGKILL)
+            if not wait_until_stopped(vm_dir, KILL_TIMEOUT):
+                raise IgniteError(f"cannot stop the VM in {vm_dir}: its supervisor hangs")
+    cleanup_stale(vm_dir, None)
+
+
+def _kill_vmm(vm_dir: Path, status: RuntimeStatus | None) -> None:
+    if status is not None and status.vmm_pid and pid_in_dir(status.vmm_pid, vm_dir):
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(status.vmm_pid, signal.SIGKILL)
+
+
+def cleanup_stale(vm_dir: Path, plugin: NetworkPlugin | None) -> None:
+    """Undo what a dead supervisor left (kill -9, host reboot): its VMM if it somehow lives,
+    the network (``plugin.detach``; None: the plugin named in runtime.json) and the runtime
+    files. Does nothing while the VM runs; idempotent and cheap when there is nothing to do."""
+    status = read_runtime(vm_dir)
+    if status is None:
+        if (vm_dir / QMP_SOCKET).exists() and not is_running(vm_dir):
+            remove_runtime_files(vm_dir)
+        return
+    lock_fd = acquire_lock(vm_dir)
+    if lock_fd is None:
+        return  # a supervisor runs: nothing is stale
+    try:
+        if status.vmm_pid and pid_in_dir(status.vmm_pid, vm_dir):
+            log.warning("killing VMM %d left by a dead supervisor", status.vmm_pid)
+            os.kill(status.vmm_pid, signal.SIGKILL)
+        net = plugin if plugin is not None else require_plugin(status.network)
+        net.detach(status.network_request(vm_dir))
+        remove_runtime_files(vm_dir)
+    finally:
+        os.close(lock_fd)

@@ -1,0 +1,142 @@
+"""The supervisor's records in vm_dir: runtime.json and the lock that says "running"."""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from ignitevm.network.base import NetworkRequest, PortMapping
+from ignitevm.spawn.plan import RUNTIME_FILE, port_from_dict, port_to_dict, write_json_atomic
+
+
+class RuntimeState(StrEnum):
+    STARTING = "starting"  # the lock is held, the network may be half set up
+    RUNNING = "running"  # the VMM runs
+    STOPPING = "stopping"  # a graceful stop was asked for
+
+
+@dataclass(frozen=True)
+class RuntimeStatus:
+    supervisor_pid: int
+    vmm: str
+    state: RuntimeState
+    started_at: float  # epoch seconds
+    vmm_pid: int | None = None
+    ip_addresses: tuple[str, ...] = ()
+    netns: str | None = None
+    tap: str | None = None
+    # The network request, so the network can be undone after a crash without launch.json.
+    network: str = "none"
+    vm_uid: str = ""
+    vm_name: str = ""
+    mac: str = ""
+    ports: tuple[PortMapping, ...] = field(default_factory=tuple)
+
+    def network_request(self, vm_dir: Path) -> NetworkRequest:
+        return NetworkRequest(self.vm_uid, self.vm_name, vm_dir, self.mac, self.ports)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "supervisor_pid": self.supervisor_pid,
+            "vmm": self.vmm,
+            "state": str(self.state),
+            "started_at": self.started_at,
+            "vmm_pid": self.vmm_pid,
+            "ip_addresses": list(self.ip_addresses),
+            "netns": self.netns,
+            "tap": self.tap,
+            "network": self.network,
+            "vm_uid": self.vm_uid,
+            "vm_name": self.vm_name,
+            "mac": self.mac,
+            "ports": [port_to_dict(p) for p in self.ports],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RuntimeStatus:
+        return cls(
+            supervisor_pid=int(data["supervisor_pid"]),
+            vmm=str(data["vmm"]),
+            state=RuntimeState(data.get("state", "running")),
+            started_at=float(data.get("started_at", 0.0)),
+            vmm_pid=data.get("vmm_pid"),
+            ip_addresses=tuple(data.get("ip_addresses", ())),
+            netns=data.get("netns"),
+            tap=data.get("tap"),
+            network=str(data.get("network", "none")),
+            vm_uid=str(data.get("vm_uid", "")),
+            vm_name=str(data.get("vm_name", "")),
+            mac=str(data.get("mac", "")),
+            ports=tuple(port_from_dict(p) for p in data.get("ports", ())),
+        )
+
+
+def write_runtime(vm_dir: Path, status: RuntimeStatus) -> None:
+    write_json_atomic(vm_dir / RUNTIME_FILE, status.to_dict())
+
+
+def read_runtime(vm_dir: Path) -> RuntimeStatus | None:
+    """runtime.json as written, whether or not its supervisor still lives; None if absent."""
+    try:
+        return RuntimeStatus.from_dict(json.loads((vm_dir / RUNTIME_FILE).read_text()))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def open_dir_fd(vm_dir: Path) -> int:
+    return os.open(vm_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def try_lock(fd: int, shared: bool = False) -> bool:
+    """flock ``fd`` without blocking; False when someone else holds a conflicting lock."""
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+    except OSError as exc:
+        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return False
+        raise
+    return True
+
+
+def acquire_lock(vm_dir: Path, wait: float = 0.0) -> int | None:
+    """Take flock(LOCK_EX) on vm_dir, retrying for ``wait`` seconds; the fd, or None if busy."""
+    fd = open_dir_fd(vm_dir)
+    deadline = time.monotonic() + wait
+    while not try_lock(fd):
+        if time.monotonic() >= deadline:
+            os.close(fd)
+            return None
+        time.sleep(0.02)
+    return fd
+
+
+def is_locked(vm_dir: Path) -> bool:
+    """True while a supervisor holds the lock on vm_dir: the one truth of "running".
+
+    The probe asks for a shared lock, which conflicts only with the supervisor's exclusive one
+    and is released at once."""
+    try:
+        fd = open_dir_fd(vm_dir)
+    except FileNotFoundError:
+        return False
+    try:
+        return not try_lock(fd, shared=True)
+    finally:
+        os.close(fd)
+
+
+def pid_in_dir(pid: int, vm_dir: Path) -> bool:
+    """True when process ``pid`` lives with vm_dir as its working directory: the supervisor
+    and its VMM both run there, which tells them from an unrelated process that reused a pid."""
+    try:
+        cwd = os.readlink(f"/proc/{pid}/cwd")
+    except OSError:
+        return False
+    return cwd == str(vm_dir.resolve())

@@ -1,0 +1,365 @@
+"""The per-VM supervisor (Ignite's ignite-spawn): network, VMM, console, stop, cleanup.
+
+It runs detached (``python -m ignitevm.spawn VM_DIR``) and holds flock on vm_dir for its whole
+life, which is what "running" means. Single-threaded: one selector loop relays the console."""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import json
+import logging
+import os
+import selectors
+import signal
+import time
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from ignitevm import proc
+from ignitevm.errors import IgniteError
+from ignitevm.network.base import Attachment, NetworkPlugin, require_plugin
+from ignitevm.spawn.plan import ATTACH_SOCKET, CONSOLE_FILE, RUNTIME_FILE, LaunchPlan
+from ignitevm.spawn.relay import MAX_INPUT_BACKLOG, Clients, ConsoleLog, listen_unix
+from ignitevm.spawn.runtime import RuntimeState, RuntimeStatus, write_runtime
+from ignitevm.vmm.base import with_guest_ip
+from ignitevm.vmm.qemu import QMP_SOCKET, build_qemu_argv
+from ignitevm.vmm.qmp import QMPClient, QMPError
+
+log = logging.getLogger(__name__)
+
+PR_SET_PDEATHSIG = 1
+QMP_WAIT = 10.0  # QEMU creates its QMP socket right after parsing its command line
+HARD_STOP_GRACE = 3.0  # after QMP quit, before SIGKILL
+
+
+class Ready:
+    """Tells the launching process (over an inherited pipe) that the VM started, or why not."""
+
+    def __init__(self, fd: int | None) -> None:
+        self._fd = fd
+
+    def _send(self, msg: dict[str, Any]) -> None:
+        if self._fd is None:
+            return
+        # An OSError means the launcher gave up waiting; the supervisor carries on.
+        with contextlib.suppress(OSError):
+            os.write(self._fd, json.dumps(msg).encode() + b"\n")
+        os.close(self._fd)
+        self._fd = None
+
+    def ok(self, vmm_pid: int) -> None:
+        self._send({"ok": True, "pid": os.getpid(), "vmm_pid": vmm_pid})
+
+    def error(self, exc: BaseException) -> None:
+        hint = exc.hint if isinstance(exc, IgniteError) else None
+        self._send({"ok": False, "error": str(exc), "hint": hint})
+
+
+def remove_runtime_files(vm_dir: Path) -> None:
+    for name in (RUNTIME_FILE, QMP_SOCKET, ATTACH_SOCKET):
+        (vm_dir / name).unlink(missing_ok=True)
+
+
+def _die_with_parent() -> Any:
+    """A preexec_fn: the child gets SIGKILL when the supervisor dies, even by kill -9. The flag
+    survives ``ip netns exec`` exec'ing into QEMU (no set-uid binary in between)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    parent = os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the supervisor died before prctl took effect
+            os._exit(1)
+
+    return preexec
+
+
+class Supervisor:
+    def __init__(self, plan: LaunchPlan, ready: Ready) -> None:
+        self.plan = plan
+        self.vm_dir = plan.vm_dir
+        self.ready = ready
+        self.sel = selectors.DefaultSelector()
+        self.clients = Clients(self.sel)
+        self.vmm: proc.Popen[bytes] | None = None
+        self.status: RuntimeStatus | None = None
+        self._to_vmm = bytearray()
+        self._stop_requested = False
+        self._stop_deadline: float | None = None  # graceful stop gives up at this time
+        self._kill_deadline: float | None = None  # QMP quit was sent; SIGKILL at this time
+        self._vmm_gone = False
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Set up, run the VM until it exits, clean up. Returns the supervisor's exit code."""
+        remove_runtime_files(self.vm_dir)
+        plugin = require_plugin(self.plan.network)
+        req = self.plan.network_request()
+        self.status = RuntimeStatus(
+            supervisor_pid=os.getpid(),
+            vmm=str(self.plan.vmm),
+            state=RuntimeState.STARTING,
+            started_at=time.time(),
+            network=str(self.plan.network),
+            vm_uid=self.plan.uid,
+            vm_name=self.plan.name,
+            mac=self.plan.mac,
+            ports=self.plan.ports,
+        )
+        # Written before the network is touched, so a crash from here on leaves a record.
+        write_runtime(self.vm_dir, self.status)
+        try:
+            plugin.preflight(req)
+            att = plugin.attach(req)
+            try:
+                return self._run_vm(att)
+            finally:
+                self._detach(plugin)
+        except BaseException as exc:
+            log.error("%s", exc)
+            self.ready.error(exc)
+            return 1
+        finally:
+            remove_runtime_files(self.vm_dir)
+            log.info("supervisor exits")
+
+    def _detach(self, plugin: NetworkPlugin) -> None:
+        try:
+            plugin.detach(self.plan.network_request())
+        except Exception:
+            log.exception("network detach failed")
+
+    def _run_vm(self, att: Attachment) -> int:
+        console = ConsoleLog(self.vm_dir / CONSOLE_FILE, self.plan.console_limit_bytes)
+        listener = listen_unix(self.vm_dir / ATTACH_SOCKET)
+        wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+        old_wakeup = signal.set_wakeup_fd(wake_w)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        try:
+            vmm = self._start_vmm(att)
+            assert self.status is not None
+            self.status = replace(
+                self.status,
+                state=RuntimeState.RUNNING,
+                vmm_pid=vmm.pid,
+                ip_addresses=(att.ip,) if att.ip else (),
+                netns=att.netns,
+                tap=att.tap,
+            )
+            write_runtime(self.vm_dir, self.status)
+            self.ready.ok(vmm.pid)
+            self.sel.register(wake_r, selectors.EVENT_READ, ("signal", None))
+            self.sel.register(listener, selectors.EVENT_READ, ("listen", listener))
+            self._loop(vmm, console)
+            return 0
+        finally:
+            self._reap()
+            self.clients.close_all()
+            listener.close()
+            console.close()
+            signal.set_wakeup_fd(old_wakeup)
+            os.close(wake_r)
+            os.close(wake_w)
+
+    def _start_vmm(self, att: Attachment) -> proc.Popen[bytes]:
+        spec = self.plan.machine_spec()
+        spec = replace(spec, cmdline=with_guest_ip(spec.cmdline, att, self.plan.name))
+        argv = build_qemu_argv(spec, att)
+        argv[0] = proc.require_tool(argv[0])
+        if att.netns is not None:
+            argv = [proc.require_tool("ip"), "netns", "exec", att.netns, *argv]
+        log.info("starting %s", " ".join(argv))
+        self.vmm = vmm = proc.start(
+            argv,
+            stdin=proc.PIPE,
+            stdout=proc.PIPE,
+            cwd=self.vm_dir,
+            close_fds=True,
+            preexec_fn=_die_with_parent(),
+        )
+        assert vmm.stdin is not None and vmm.stdout is not None
+        os.set_blocking(vmm.stdin.fileno(), False)
+        os.set_blocking(vmm.stdout.fileno(), False)
+        self._wait_for_qmp(vmm)
+        return vmm
+
+    def _wait_for_qmp(self, vmm: proc.Popen[bytes]) -> None:
+        """A QEMU that rejects its command line exits at once: report that as a start failure
+        rather than as a VM that stopped."""
+        deadline = time.monotonic() + QMP_WAIT
+        qmp = self.vm_dir / QMP_SOCKET
+        while not qmp.exists():
+            code = vmm.poll()
+            if code is not None:
+                raise IgniteError(
+                    f"QEMU exited with code {code} before the VM started",
+                    hint=f"see QEMU's messages in {self.vm_dir / 'supervisor.log'}",
+                )
+            if time.monotonic() > deadline:
+                raise IgniteError(f"QEMU did not open its QMP socket in {QMP_WAIT:g} s")
+            time.sleep(0.005)
+
+    def _reap(self) -> None:
+        """Make sure the VMM is gone and log how it ended."""
+        vmm = self.vmm
+        if vmm is None:
+            return
+        if vmm.poll() is None:
+            try:
+                vmm.wait(timeout=5)
+            except proc.TimeoutExpired:
+                log.warning("VMM %d did not exit: killing it", vmm.pid)
+                vmm.kill()
+                vmm.wait()
+        for pipe in (vmm.stdin, vmm.stdout):
+            if pipe is not None:
+                with contextlib.suppress(OSError):
+                    pipe.close()
+        log.info("VMM %d exited with code %s", vmm.pid, vmm.returncode)
+
+    # ---- the loop --------------------------------------------------------------------------
+
+    def _loop(self, vmm: proc.Popen[bytes], console: ConsoleLog) -> None:
+        assert vmm.stdout is not None and vmm.stdin is not None
+        out_fd, in_fd = vmm.stdout.fileno(), vmm.stdin.fileno()
+        self.sel.register(out_fd, selectors.EVENT_READ, ("vmm", None))
+        while not self._vmm_gone:
+            for key, _ in self.sel.select(self._timeout()):
+                kind, obj = key.data
+                if kind == "vmm":
+                    self._on_vmm_output(out_fd, console)
+                elif kind == "vmm-in":
+                    self._flush_input(in_fd)
+                elif kind == "listen":
+                    self._accept(obj)
+                elif kind == "client":
+                    self._on_client(obj, key.events, in_fd)
+                elif kind == "signal":
+                    self._drain_wakeup(key.fd)
+            if self._stop_requested:
+                self._begin_stop()
+            self._check_deadlines()
+            if not self._vmm_gone and vmm.poll() is not None:
+                self._drain_output(out_fd, console)
+                self._vmm_gone = True
+
+    def _timeout(self) -> float:
+        now = time.monotonic()
+        deadlines = [d for d in (self._stop_deadline, self._kill_deadline) if d is not None]
+        return max(0.0, min([1.0, *(d - now for d in deadlines)]))
+
+    def _on_vmm_output(self, fd: int, console: ConsoleLog) -> None:
+        try:
+            data = os.read(fd, 65536)
+        except BlockingIOError:
+            return
+        if not data:  # QEMU closed its stdout: it has exited
+            self.sel.unregister(fd)
+            self._vmm_gone = True
+            return
+        console.write(data)
+        self.clients.broadcast(data)
+
+    def _drain_output(self, fd: int, console: ConsoleLog) -> None:
+        while True:
+            try:
+                data = os.read(fd, 65536)
+            except (BlockingIOError, OSError):
+                return
+            if not data:
+                return
+            console.write(data)
+            self.clients.broadcast(data)
+
+    def _accept(self, listener: Any) -> None:
+        try:
+            sock, _ = listener.accept()
+        except BlockingIOError:
+            return
+        self.clients.add(sock)
+        log.info("attach client connected (%d)", len(self.clients))
+
+    def _on_client(self, sock: Any, events: int, in_fd: int) -> None:
+        if events & selectors.EVENT_WRITE:
+            self.clients.flush(sock)
+        if events & selectors.EVENT_READ:
+            data = self.clients.receive(sock)
+            if data:
+                self._to_vmm += data[: MAX_INPUT_BACKLOG - len(self._to_vmm)]
+                self._flush_input(in_fd)
+
+    def _flush_input(self, fd: int) -> None:
+        try:
+            n = os.write(fd, self._to_vmm) if self._to_vmm else 0
+        except BlockingIOError:
+            n = 0
+        except OSError:  # QEMU is gone; its stdout EOF ends the loop
+            self._to_vmm.clear()
+            n = 0
+        del self._to_vmm[:n]
+        registered = fd in self.sel.get_map()
+        if self._to_vmm and not registered:
+            self.sel.register(fd, selectors.EVENT_WRITE, ("vmm-in", None))
+        elif not self._to_vmm and registered:
+            self.sel.unregister(fd)
+
+    # ---- stopping --------------------------------------------------------------------------
+
+    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
+        if self._stop_deadline is not None:
+            self._kill_deadline = self._kill_deadline or time.monotonic()  # second signal
+        self._stop_requested = True
+
+    @staticmethod
+    def _drain_wakeup(fd: int) -> None:
+        try:
+            while os.read(fd, 512):
+                pass
+        except BlockingIOError:
+            pass
+
+    def _begin_stop(self) -> None:
+        """Graceful stop: the ACPI power button, then a hard stop after plan.stop_timeout."""
+        self._stop_requested = False
+        if self._stop_deadline is not None:
+            return
+        self._stop_deadline = time.monotonic() + self.plan.stop_timeout
+        if self.status is not None:
+            self.status = replace(self.status, state=RuntimeState.STOPPING)
+            write_runtime(self.vm_dir, self.status)
+        try:
+            self._qmp("system_powerdown")
+            log.info("sent the ACPI power button; hard stop in %g s", self.plan.stop_timeout)
+        except QMPError as exc:
+            log.warning("graceful stop impossible (%s): stopping hard", exc)
+            self._stop_deadline = time.monotonic()
+
+    def _check_deadlines(self) -> None:
+        now = time.monotonic()
+        if self._vmm_gone or self.vmm is None:
+            return
+        if self._kill_deadline is not None and now >= self._kill_deadline:
+            log.warning("VMM %d still runs: SIGKILL", self.vmm.pid)
+            self.vmm.kill()
+            self._kill_deadline = now + 3600  # once
+        elif (
+            self._stop_deadline is not None
+            and now >= self._stop_deadline
+            and self._kill_deadline is None
+        ):
+            log.warning("the guest did not power off in time: hard stop")
+            try:
+                self._qmp("quit", timeout=1.0)
+            except QMPError as exc:
+                log.warning("QMP quit failed: %s", exc)
+            self._kill_deadline = now + HARD_STOP_GRACE
+
+    def _qmp(self, command: str, timeout: float = 2.0) -> None:
+        with QMPClient(self.vm_dir / QMP_SOCKET, timeout=timeout) as qmp:
+            qmp.execute(command)

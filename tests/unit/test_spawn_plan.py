@@ -1,0 +1,164 @@
+"""LaunchPlan and runtime.json round trips, the vm_dir lock, console capping, detach keys."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ignitevm.network.base import PortMapping, Protocol_
+from ignitevm.spawn.attach import CTRL_P, CTRL_Q, DetachScanner
+from ignitevm.spawn.control import cleanup_stale, is_running, runtime_status, tail_lines
+from ignitevm.spawn.plan import LaunchPlan, read_plan
+from ignitevm.spawn.relay import ConsoleLog
+from ignitevm.spawn.runtime import (
+    RuntimeState,
+    RuntimeStatus,
+    acquire_lock,
+    is_locked,
+    pid_in_dir,
+    read_runtime,
+    write_runtime,
+)
+from ignitevm.vmm.base import Disk, MachineSpec
+
+
+def _plan(vm_dir: Path) -> LaunchPlan:
+    spec = MachineSpec(
+        uid="0123456789abcdef",
+        name="quiet-owl",
+        vm_dir=vm_dir,
+        vcpus=1,
+        memory_mib=256,
+        vmlinux=Path("/k/vmlinux"),
+        initrd=vm_dir / "initrd",
+        cmdline="console=ttyS0",
+        disks=(Disk(vm_dir / "disk.qcow2", "qcow2"), Disk(Path("/i/base.ext4"), "raw", True)),
+        mac="02:00:00:00:00:01",
+    )
+    return LaunchPlan.from_spec(
+        spec,
+        network="user",
+        ports=(PortMapping(2222, 22), PortMapping(53, 53, Protocol_.UDP, "127.0.0.1")),
+        console_limit_bytes=4096,
+        boot_marker="MARK",
+    )
+
+
+def test_plan_round_trip(tmp_path: Path) -> None:
+    plan = _plan(tmp_path)
+    path = plan.write()
+    assert json.loads(path.read_text())["disks"][1]["readonly"] is True
+    back = read_plan(tmp_path)
+    assert back == plan
+    assert back.machine_spec().disks == plan.disks
+    req = back.network_request()
+    assert (req.vm_uid, req.vm_dir, req.mac, req.ports) == (
+        plan.uid,
+        tmp_path,
+        plan.mac,
+        plan.ports,
+    )
+    assert not list(tmp_path.glob(".launch.json.*"))  # atomic write left no temp file
+
+
+def test_plan_ignores_unknown_fields(tmp_path: Path) -> None:
+    data = _plan(tmp_path).to_dict()
+    data["from_a_newer_version"] = 1
+    assert LaunchPlan.from_dict(data) == _plan(tmp_path)
+
+
+def test_runtime_round_trip(tmp_path: Path) -> None:
+    status = RuntimeStatus(
+        supervisor_pid=10,
+        vmm="qemu",
+        state=RuntimeState.RUNNING,
+        started_at=1.5,
+        vmm_pid=11,
+        ip_addresses=("10.0.2.15",),
+        network="user",
+        vm_uid="u",
+        vm_name="n",
+        mac="02:00:00:00:00:01",
+        ports=(PortMapping(2222, 22),),
+    )
+    write_runtime(tmp_path, status)
+    assert read_runtime(tmp_path) == status
+    assert status.network_request(tmp_path).ports == (PortMapping(2222, 22),)
+
+
+def test_lock_is_the_truth(tmp_path: Path) -> None:
+    write_runtime(tmp_path, RuntimeStatus(1, "qemu", RuntimeState.RUNNING, 0.0))
+    assert not is_running(tmp_path)
+    assert runtime_status(tmp_path) is None  # a leftover runtime.json is not "running"
+    fd = acquire_lock(tmp_path)
+    assert fd is not None
+    try:
+        assert is_locked(tmp_path) and is_running(tmp_path)
+        assert runtime_status(tmp_path) is not None
+        assert acquire_lock(tmp_path, wait=0.05) is None
+        cleanup_stale(tmp_path, None)  # running: nothing is touched
+        assert read_runtime(tmp_path) is not None
+    finally:
+        os.close(fd)
+    assert not is_running(tmp_path)
+    assert not is_running(tmp_path / "absent")
+
+
+class RecordingPlugin:
+    name = "none"
+
+    def __init__(self) -> None:
+        self.detached: list[str] = []
+
+    def preflight(self, req: object) -> None:
+        return None
+
+    def attach(self, req: object) -> object:
+        raise AssertionError("not called")
+
+    def detach(self, req: object) -> None:
+        self.detached.append(getattr(req, "vm_uid", ""))
+
+
+def test_cleanup_stale_is_idempotent(tmp_path: Path) -> None:
+    write_runtime(
+        tmp_path, RuntimeStatus(1, "qemu", RuntimeState.RUNNING, 0.0, vm_uid="abc", network="none")
+    )
+    (tmp_path / "qmp.sock").write_text("")
+    (tmp_path / "attach.sock").write_text("")
+    plugin = RecordingPlugin()
+    cleanup_stale(tmp_path, plugin)  # type: ignore[arg-type]
+    assert plugin.detached == ["abc"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    cleanup_stale(tmp_path, plugin)  # type: ignore[arg-type]
+    assert plugin.detached == ["abc"]
+
+
+def test_pid_in_dir(tmp_path: Path) -> None:
+    assert pid_in_dir(os.getpid(), Path.cwd())
+    assert not pid_in_dir(os.getpid(), tmp_path)
+    assert not pid_in_dir(2**22 + 1, tmp_path)
+
+
+def test_console_log_keeps_the_tail(tmp_path: Path) -> None:
+    log = ConsoleLog(tmp_path / "console.log", 4096)
+    for i in range(20):  # 700 bytes each: 5 fit in one file
+        log.write(f"line {i:02}\n".encode() * 70)
+    log.close()
+    current = (tmp_path / "console.log").read_bytes()
+    old = (tmp_path / "console.log.1").read_bytes()
+    assert len(current) <= 4096 and len(old) <= 4096
+    assert current.endswith(b"line 19\n")
+    assert b"line 00" not in current + old and b"line 10" in old
+    assert tail_lines(tmp_path / "console.log", 2) == ["line 19", "line 19"]
+    assert tail_lines(tmp_path / "absent") == []
+
+
+def test_detach_scanner() -> None:
+    scanner = DetachScanner()
+    assert scanner.feed(b"ls\r") == (b"ls\r", False)
+    assert scanner.feed(bytes([CTRL_P, ord("x")])) == (bytes([CTRL_P, ord("x")]), False)
+    # split across reads
+    assert scanner.feed(b"a" + bytes([CTRL_P])) == (b"a", False)
+    assert scanner.feed(bytes([CTRL_Q]) + b"ignored") == (b"", True)

@@ -1,0 +1,182 @@
+"""The supervisor's loop against a fake QEMU (a Python script speaking QMP on stdio's side):
+console relay, attach clients, SIGTERM -> power button -> quit -> SIGKILL, cleanup."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ignitevm.network.base import Attachment
+from ignitevm.spawn import supervisor as sup_mod
+from ignitevm.spawn.plan import LaunchPlan
+from ignitevm.spawn.runtime import read_runtime
+from ignitevm.spawn.supervisor import Ready, Supervisor
+from ignitevm.vmm.base import MachineSpec
+
+FAKE_QEMU = r"""
+import json, os, select, socket, sys
+mode = sys.argv[1]
+srv = socket.socket(socket.AF_UNIX)
+srv.bind("qmp.sock")
+srv.listen(4)
+print("fake-vm: booted", flush=True)
+conns, ins = [], [srv, sys.stdin.fileno()]
+while True:
+    for r in select.select(ins, [], [])[0]:
+        if r is srv:
+            c, _ = srv.accept(); ins.append(c)
+            c.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
+        elif r == sys.stdin.fileno():
+            line = os.read(r, 4096)
+            if not line:
+                continue
+            print("echo: " + line.decode().strip(), flush=True)
+        else:
+            data = r.recv(4096)
+            if not data:
+                ins.remove(r); continue
+            for raw in data.splitlines():
+                cmd = json.loads(raw)["execute"]
+                print("qmp: " + cmd, flush=True)
+                r.sendall(b'{"return": {}}\r\n')
+                if cmd == "system_powerdown" and mode == "obedient":
+                    print("fake-vm: power button, bye", flush=True); sys.exit(0)
+                if cmd == "quit" and mode != "stubborn":
+                    sys.exit(0)
+"""
+
+
+@pytest.fixture(autouse=True)
+def _restore_signals() -> Iterator[None]:
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def _plan(vm_dir: Path, stop_timeout: float) -> LaunchPlan:
+    spec = MachineSpec(
+        uid="0123456789abcdef",
+        name="fake",
+        vm_dir=vm_dir,
+        vcpus=1,
+        memory_mib=64,
+        vmlinux=vm_dir / "vmlinux",
+        initrd=vm_dir / "initrd",
+        cmdline="console=ttyS0",
+        disks=(),
+        mac="02:00:00:00:00:01",
+    )
+    return LaunchPlan.from_spec(spec, network="none", stop_timeout=stop_timeout)
+
+
+def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Any) -> int:
+    script = tmp_path / "fake_qemu.py"
+    script.write_text(FAKE_QEMU)
+
+    def fake_argv(spec: MachineSpec, att: Attachment, **kw: object) -> list[str]:
+        return [sys.executable, str(script), mode]
+
+    monkeypatch.setattr(sup_mod, "build_qemu_argv", fake_argv)
+    monkeypatch.setattr(sup_mod, "HARD_STOP_GRACE", 0.3)
+    vm_dir = tmp_path / "vm"
+    vm_dir.mkdir()
+    read_fd, write_fd = os.pipe()
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            driver(vm_dir)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=drive, daemon=True)
+    thread.start()
+    code = Supervisor(_plan(vm_dir, 0.5), Ready(write_fd)).run()
+    thread.join(10)
+    ready = json.loads(os.read(read_fd, 4096))
+    os.close(read_fd)
+    assert ready["ok"] is True and ready["pid"] == os.getpid()
+    if errors:
+        raise errors[0]
+    # everything of the run is gone, the console stays
+    assert sorted(p.name for p in vm_dir.iterdir()) == ["console.log"]
+    return code
+
+
+def _wait_for(predicate: Any, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _state(vm_dir: Path) -> str | None:
+    status = read_runtime(vm_dir)
+    return None if status is None else str(status.state)
+
+
+def _read_until(sock: socket.socket, needle: bytes, timeout: float = 5.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while needle not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"EOF before {needle!r}; got {data!r}"
+        data += chunk
+    return data
+
+
+def test_relay_attach_and_graceful_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def driver(vm_dir: Path) -> None:
+        _wait_for(lambda: (vm_dir / "attach.sock").exists())
+        _wait_for(lambda: _state(vm_dir) == "running")
+        with socket.socket(socket.AF_UNIX) as a, socket.socket(socket.AF_UNIX) as b:
+            a.connect(str(vm_dir / "attach.sock"))
+            b.connect(str(vm_dir / "attach.sock"))
+            a.sendall(b"hello\n")
+            _read_until(a, b"echo: hello")
+            _read_until(b, b"echo: hello")  # every client sees the output
+            os.kill(os.getpid(), signal.SIGTERM)
+            _read_until(a, b"power button")
+            a.settimeout(5)
+            while a.recv(4096):  # the supervisor closes clients when the VM is gone
+                pass
+
+    assert _run(tmp_path, monkeypatch, "obedient", driver) == 0
+    console = (tmp_path / "vm" / "console.log").read_text()
+    assert "fake-vm: booted" in console and "echo: hello" in console
+    assert "qmp: system_powerdown" in console and "qmp: quit" not in console
+
+
+def test_hard_stop_when_the_guest_ignores_the_button(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def driver(vm_dir: Path) -> None:
+        _wait_for(lambda: (vm_dir / "attach.sock").exists())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    _run(tmp_path, monkeypatch, "deaf", driver)
+    console = (tmp_path / "vm" / "console.log").read_text()
+    assert "qmp: system_powerdown" in console and "qmp: quit" in console
+
+
+def test_sigkill_when_quit_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def driver(vm_dir: Path) -> None:
+        _wait_for(lambda: (vm_dir / "attach.sock").exists())
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    start = time.monotonic()
+    _run(tmp_path, monkeypatch, "stubborn", driver)
+    assert time.monotonic() - start < 5
+    assert "qmp: quit" in (tmp_path / "vm" / "console.log").read_text()

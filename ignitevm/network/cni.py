@@ -1,0 +1,422 @@
+"""Network plugin ``cni`` (the default): a namespace per VM, CNI ADD/DEL, Ignite's tc-redirect
+between the VM's tap and the CNI interface, and a DHCP responder for the VM's MAC.
+
+Everything ``detach`` needs is recorded in ``<vm_dir>/network.json`` before it is created, so a
+fresh process can tear down after the supervisor died (kill -9), and a VM's last address is kept
+there (after detach too) so a restart asks host-local for it again.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import ignitevm
+from ignitevm import proc
+from ignitevm.errors import IgniteError
+from ignitevm.network import cniconf, netns, tc
+from ignitevm.network.base import Attachment, NetworkRequest, PluginName
+from ignitevm.network.cniexec import (
+    CNIPluginError,
+    CNIRuntime,
+    Executor,
+    InterfaceAddress,
+    RuntimeArgs,
+    exec_plugin,
+    parse_result,
+)
+from ignitevm.network.dhcp import Lease, open_tap_socket
+from ignitevm.network.ports import require_free_ports
+
+log = logging.getLogger(__name__)
+
+RECORD_NAME = "network.json"
+DHCP_LOG_NAME = "dhcp.log"
+IFNAME = "eth0"
+RECORD_VERSION = 1
+
+
+def netns_name(vm_uid: str) -> str:
+    return f"ignite-{vm_uid}"
+
+
+def container_id(vm_uid: str) -> str:
+    return f"ignite-{vm_uid}"
+
+
+@dataclass(frozen=True)
+class NetworkRecord:
+    """``network.json``: what was set up for the VM (``attached``), or only its last address."""
+
+    attached: bool
+    netns: str = ""
+    container_id: str = ""
+    ifname: str = IFNAME
+    tap: str = tc.TAP_NAME
+    network: dict[str, Any] = field(default_factory=dict)  # the config list used for ADD
+    ports: list[dict[str, Any]] = field(default_factory=list)
+    requested_ips: list[str] = field(default_factory=list)
+    result: dict[str, Any] | None = None  # the cached final ADD result (prevResult for DEL)
+    cidrs: list[str] = field(default_factory=list)  # addresses moved from ifname to the guest
+    dhcp_pid: int | None = None
+    last_ip: str | None = None
+    last_network: str | None = None
+    version: int = RECORD_VERSION
+
+    @classmethod
+    def load(cls, vm_dir: Path) -> NetworkRecord | None:
+        path = vm_dir / RECORD_NAME
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            log.warning("ignoring unreadable %s: %s", path, exc)
+            return None
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def save(self, vm_dir: Path) -> None:
+        vm_dir.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=vm_dir, prefix=".network-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as fh:
+                json.dump(asdict(self), fh, indent=2)
+                fh.write("\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, vm_dir / RECORD_NAME)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def host_nameservers(
+    resolv_conf: Path = Path("/etc/resolv.conf"),
+    fallback: Path = Path("/run/systemd/resolve/resolv.conf"),
+) -> tuple[str, ...]:
+    """The host's IPv4 name servers the guest can reach. A 127.x stub (systemd-resolved, dnsmasq)
+    only listens on the host's loopback; then systemd-resolved's upstream list is used, and when
+    there is none the guest gets no DNS server rather than an unreachable one."""
+    for path in (resolv_conf, fallback):
+        servers = _read_nameservers(path)
+        usable = tuple(s for s in servers if not s.startswith("127.") and ":" not in s)
+        if usable:
+            return usable[:3]
+        if servers:
+            log.debug("%s has only loopback/IPv6 name servers: %s", path, ", ".join(servers))
+    log.warning("no name server reachable from VMs in %s; guests get no DNS", resolv_conf)
+    return ()
+
+
+def _read_nameservers(path: Path) -> list[str]:
+    try:
+        lines = path.read_text().splitlines()
+    except OSError:
+        return []
+    return [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1]
+
+
+def masquerade_chain(network: str, cid: str) -> str:
+    """The bridge plugin's per-container nat chain (its utils.FormatChainName)."""
+    return "CNI-" + hashlib.sha512((network + cid).encode()).hexdigest()[:24]
+
+
+class CNINetwork:
+    """Plugin ``cni``. Directories default to /etc/cni/net.d and /usr/lib/cni:/opt/cni/bin
+    (env IGNITE_CNI_CONF_DIR / IGNITE_CNI_BIN_DIR); tests pass their own."""
+
+    name = PluginName.CNI
+
+    def __init__(
+        self,
+        conf_dir: Path | None = None,
+        bin_dirs: Sequence[Path] | None = None,
+        executor: Executor = exec_plugin,
+        resolv_conf: Path = Path("/etc/resolv.conf"),
+    ) -> None:
+        self.conf_dir = cniconf.resolve_conf_dir(conf_dir)
+        self.bin_dirs = cniconf.resolve_bin_dirs(bin_dirs)
+        self.runtime = CNIRuntime(self.bin_dirs, executor)
+        self.resolv_conf = resolv_conf
+        self._responders: dict[str, proc.Popen[bytes]] = {}
+
+    # --- preflight --------------------------------------------------------------------------
+
+    def preflight(self, req: NetworkRequest) -> None:
+        if os.geteuid() != 0:
+            raise IgniteError(
+                "the cni network plugin needs root (network namespaces, bridges, iptables)",
+                hint="run ignite as root, or use --network-plugin user",
+            )
+        if not Path("/dev/net/tun").exists():
+            raise IgniteError(
+                "/dev/net/tun is missing: the VM's tap device cannot be created",
+                hint="load the tun module (modprobe tun) or use --network-plugin user",
+            )
+        proc.require_tool("ip")
+        tc.require_tc()
+        net = cniconf.find_config_list(self.conf_dir)
+        types = cniconf.plugin_types(net) if net else ["bridge", "host-local", "portmap"]
+        for plugin_type in types:
+            cniconf.require_plugin_binary(plugin_type, self.bin_dirs)
+        if any(t in ("bridge", "portmap") for t in types) and proc.find_tool("iptables") is None:
+            raise IgniteError(
+                "iptables is not installed (the bridge and portmap CNI plugins need it)",
+                hint="install it: apt-get install iptables",
+            )
+        require_free_ports(req.ports)
+
+    # --- attach -----------------------------------------------------------------------------
+
+    def attach(self, req: NetworkRequest) -> Attachment:
+        old = NetworkRecord.load(req.vm_dir)
+        if old is not None and old.attached:
+            log.warning("VM %s has a network left from an earlier run; removing it", req.vm_uid)
+            self.detach(req)
+            old = NetworkRecord.load(req.vm_dir)
+        net = cniconf.require_config_list(self.conf_dir)
+        wanted_ip = old.last_ip if old and old.last_network == net.name else None
+        record = NetworkRecord(
+            attached=True,
+            netns=netns_name(req.vm_uid),
+            container_id=container_id(req.vm_uid),
+            network=net.to_json(),
+            ports=[asdict(p) for p in req.ports],
+            last_ip=old.last_ip if old else None,
+            last_network=old.last_network if old else None,
+        )
+        try:
+            # recorded before anything exists, so a crash at any point can be undone
+            record.save(req.vm_dir)
+            netns.add_netns(record.netns)
+            record, addr = self._add(req, net, record, wanted_ip)
+            tc.install_redirect(record.netns, IFNAME, tc.TAP_NAME, record.cidrs)
+            dns = host_nameservers(self.resolv_conf)
+            lease = Lease(
+                mac=req.mac,
+                ip=addr.ip,
+                prefix_len=addr.prefix_len,
+                gateway=addr.gateway,
+                dns=dns,
+                hostname=req.vm_name,
+            )
+            pid = self._start_responder(req, record.netns, lease)
+            record = replace(record, dhcp_pid=pid)
+            record.save(req.vm_dir)
+        except BaseException:
+            self._undo_failed_attach(req)
+            raise
+        log.info("VM %s: %s/%d via %s in %s", req.vm_name, addr.ip, addr.prefix_len,
+                 addr.gateway, record.netns)  # fmt: skip
+        return Attachment(
+            netns=record.netns,
+            tap=tc.TAP_NAME,
+            ports=req.ports,
+            ip=addr.ip,
+            prefix_len=addr.prefix_len,
+            gateway=addr.gateway,
+            dns=dns,
+        )
+
+    def _undo_failed_attach(self, req: NetworkRequest) -> None:
+        try:
+            self.detach(req)
+        except Exception as exc:  # the original error matters more
+            log.warning("cleaning up after a failed attach of %s: %s", req.vm_uid, exc)
+
+    def _add(
+        self,
+        req: NetworkRequest,
+        net: cniconf.NetworkConfigList,
+        record: NetworkRecord,
+        wanted_ip: str | None,
+    ) -> tuple[NetworkRecord, InterfaceAddress]:
+        """CNI ADD, first asking for the VM's previous address; if that fails (taken, out of
+        range, not supported), undo and ADD again without the request."""
+        attempts = [[wanted_ip], []] if wanted_ip else [[]]
+        for i, ips in enumerate(attempts):
+            args = self._runtime_args(req, record, tuple(ips))
+            rec = replace(record, requested_ips=list(ips))
+            rec.save(req.vm_dir)
+            try:
+                result = self.runtime.add(net, args)
+            except CNIPluginError as exc:
+                self.runtime.delete(net, args, None)
+                if i + 1 == len(attempts):
+                    raise
+                log.info("could not get address %s back (%s); taking a new one", wanted_ip, exc)
+                continue
+            addr = parse_result(result, IFNAME)
+            if wanted_ip and addr.ip != wanted_ip.split("/")[0] and ips:
+                log.info("network %s ignored the request for %s", net.name, wanted_ip)
+            rec = replace(
+                rec, result=result, cidrs=[addr.cidr], last_ip=addr.ip, last_network=net.name
+            )
+            rec.save(req.vm_dir)
+            return rec, addr
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    def _runtime_args(
+        req: NetworkRequest, record: NetworkRecord, ips: tuple[str, ...]
+    ) -> RuntimeArgs:
+        return RuntimeArgs(
+            container_id=record.container_id,
+            netns=str(netns.netns_path(record.netns)),
+            ifname=record.ifname,
+            ports=req.ports,
+            ips=ips,
+        )
+
+    # --- the DHCP responder -----------------------------------------------------------------
+
+    def _start_responder(self, req: NetworkRequest, ns: str, lease: Lease) -> int:
+        sock = netns.run_in_netns(ns, lambda: open_tap_socket(tc.TAP_NAME))
+        try:
+            fd = sock.fileno()
+            argv = [
+                sys.executable, "-m", "ignitevm.network.dhcp",
+                "--fd", str(fd), "--ifname", tc.TAP_NAME, "--parent", str(os.getpid()),
+                "--netns", ns, "--mac", lease.mac, "--ip", lease.ip,
+                "--prefix-len", str(lease.prefix_len), "--dns", ",".join(lease.dns),
+            ]  # fmt: skip
+            if lease.gateway:
+                argv += ["--gateway", lease.gateway]
+            if lease.hostname:
+                argv += ["--hostname", lease.hostname]
+            env = dict(os.environ)
+            pkg_root = str(Path(ignitevm.__file__).resolve().parent.parent)
+            env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
+            with open(req.vm_dir / DHCP_LOG_NAME, "ab") as logf:
+                child = proc.start(
+                    argv,
+                    pass_fds=(fd,),
+                    stdin=proc.DEVNULL,
+                    stdout=logf,
+                    stderr=logf,
+                    env=env,
+                    start_new_session=True,  # a terminal's ^C is for the supervisor only
+                )
+        finally:
+            sock.close()
+        self._responders[req.vm_uid] = child
+        return child.pid
+
+    def _stop_responder(self, req: NetworkRequest, pid: int | None, ns: str) -> None:
+        child = self._responders.pop(req.vm_uid, None)
+        if pid is None:
+            return
+        if not _is_responder(pid, ns):
+            return  # exited with its supervisor (PDEATHSIG), pid maybe reused since
+        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            if _wait_gone(pid, ns, child, wait):
+                break
+        if child is not None:
+            child.poll()
+
+    # --- detach -----------------------------------------------------------------------------
+
+    def detach(self, req: NetworkRequest) -> None:
+        record = NetworkRecord.load(req.vm_dir)
+        ns = record.netns if record and record.netns else netns_name(req.vm_uid)
+        if record is None or not record.attached:
+            netns.delete_netns(ns)  # e.g. a crash between "ip netns add" and the first record
+            return
+        self._stop_responder(req, record.dhcp_pid, ns)
+        if record.cidrs and netns.netns_exists(ns):
+            tc.restore_addresses(ns, record.ifname, record.tap, record.cidrs)
+        net = cniconf.NetworkConfigList.from_json(record.network) if record.network else None
+        if net is not None:
+            from ignitevm.network.base import PortMapping
+
+            ports = tuple(PortMapping(**p) for p in record.ports)
+            args = replace(
+                self._runtime_args(req, record, tuple(record.requested_ips)), ports=ports
+            )
+            self.runtime.delete(net, args, record.result)
+            self._remove_leaked_masquerade(net, record.container_id)
+        netns.delete_netns(ns)
+        NetworkRecord(
+            attached=False, last_ip=record.last_ip, last_network=record.last_network
+        ).save(req.vm_dir)
+
+    def _remove_leaked_masquerade(self, net: cniconf.NetworkConfigList, cid: str) -> None:
+        """If the bridge plugin could not find the address (netns gone), drop its chain."""
+        if not any(p.get("type") == "bridge" and p.get("ipMasq") for p in net.plugins):
+            return
+        iptables = proc.find_tool("iptables")
+        if iptables is None:
+            return
+        chain = masquerade_chain(net.name, cid)
+        listing = proc.run([iptables, "-w", "-t", "nat", "-S", "POSTROUTING"], check=False)
+        rules = listing.stdout.decode(errors="replace").splitlines()
+        leaked = [r for r in rules if r.startswith("-A POSTROUTING") and f"-j {chain}" in r]
+        exists = proc.run([iptables, "-w", "-t", "nat", "-S", chain], check=False).returncode == 0
+        if not leaked and not exists:
+            return
+        log.warning("removing leaked masquerade chain %s of %s", chain, cid)
+        for rule in leaked:
+            argv = [iptables, "-w", "-t", "nat", "-D", *_split_rule(rule)[1:]]
+            proc.run(argv, check=False)
+        proc.run([iptables, "-w", "-t", "nat", "-F", chain], check=False)
+        proc.run([iptables, "-w", "-t", "nat", "-X", chain], check=False)
+
+
+def _split_rule(rule: str) -> list[str]:
+    import shlex
+
+    return shlex.split(rule)
+
+
+def _is_responder(pid: int, ns: str) -> bool:
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return b"ignitevm.network.dhcp" in cmdline and ns.encode() in cmdline
+
+
+def _wait_gone(pid: int, ns: str, child: proc.Popen[bytes] | None, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child is not None:
+            if child.poll() is not None:
+                return True
+        else:
+            try:
+                done, _ = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    return True
+            except ChildProcessError:
+                pass
+            except OSError as exc:  # pragma: no cover
+                if exc.errno != errno.ECHILD:
+                    raise
+            if not _is_responder(pid, ns) or _is_zombie(pid):
+                return True
+        time.sleep(0.02)
+    return False
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return True
+    return stat.rsplit(")", 1)[-1].split()[0] == "Z"

@@ -1,0 +1,73 @@
+"""Ignite's ``tc-redirect`` wiring inside a VM's namespace: tap <-> CNI interface.
+
+Measured on the development kernel: cls_u32 and act_mirred exist, act_gact does not (``action
+pass`` fails with "Failed to load TC action module"). A u32 filter with a ``flowid`` and no action
+returns TC_ACT_OK, i.e. "deliver to this device's stack", which is what the DHCP exception needs.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from ignitevm import proc
+from ignitevm.errors import CommandError, MissingToolError
+
+log = logging.getLogger(__name__)
+
+TAP_NAME = "tap0"
+
+
+def require_tc() -> str:
+    path = proc.find_tool("tc")
+    if path is None:
+        raise MissingToolError("tc is not installed", hint="install it: apt-get install iproute2")
+    return path
+
+
+def _batch(tool: str, netns: str, lines: list[str], check: bool = True) -> None:
+    script = "".join(line + "\n" for line in lines)
+    force = [] if check else ["-force"]  # -force: keep going after a failed line
+    proc.run([tool, "-n", netns, *force, "-batch", "-"], input=script, check=check)
+
+
+def redirect_commands(ifname: str, tap: str) -> list[str]:
+    """``tc -batch`` lines: everything from ``ifname`` goes to ``tap`` and back, except frames
+    from the tap to UDP port 67 (DHCP), which stay in the namespace for the responder."""
+    match_all = "u32 match u32 0 0"
+    return [
+        f"qdisc add dev {ifname} ingress",
+        f"qdisc add dev {tap} ingress",
+        f"filter add dev {ifname} parent ffff: prio 1 protocol all {match_all}"
+        f" action mirred egress redirect dev {tap}",
+        # flowid without an action = TC_ACT_OK: up this device's stack (no act_gact needed)
+        f"filter add dev {tap} parent ffff: prio 1 protocol ip u32"
+        " match ip protocol 17 0xff match ip dport 67 0xffff flowid ffff:1",
+        f"filter add dev {tap} parent ffff: prio 2 protocol all {match_all}"
+        f" action mirred egress redirect dev {ifname}",
+    ]
+
+
+def install_redirect(netns: str, ifname: str, tap: str, cidrs: list[str]) -> None:
+    """Create ``tap`` in ``netns``, take the CNI addresses off ``ifname`` (the guest owns them
+    now) and join the two with tc redirects."""
+    ip = proc.require_tool("ip")
+    lines = [f"tuntap add dev {tap} mode tap", f"link set dev {tap} up"]
+    lines += [f"addr del {cidr} dev {ifname}" for cidr in cidrs]
+    _batch(ip, netns, lines)
+    _batch(require_tc(), netns, redirect_commands(ifname, tap))
+
+
+def restore_addresses(netns: str, ifname: str, tap: str, cidrs: list[str]) -> None:
+    """Undo ``install_redirect`` enough for CNI DEL: the bridge plugin finds its masquerade
+    chain through the container interface's address, so put the addresses back on it."""
+    ip = proc.require_tool("ip")
+    tc = proc.find_tool("tc")
+    if tc is not None:
+        _batch(tc, netns, [f"qdisc del dev {ifname} ingress"], check=False)
+    for cidr in cidrs:
+        try:
+            proc.run([ip, "-n", netns, "addr", "add", cidr, "dev", ifname])
+        except CommandError as exc:
+            if "File exists" not in exc.stderr:
+                log.warning("could not put %s back on %s in %s: %s", cidr, ifname, netns, exc)
+    proc.run([ip, "-n", netns, "link", "del", "dev", tap], check=False)

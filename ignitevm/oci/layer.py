@@ -1,0 +1,414 @@
+"""Applying tar layers to a root directory with OCI semantics, never writing outside it.
+
+Every path is resolved component by component from an fd on the root with ``O_NOFOLLOW``:
+a symlinked parent directory is refused, never followed, so no entry can reach outside the
+root however the layers combine. Files are created with ``O_EXCL|O_NOFOLLOW`` after the old
+entry is removed. ``..`` components are refused outright.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import shutil
+import stat
+import tarfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO, Any, cast
+
+from ignitevm.errors import IgniteError, UnsafeLayerError
+
+log = logging.getLogger(__name__)
+
+WHITEOUT_PREFIX = ".wh."
+OPAQUE = ".wh..wh..opq"
+CHUNK = 1 << 20
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_XATTR_PREFIX = "SCHILY.xattr."
+
+Parts = tuple[str, ...]
+
+
+def split_name(name: str, layer: str) -> Parts:
+    """Split a tar member name into components, as tar does: a leading ``/`` and ``.`` are
+    dropped; any ``..`` is refused (it could only aim outside or be a trick)."""
+    parts = tuple(p for p in name.split("/") if p not in ("", "."))
+    if ".." in parts:
+        raise UnsafeLayerError(
+            f"layer {layer}: entry {name!r} has a '..' component",
+            hint="the image is malicious or broken; it was not imported",
+        )
+    return parts
+
+
+def _ns(mtime: float) -> int:
+    return int(mtime * 1_000_000_000)
+
+
+class LayerApplier:
+    """Applies layers, in order, into one initially empty root directory.
+
+    Use as a context manager; ``finish()`` sets directory modes and mtimes last, because
+    writing into a directory changes its mtime and a read-only mode would block later layers.
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.root_fd = os.open(root, _DIR_FLAGS)
+        self.is_root = os.geteuid() == 0
+        self._dirs: dict[Parts, tuple[int, int]] = {}  # parts -> (mode, mtime ns)
+        self._touched: set[Parts] = set()  # paths present in the current layer
+        self._cache: tuple[Parts, int] | None = None  # the last resolved parent directory
+        self._layer = ""
+
+    def __enter__(self) -> LayerApplier:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._drop_cache()
+        if self.root_fd >= 0:
+            os.close(self.root_fd)
+            self.root_fd = -1
+
+    # -- entry points ---------------------------------------------------------------------
+
+    def apply_tar(self, stream: IO[bytes], layer: str) -> None:
+        """Apply one uncompressed tar stream (read sequentially, never seeked)."""
+        self._begin(layer)
+        try:
+            with tarfile.open(fileobj=stream, mode="r|", bufsize=1 << 16) as tar:
+                while (member := tar.next()) is not None:
+                    cast(Any, tar).members = []  # streaming: do not keep every header in memory
+                    self.apply_member(member, tar)
+        except (tarfile.TarError, EOFError) as exc:
+            raise IgniteError(
+                f"layer {layer}: not a valid tar stream: {exc}",
+                hint="the layer is corrupt or truncated; fetch the image again",
+            ) from exc
+        finally:
+            self._drop_cache()
+
+    def apply_member(self, member: tarfile.TarInfo, tar: tarfile.TarFile | None,
+                     source: IO[bytes] | None = None) -> None:
+        """Apply one entry; its data comes from ``tar`` (streaming) or ``source``."""
+        parts = split_name(member.name, self._layer)
+        try:
+            self._apply(parts, member, tar, source)
+        except UnsafeLayerError:
+            raise
+        except OSError as exc:
+            raise IgniteError(
+                f"layer {self._layer}: cannot write entry {member.name!r}: {exc}",
+                hint="check free space in the state directory",
+            ) from exc
+
+    def begin_layer(self, layer: str) -> None:
+        self._begin(layer)
+
+    def finish(self) -> None:
+        """Set directory modes and mtimes, deepest first."""
+        for parts in sorted(self._dirs, key=len, reverse=True):
+            mode, mtime = self._dirs[parts]
+            fd = self._open_dir(parts, create=False, strict=False)
+            if fd is None:
+                continue  # removed by a later layer, or now a symlink
+            try:
+                os.chmod(fd, mode)
+                os.utime(fd, ns=(mtime, mtime))
+            finally:
+                if fd != self.root_fd:
+                    os.close(fd)
+        self._dirs.clear()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _begin(self, layer: str) -> None:
+        self._layer = layer
+        self._touched = set()
+        self._drop_cache()
+
+    def _refuse(self, member: tarfile.TarInfo, why: str) -> UnsafeLayerError:
+        return UnsafeLayerError(
+            f"layer {self._layer}: entry {member.name!r}: {why}",
+            hint="the image is malicious or broken; it was not imported",
+        )
+
+    def _apply(self, parts: Parts, member: tarfile.TarInfo, tar: tarfile.TarFile | None,
+               source: IO[bytes] | None) -> None:
+        if not parts:
+            if not member.isdir():
+                raise self._refuse(member, "the root can only be a directory")
+            self._chown(self.root_fd, None, member)
+            self._dirs[()] = (member.mode & 0o7777, _ns(member.mtime))
+            return
+        base = parts[-1]
+        if base.startswith(WHITEOUT_PREFIX):
+            self._whiteout(parts, member)
+            return
+        pfd = self._parent(parts[:-1], member)
+        for i in range(1, len(parts) + 1):
+            self._touched.add(parts[:i])
+        is_dir = self._clear(pfd, base, member.isdir())
+        if member.isreg():
+            self._write_file(pfd, base, member, tar, source)
+        elif member.isdir():
+            if not is_dir:
+                os.mkdir(base, 0o700, dir_fd=pfd)
+            fd = os.open(base, _DIR_FLAGS, dir_fd=pfd)
+            try:
+                self._chown(fd, None, member)
+                self._set_xattrs(fd, member)
+            finally:
+                os.close(fd)
+            self._dirs[parts] = (member.mode & 0o7777, _ns(member.mtime))
+        elif member.issym():
+            os.symlink(member.linkname, base, dir_fd=pfd)
+            self._chown(pfd, base, member)
+            os.utime(base, dir_fd=pfd, follow_symlinks=False,
+                     ns=(_ns(member.mtime), _ns(member.mtime)))
+        elif member.islnk():
+            self._hardlink(pfd, base, member)
+        elif member.ischr() or member.isblk() or member.isfifo():
+            self._make_node(pfd, base, member)
+        else:
+            log.debug("layer %s: skipping entry %r of tar type %r",
+                      self._layer, member.name, member.type)
+
+    def _write_file(self, pfd: int, base: str, member: tarfile.TarInfo,
+                    tar: tarfile.TarFile | None, source: IO[bytes] | None) -> None:
+        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600, dir_fd=pfd)
+        try:
+            if member.size:
+                self._copy_data(fd, member, tar, source)
+            self._chown(fd, None, member)
+            os.fchmod(fd, member.mode & 0o7777)
+            self._set_xattrs(fd, member)
+            os.utime(fd, ns=(_ns(member.mtime), _ns(member.mtime)))
+        finally:
+            os.close(fd)
+
+    def _copy_data(self, fd: int, member: tarfile.TarInfo, tar: tarfile.TarFile | None,
+                   source: IO[bytes] | None) -> None:
+        if source is None and tar is not None:
+            if member.issparse() or tar.fileobj is None:
+                source = tar.extractfile(member)
+            else:
+                # The stream sits at the data right after next(); read it without the extra
+                # BufferedReader layer extractfile() would add.
+                source = cast(IO[bytes], tar.fileobj)
+                source.seek(member.offset_data)
+        if source is None:
+            raise self._refuse(member, "no data for a regular file")
+        remaining = member.size
+        while remaining > 0:
+            data = source.read(min(CHUNK, remaining))
+            if not data:
+                raise IgniteError(
+                    f"layer {self._layer}: entry {member.name!r} is truncated",
+                    hint="the layer is corrupt; fetch the image again",
+                )
+            remaining -= len(data)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+
+    def _hardlink(self, pfd: int, base: str, member: tarfile.TarInfo) -> None:
+        target = split_name(member.linkname, self._layer)
+        if not target:
+            raise self._refuse(member, "hard link to the root directory")
+        tfd = self._open_dir(target[:-1], create=False, strict=True, member=member)
+        if tfd is None:
+            raise self._refuse(member, f"hard link target {member.linkname!r} is not in the image")
+        try:
+            try:
+                st = os.stat(target[-1], dir_fd=tfd, follow_symlinks=False)
+            except FileNotFoundError:
+                raise self._refuse(
+                    member, f"hard link target {member.linkname!r} is not in the image"
+                ) from None
+            if stat.S_ISDIR(st.st_mode):
+                raise self._refuse(member, f"hard link to directory {member.linkname!r}")
+            os.link(target[-1], base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
+        finally:
+            if tfd != self.root_fd:
+                os.close(tfd)
+
+    def _make_node(self, pfd: int, base: str, member: tarfile.TarInfo) -> None:
+        kind = stat.S_IFIFO if member.isfifo() else (
+            stat.S_IFCHR if member.ischr() else stat.S_IFBLK)
+        device = 0 if member.isfifo() else os.makedev(member.devmajor, member.devminor)
+        try:
+            os.mknod(base, kind | 0o600, device, dir_fd=pfd)
+        except PermissionError:
+            # Unprivileged (tests, rootless): a device node cannot be created; the VM's
+            # devtmpfs provides the real ones.
+            log.debug("layer %s: not allowed to create device %r; skipped",
+                      self._layer, member.name)
+            return
+        self._chown(pfd, base, member)
+        # The node was just created by us, so following (it is no symlink) is safe.
+        os.chmod(base, member.mode & 0o7777, dir_fd=pfd)
+        os.utime(base, dir_fd=pfd, follow_symlinks=False,
+                 ns=(_ns(member.mtime), _ns(member.mtime)))
+
+    def _whiteout(self, parts: Parts, member: tarfile.TarInfo) -> None:
+        pfd = self._open_dir(parts[:-1], create=False, strict=True, member=member)
+        if pfd is None:
+            return  # nothing below to hide
+        try:
+            if parts[-1] == OPAQUE:
+                self._prune(pfd, parts[:-1])
+            elif parts[-1].startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
+                log.debug("layer %s: ignoring aufs metadata %r", self._layer, member.name)
+            else:
+                name = parts[-1][len(WHITEOUT_PREFIX):]
+                if not name:
+                    raise self._refuse(member, "whiteout without a name")
+                # A whiteout hides lower layers only, not entries of its own layer.
+                target = (*parts[:-1], name)
+                if target not in self._touched:
+                    self._remove(pfd, name, target)
+        finally:
+            if pfd != self.root_fd:
+                os.close(pfd)
+
+    def _prune(self, dfd: int, parts: Parts) -> None:
+        """Opaque directory: remove everything below that this layer did not put there."""
+        for name in os.listdir(dfd):
+            child = (*parts, name)
+            if child not in self._touched:
+                self._remove(dfd, name, child)
+                continue
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+            if stat.S_ISDIR(st.st_mode):
+                cfd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+                try:
+                    self._prune(cfd, child)
+                finally:
+                    os.close(cfd)
+
+    def _remove(self, dfd: int, name: str, parts: Parts) -> None:
+        try:
+            st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return
+        if stat.S_ISDIR(st.st_mode):
+            self._invalidate(parts)
+            shutil.rmtree(name, dir_fd=dfd)
+        else:
+            os.unlink(name, dir_fd=dfd)
+
+    def _clear(self, pfd: int, base: str, want_dir: bool) -> bool:
+        """Remove what is at ``base`` unless both it and the new entry are directories.
+        Returns whether a directory is kept."""
+        try:
+            st = os.stat(base, dir_fd=pfd, follow_symlinks=False)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            if want_dir:
+                return True
+            # pfd is the cached parent; only a cached path below base is invalid, and the
+            # cache holds base's parent, so it stays valid.
+            shutil.rmtree(base, dir_fd=pfd)
+        else:
+            os.unlink(base, dir_fd=pfd)
+        return False
+
+    def _parent(self, parts: Parts, member: tarfile.TarInfo) -> int:
+        """The fd of an entry's parent directory, created as needed; cached for the next entry."""
+        if self._cache is not None and self._cache[0] == parts:
+            return self._cache[1]
+        fd = self._open_dir(parts, create=True, strict=True, member=member)
+        assert fd is not None
+        self._drop_cache()
+        self._cache = (parts, fd)
+        return fd
+
+    def _invalidate(self, removed: Parts) -> None:
+        if self._cache is not None and self._cache[0][: len(removed)] == removed:
+            self._drop_cache()
+
+    def _drop_cache(self) -> None:
+        if self._cache is not None:
+            if self._cache[1] != self.root_fd:
+                os.close(self._cache[1])
+            self._cache = None
+
+    def _open_dir(self, parts: Parts, *, create: bool, strict: bool,
+                  member: tarfile.TarInfo | None = None) -> int | None:
+        """Open ``parts`` below the root without following any symlink.
+
+        Missing components are created (``create``) or end the walk with None. A symlink or
+        non-directory on the way is refused (``strict``) or ends the walk with None.
+        """
+        cur = self.root_fd
+        try:
+            for name in parts:
+                try:
+                    nfd = os.open(name, _DIR_FLAGS, dir_fd=cur)
+                except FileNotFoundError:
+                    if not create:
+                        self._close_unless_root(cur)
+                        return None
+                    os.mkdir(name, 0o755, dir_fd=cur)
+                    nfd = os.open(name, _DIR_FLAGS, dir_fd=cur)
+                except OSError as exc:
+                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                        raise
+                    if not strict:
+                        self._close_unless_root(cur)
+                        return None
+                    assert member is not None
+                    st = os.stat(name, dir_fd=cur, follow_symlinks=False)
+                    what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
+                    raise self._refuse(
+                        member, f"its parent {'/'.join(parts)!r} passes through {name!r}, "
+                        f"which is {what}; writing through it is refused") from None
+                if cur != self.root_fd:
+                    os.close(cur)
+                cur = nfd
+        except BaseException:
+            if cur != self.root_fd:
+                os.close(cur)
+            raise
+        return cur
+
+    def _close_unless_root(self, fd: int) -> None:
+        if fd != self.root_fd:
+            os.close(fd)
+        return None
+
+    def _chown(self, fd: int, name: str | None, member: tarfile.TarInfo) -> None:
+        if not self.is_root:
+            return  # unprivileged: files keep our uid; mkfs -E root_owner fixes the root only
+        if name is None:
+            os.fchown(fd, member.uid, member.gid)
+        else:
+            os.chown(name, member.uid, member.gid, dir_fd=fd, follow_symlinks=False)
+
+    def _set_xattrs(self, fd: int, member: tarfile.TarInfo) -> None:
+        for key, value in member.pax_headers.items():
+            if not key.startswith(_XATTR_PREFIX):
+                continue
+            attr = key[len(_XATTR_PREFIX):]
+            try:
+                os.setxattr(fd, attr, value.encode("utf-8", "surrogateescape"))
+            except OSError as exc:
+                log.debug("layer %s: cannot set xattr %s on %r: %s",
+                          self._layer, attr, member.name, exc)
+
+
+@contextmanager
+def applier(root: Path) -> Iterator[LayerApplier]:
+    """A LayerApplier for ``root`` whose directory attributes are set on success."""
+    with LayerApplier(root) as app:
+        yield app
+        app.finish()

@@ -1,0 +1,59 @@
+"""Importing from a real registry (Debian's docker-registry on 127.0.0.1), anonymous and
+with htpasswd Basic auth; the second import downloads no blob."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from fixtures_registry import BuiltImage, Registry, built_image, registry, tree_listing
+
+from ignitevm.errors import IgniteError, NotFoundError
+from ignitevm.oci import FetchOptions, resolve_image, unpack_image
+
+pytestmark = pytest.mark.integration
+__all__ = ["built_image", "registry"]  # fixtures, imported for pytest
+
+
+def test_registry_import_and_cache(registry: Registry, built_image: BuiltImage,
+                                   tmp_path: Path) -> None:
+    ref = registry.push(f"oci:{built_image.layout}:test", "ignitevm/test:1")
+    opts = FetchOptions(cache_dir=tmp_path / "cache", registry_config_dir=registry.config_dir)
+    image = resolve_image(ref, opts)
+    assert image.name == f"{registry.host}/ignitevm/test:1"
+    assert len(image.layers) == 3
+    unpack_image(image, tmp_path / "rootfs1", opts)
+    assert tree_listing(tmp_path / "rootfs1") == built_image.merged
+    cached = {p.name for p in (tmp_path / "cache/sha256").iterdir()}
+    assert {layer.digest[7:] for layer in image.layers} <= cached
+    assert image.config_digest[7:] in cached
+
+    blob_gets = registry.requests("GET /v2/ignitevm/test/blobs/")
+    assert blob_gets >= 4  # config + 3 layers
+    again = resolve_image(ref, opts)
+    assert again == image
+    unpack_image(again, tmp_path / "rootfs2", opts)
+    assert registry.requests("GET /v2/ignitevm/test/blobs/") == blob_gets  # nothing downloaded
+    by_digest = resolve_image(f"{registry.host}/ignitevm/test@{image.digest}", opts)
+    assert by_digest.config_digest == image.config_digest
+
+
+def test_registry_errors(registry: Registry, built_image: BuiltImage, tmp_path: Path) -> None:
+    ref = registry.push(f"oci:{built_image.layout}:test", "ignitevm/test:1")
+    opts = FetchOptions(cache_dir=tmp_path / "cache", registry_config_dir=registry.config_dir)
+    with pytest.raises(NotFoundError):
+        resolve_image(f"{registry.host}/ignitevm/test:nope", opts)
+    if not registry.auth:
+        return
+    nobody = tmp_path / "nobody"
+    nobody.mkdir()
+    with pytest.raises(IgniteError, match="requires authentication") as err:
+        resolve_image(ref, FetchOptions(cache_dir=tmp_path / "c2", registry_config_dir=nobody))
+    assert err.value.hint and "config.json" in err.value.hint
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    (wrong / "config.json").write_text(json.dumps(
+        {"auths": {registry.host: {"username": "ignite", "password": "bad"}}}))
+    with pytest.raises(IgniteError, match="refused the credentials"):
+        resolve_image(ref, FetchOptions(cache_dir=tmp_path / "c3", registry_config_dir=wrong))

@@ -1,0 +1,57 @@
+"""Uids and generated names. No pydantic here: the CLI may need these without the models."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+
+UID_LENGTH = 16
+UID_RE = re.compile(r"[0-9a-f]{16}")
+
+# Docker's names generator style ("brave_hopper"), which Ignite used for unnamed VMs.
+_ADJECTIVES_WORDS = (
+    "admiring adoring affectionate amazing awesome blissful bold brave busy charming clever "
+    "compassionate competent confident cool dazzling determined dreamy eager ecstatic elastic "
+    "elated elegant eloquent epic exciting fervent festive flamboyant focused friendly frosty "
+    "funny gallant gifted goofy gracious great happy hardcore heuristic hopeful hungry "
+    "inspiring intelligent interesting jolly jovial keen kind laughing loving lucid magical "
+    "modest musing nifty nostalgic objective optimistic peaceful pensive practical priceless "
+    "quirky quizzical recursing relaxed reverent romantic serene sharp silly sleepy stoic "
+    "sweet tender trusting unruffled upbeat vibrant vigilant vigorous wizardly wonderful "
+    "xenodochial youthful zealous zen"
+)
+_ADJECTIVES = tuple(_ADJECTIVES_WORDS.split())
+_SURNAMES_WORDS = (
+    "agnesi albattani allen almeida archimedes aryabhata babbage banach bardeen bartik bassi "
+    "bell bhabha blackwell bohr booth borg bose boyd brahmagupta brattain burnell carson "
+    "chandrasekhar clarke cori cray curie darwin dijkstra easley einstein elion engelbart "
+    "euclid euler fermat fermi feynman franklin galileo goldberg goldwasser goodall hamilton "
+    "hawking heisenberg hertz hodgkin hopper hypatia jackson jennings johnson kalam keller "
+    "khorana kilby knuth lamarr lamport leakey leavitt liskov lovelace lumiere margulis mayer "
+    "mccarthy mcclintock meitner mirzakhani morse napier newton nightingale nobel noether "
+    "noyce pascal pasteur payne perlman pike poincare ptolemy raman ramanujan ride ritchie "
+    "rubin saha sammet shannon shaw sinoussi snyder stallman swanson swirles tesla thompson "
+    "torvalds turing varahamihira villani wilbur wiles williams wilson wing wright yalow "
+    "yonath"
+)
+_SURNAMES = tuple(_SURNAMES_WORDS.split())
+
+
+def new_uid() -> str:
+    """A random uid: 16 lower-case hex characters, as Ignite's."""
+    return secrets.token_hex(UID_LENGTH // 2)
+
+
+def uid_from_name(name: str) -> str:
+    """A stable uid for a manifest that has none (Ignite required one): sha256 of the name."""
+    return hashlib.sha256(name.encode()).hexdigest()[:UID_LENGTH]
+
+
+def is_uid(text: str) -> bool:
+    return UID_RE.fullmatch(text) is not None
+
+
+def generate_name() -> str:
+    """A two-word name such as "brave_hopper"; callers retry on a clash."""
+    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_SURNAMES)}"

@@ -1,0 +1,77 @@
+"""File locks: the "running" lock on a VM directory and the metadata lock file.
+
+A VM runs while its supervisor holds ``flock(LOCK_EX)`` on ``vm/<uid>/`` (an
+``O_RDONLY|O_DIRECTORY`` fd). The kernel drops the lock when the supervisor dies however it
+dies, so "running" can never go stale (DESIGN.md, "State and truth").
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from ignitevm.errors import ConflictError
+
+# is_locked() probes with a short-lived shared lock; a hold_lock() racing with a probe retries for
+# this long so a concurrent `ignite ps` never makes a start fail.
+_HOLD_RETRY_SECONDS = 0.2
+
+
+def _open_dir(path: Path) -> int:
+    return os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+
+
+def is_locked(path: Path) -> bool:
+    """True while some process holds ``flock(LOCK_EX)`` on the directory ``path``."""
+    try:
+        fd = _open_dir(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    try:
+        # A shared probe conflicts with the holder's exclusive lock, but not with other probes.
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # closing the fd releases the probe's lock
+    return False
+
+
+def hold_lock(path: Path) -> int:
+    """Take ``flock(LOCK_EX)`` on the directory ``path`` and return the fd (keep it open).
+
+    The fd is close-on-exec; ``os.set_inheritable(fd, True)`` hands it to a child. ConflictError if
+    another process holds the lock.
+    """
+    fd = _open_dir(path)
+    deadline = time.monotonic() + _HOLD_RETRY_SECONDS
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                raise ConflictError(
+                    f"{path} is locked by another process (the VM is running)",
+                    hint="stop it first with `ignite stop`",
+                ) from None
+            time.sleep(0.01)
+        except BaseException:
+            os.close(fd)
+            raise
+
+
+@contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Hold ``flock(LOCK_EX)`` on the lock file ``path`` (created if missing), blocking."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)

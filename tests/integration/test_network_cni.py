@@ -186,14 +186,15 @@ class FakeGuest:
         extra: dict[int, bytes] | None = None,
         flags: int = 0,
         timeout: float = 5.0,
+        renew: tuple[str, str, bytes] | None = None,  # (ciaddr, server ip, server MAC)
     ) -> dhcp.DHCPMessage | None:
         xid = secrets.randbits(32)
-        msg = dhcp.DHCPMessage(op=1, xid=xid, chaddr=self.mac, flags=flags)
+        ciaddr = renew[0] if renew else "0.0.0.0"
+        msg = dhcp.DHCPMessage(op=1, xid=xid, chaddr=self.mac, flags=flags, ciaddr=ciaddr)
         opts = [(int(dhcp.Option.MESSAGE_TYPE), bytes((mtype,))), *(extra or {}).items()]
         payload = dhcp.encode_dhcp(msg, opts)
-        frame = dhcp.build_udp_frame(
-            self.mac, b"\xff" * 6, "0.0.0.0", "255.255.255.255", 68, 67, payload
-        )
+        dst_ip, dst_mac = (renew[1], renew[2]) if renew else ("255.255.255.255", b"\xff" * 6)
+        frame = dhcp.build_udp_frame(self.mac, dst_mac, ciaddr, dst_ip, 68, 67, payload)
         os.write(self.fd, frame)
         for reply in self.frames(timeout):
             udp = dhcp.parse_udp_frame(reply)
@@ -327,6 +328,14 @@ def test_attach_dhcp_ping_detach(env: Env) -> None:
                 },
             )
             assert ack is not None and ack.message_type == dhcp.MessageType.ACK
+            # a renewal is unicast to the server id (the gateway) and its MAC (the bridge's)
+            bridge_mac = dhcp.mac_to_bytes(
+                env.host("cat", f"/sys/class/net/{env.bridge}/address").strip()
+            )
+            renewed = guest.dhcp(
+                dhcp.MessageType.REQUEST, renew=(att.ip, str(att.gateway), bridge_mac)
+            )
+            assert renewed is not None and renewed.message_type == dhcp.MessageType.ACK
             # a DHCP frame must not leave the namespace: the bridge never sees the client MAC
             fdb = env.host("bridge", "fdb", "show", "br", env.bridge)
             assert req.mac not in fdb

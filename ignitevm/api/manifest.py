@@ -6,7 +6,6 @@ YAML syntax errors) and the field path, e.g. ``vm.yaml: spec.memory: invalid siz
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -77,6 +76,8 @@ def convert(data: dict[str, Any], version: str) -> dict[str, Any]:
     """Rewrite a v1alpha2 or v1alpha3 document (decoded) into v1alpha4's shape."""
     if version == "v1alpha4":
         return data
+    import copy
+
     data = copy.deepcopy(data)
     kind = data["kind"]
     spec, status = data.get("spec"), data.get("status")

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
-import secrets
+import os
 
 UID_LENGTH = 16
-UID_RE = re.compile(r"[0-9a-f]{16}")
+_HEX = frozenset("0123456789abcdef")
 
 # Docker's names generator style ("brave_hopper"), which Ignite used for unnamed VMs.
 _ADJECTIVES_WORDS = (
@@ -40,18 +38,22 @@ _SURNAMES = tuple(_SURNAMES_WORDS.split())
 
 def new_uid() -> str:
     """A random uid: 16 lower-case hex characters, as Ignite's."""
-    return secrets.token_hex(UID_LENGTH // 2)
+    return os.urandom(UID_LENGTH // 2).hex()
 
 
 def uid_from_name(name: str) -> str:
     """A stable uid for a manifest that has none (Ignite required one): sha256 of the name."""
+    import hashlib
+
     return hashlib.sha256(name.encode()).hexdigest()[:UID_LENGTH]
 
 
 def is_uid(text: str) -> bool:
-    return UID_RE.fullmatch(text) is not None
+    # no regex: compiling one costs more start-up time than this check ever will
+    return len(text) == UID_LENGTH and _HEX.issuperset(text)
 
 
 def generate_name() -> str:
     """A two-word name such as "brave_hopper"; callers retry on a clash."""
-    return f"{secrets.choice(_ADJECTIVES)}_{secrets.choice(_SURNAMES)}"
+    a, b = int.from_bytes(os.urandom(4)), int.from_bytes(os.urandom(4))
+    return f"{_ADJECTIVES[a % len(_ADJECTIVES)]}_{_SURNAMES[b % len(_SURNAMES)]}"

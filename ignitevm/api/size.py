@@ -25,7 +25,7 @@ for _power, (_short, _long) in enumerate(
 
 # datasize refuses these: a capital prefix with a lower-case "b" means bits.
 _BIT_UNITS = frozenset({"Kb", "Mb", "Gb", "Tb", "Pb", "Eb"})
-_SIZE_RE = re.compile(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*")
+_SIZE_PATTERN = r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([A-Za-z]*)\s*"
 _MAX = (1 << 64) - 1
 _HINT = 'write a whole number with a unit, for example "512MB", "4GB" or "1.5GiB" (binary units)'
 
@@ -131,7 +131,7 @@ class Size:
 
 
 def _parse_text(text: str) -> int:
-    match = _SIZE_RE.fullmatch(text)
+    match = re.fullmatch(_SIZE_PATTERN, text)  # re caches the compiled pattern
     if match is None:
         raise ValidationError(f"invalid size {text!r}", hint=_HINT)
     number, unit = match.groups()

@@ -267,3 +267,56 @@ def test_masquerade_chain_matches_the_bridge_plugin() -> None:
     assert masquerade_chain("igxnet", "igx1") == "CNI-e33ba7e84a98c08010fdb3ff"
     digest = hashlib.sha512(b"nc").hexdigest()
     assert masquerade_chain("n", "c") == "CNI-" + digest[:24]
+
+
+# --- preflight ---------------------------------------------------------------------------------
+
+
+def _req(tmp_path: Path, ports: tuple[PortMapping, ...] = ()) -> Any:
+    from ignitevm.network.base import NetworkRequest
+
+    return NetworkRequest("0123456789abcdef", "vm", tmp_path, "02:00:00:00:00:01", ports)
+
+
+def test_preflight_needs_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ignitevm.network.cni import CNINetwork
+
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    with pytest.raises(IgniteError) as info:
+        CNINetwork(conf_dir=tmp_path, bin_dirs=[tmp_path]).preflight(_req(tmp_path))
+    assert "--network-plugin user" in (info.value.hint or "")
+
+
+def test_preflight_names_missing_plugins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from ignitevm.network.cni import CNINetwork
+
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setattr("ignitevm.proc.require_tool", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("ignitevm.network.tc.require_tc", lambda: "/usr/sbin/tc")
+    with pytest.raises(MissingToolError) as info:
+        CNINetwork(conf_dir=tmp_path, bin_dirs=[tmp_path / "empty"]).preflight(_req(tmp_path))
+    assert "'bridge'" in str(info.value)
+    assert "apt-get install containernetworking-plugins" in (info.value.hint or "")
+
+
+def test_preflight_rejects_a_busy_host_port(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bin_dir: Path
+) -> None:
+    import socket
+
+    from ignitevm.errors import ConflictError
+    from ignitevm.network.cni import CNINetwork
+
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    monkeypatch.setattr("ignitevm.proc.require_tool", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("ignitevm.proc.find_tool", lambda name: f"/usr/sbin/{name}")
+    monkeypatch.setattr("ignitevm.network.tc.require_tc", lambda: "/usr/sbin/tc")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        req = _req(tmp_path, (PortMapping(port, 22, host_ip="127.0.0.1"),))
+        with pytest.raises(ConflictError):
+            CNINetwork(conf_dir=tmp_path, bin_dirs=[bin_dir]).preflight(req)
+    # nothing was written: preflight only looks
+    assert list(tmp_path.glob("*.conflist")) == []

@@ -211,7 +211,8 @@ def dump_object(obj: AnyObject, fmt: Literal["json", "yaml"] = "json") -> str:
         import yaml
 
         dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
-        text: str = yaml.dump(data, Dumper=dumper, sort_keys=False, default_flow_style=False)
+        # Ignite converts JSON to YAML with sigs.k8s.io/yaml, which sorts keys
+        text: str = yaml.dump(data, Dumper=dumper, sort_keys=True, default_flow_style=False)
         return text
     if fmt == "json":
         return json.dumps(data, indent=2) + "\n"

@@ -11,7 +11,7 @@ import json
 import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import ExitStack, contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
@@ -144,11 +144,20 @@ class Store:
     # --- writing -----------------------------------------------------------------------------
 
     @contextmanager
-    def meta_lock(self, kind: Kind, uid: str) -> Iterator[None]:
-        """Serialize metadata writers of one object (``<dir>/.meta.lock``; creates the dir)."""
+    def meta_lock(self, kind: Kind, uid: str, *, create: bool = True) -> Iterator[None]:
+        """Serialize metadata writers of one object (``<dir>/.meta.lock``).
+
+        Creates the object's directory unless ``create`` is false, in which case a missing object
+        is a NotFoundError.
+        """
         path = self.object_dir(kind, uid)
-        path.mkdir(parents=True, exist_ok=True)
-        with file_lock(path / META_LOCK):
+        if create:
+            path.mkdir(parents=True, exist_ok=True)
+        with ExitStack() as stack:
+            try:
+                stack.enter_context(file_lock(path / META_LOCK))
+            except FileNotFoundError:
+                raise NotFoundError(f"{kind.dir} {uid} not found", hint=_HINTS[kind]) from None
             yield
 
     def save(self, obj: Object) -> None:
@@ -171,7 +180,7 @@ class Store:
     def update(self, kind: Kind, uid: str, fn: Callable[[T], T]) -> T:
         """Read-modify-write under the meta lock; ``fn`` may change ``obj`` in place or return a
         new one. NotFoundError if the object does not exist."""
-        with self.meta_lock(kind, uid):
+        with self.meta_lock(kind, uid, create=False):
             current = self._read(kind, uid)
             if current is None:
                 raise NotFoundError(f"{kind.dir} {uid} not found", hint=_HINTS[kind])
@@ -184,16 +193,16 @@ class Store:
     def delete(self, kind: Kind, uid: str) -> None:
         """Remove the object's directory; a crash never leaves half an object visible. No-op if
         it does not exist."""
-        path = self.object_dir(kind, uid)
-        if not path.exists():
-            return
         import shutil
 
+        path = self.object_dir(kind, uid)
         grave = self.tmp_dir() / f"deleted-{kind.dir}-{uid}-{os.urandom(4).hex()}"
         try:
-            path.rename(grave)
-        except FileNotFoundError:
-            return  # deleted concurrently
+            # under the meta lock, so no update writes into the grave
+            with self.meta_lock(kind, uid, create=False):
+                path.rename(grave)
+        except (NotFoundError, FileNotFoundError):
+            return  # already gone
         shutil.rmtree(grave, ignore_errors=True)
         if grave.exists():
             log.warning("could not remove all of %s; remove it by hand", grave)

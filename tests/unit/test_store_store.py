@@ -248,3 +248,13 @@ def test_dirs_are_lazy(tmp_path: Path) -> None:
     assert not root.exists()
     assert store.tmp_dir() == root / "tmp" and store.tmp_dir().is_dir()
     assert os.stat(store.tmp_dir()).st_dev == os.stat(root).st_dev
+
+
+def test_update_of_missing_object_creates_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    uid = new_uid()
+    with pytest.raises(NotFoundError):
+        store.update(Kind.VM, uid, lambda v: v)
+    assert not store.object_dir(Kind.VM, uid).exists()
+    with pytest.raises(NotFoundError), store.meta_lock(Kind.VM, uid, create=False):
+        pass

@@ -45,7 +45,10 @@ Executor = Callable[[Path, Mapping[str, str], bytes], ExecResult]
 
 
 def exec_plugin(path: Path, env: Mapping[str, str], stdin: bytes) -> ExecResult:
-    done = proc.run([path], input=stdin, env=env, check=False, timeout=PLUGIN_TIMEOUT)
+    try:
+        done = proc.run([path], input=stdin, env=env, check=False, timeout=PLUGIN_TIMEOUT)
+    except proc.TimeoutExpired:
+        return ExecResult(-1, b"", f"timed out after {PLUGIN_TIMEOUT:.0f} s".encode())
     return ExecResult(done.returncode, done.stdout or b"", done.stderr or b"")
 
 

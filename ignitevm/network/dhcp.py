@@ -21,6 +21,7 @@ import signal
 import socket
 import struct
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -394,12 +395,18 @@ def serve(sock: socket.socket, lease: Lease, server_mac: bytes, parent_pid: int 
         ready, _, _ = select.select([sock], [], [], 0.5)
         if not ready:
             continue
-        frame, addr = sock.recvfrom(65535)
-        if len(addr) > 2 and addr[2] == socket.PACKET_OUTGOING:
-            continue
-        answer = handle_frame(frame, lease, server_mac)
-        if answer is not None:
-            sock.send(answer)
+        try:
+            frame, addr = sock.recvfrom(65535)
+            if len(addr) > 2 and addr[2] == socket.PACKET_OUTGOING:
+                continue
+            answer = handle_frame(frame, lease, server_mac)
+            if answer is not None:
+                sock.send(answer)
+        except OSError as exc:
+            # e.g. the tap lost its carrier (QEMU gone) between receive and send: the client
+            # retries, and a lasting error must not spin the CPU
+            log.warning("DHCP socket error: %s", exc)
+            time.sleep(0.5)
 
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:

@@ -320,3 +320,12 @@ def test_preflight_rejects_a_busy_host_port(
             CNINetwork(conf_dir=tmp_path, bin_dirs=[bin_dir]).preflight(req)
     # nothing was written: preflight only looks
     assert list(tmp_path.glob("*.conflist")) == []
+
+
+def test_a_hanging_plugin_times_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr("ignitevm.network.cniexec.PLUGIN_TIMEOUT", 0.3)
+    (tmp_path / "bridge").write_text("#!/bin/sh\nexec sleep 30\n")
+    (tmp_path / "bridge").chmod(0o755)
+    with pytest.raises(CNIPluginError) as info:
+        CNIRuntime([tmp_path]).add(net(), args())
+    assert "timed out" in str(info.value)

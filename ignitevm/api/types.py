@@ -10,7 +10,15 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, PlainValidator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    PlainValidator,
+)
 from pydantic.alias_generators import to_camel
 
 from ignitevm.api._startup import skip_pydantic_plugin_discovery
@@ -115,8 +123,24 @@ def _validate_ssh(value: Any) -> bool | str | None:
     raise ValueError("ssh must be true, false or the path of a public key")
 
 
+def _null_to_empty(value: Any) -> Any:
+    # Go writes a nil slice or map as null (e.g. Ignite's "ipAddresses": null)
+    return [] if value is None else value
+
+
+def _null_to_empty_dict(value: Any) -> Any:
+    return {} if value is None else value
+
+
+def _null_to_empty_str(value: Any) -> Any:
+    return "" if value is None else value
+
+
 Time = Annotated[datetime, AfterValidator(_as_utc), PlainSerializer(_format_time, when_used="json")]
 Uid = Annotated[str, AfterValidator(_check_uid)]
+L = TypeVar("L")
+Nullable = Annotated[L, BeforeValidator(_null_to_empty)]
+StrMap = Annotated[dict[str, str], BeforeValidator(_null_to_empty_dict)]
 PositiveSize = Annotated[Size, AfterValidator(_check_positive)]
 SSH = Annotated[bool | str | None, PlainValidator(_validate_ssh)]
 
@@ -132,21 +156,25 @@ class Model(BaseModel):
 
 
 class ObjectMeta(Model):
+    # YAML reads an unquoted all-digit uid or name as a number
+    model_config = ConfigDict(coerce_numbers_to_str=True)
+
     name: str = ""
     uid: Uid = ""
     created: Time | None = None
-    labels: dict[str, str] = Field(default_factory=_dict, exclude_if=_omit_empty)
-    annotations: dict[str, str] = Field(default_factory=_dict, exclude_if=_omit_empty)
+    labels: StrMap = Field(default_factory=_dict, exclude_if=_omit_empty)
+    annotations: StrMap = Field(default_factory=_dict, exclude_if=_omit_empty)
 
 
 class OCIImageSource(Model):
     """Where an image or kernel came from (Ignite's ``OCIImageSource``)."""
 
-    # Ignite's OCIContentID: "oci://<repo>@sha256:..." (registry) or "docker://sha256:..." (local)
-    id: str = ""
+    # Ignite's OCIContentID: "oci://<repo>@sha256:..." (registry) or "docker://sha256:..." (local);
+    # a Go nil pointer (null) reads as ""
+    id: Annotated[str, BeforeValidator(_null_to_empty_str)] = ""
     size: Size = Size(0)
     # v1alpha2's repo digests ("<repo>@sha256:..."); kept when present
-    repo_digests: list[str] = Field(default_factory=_list, exclude_if=_omit_empty)
+    repo_digests: Nullable[list[str]] = Field(default_factory=_list, exclude_if=_omit_empty)
 
 
 # --- VM ----------------------------------------------------------------------------------------
@@ -178,7 +206,7 @@ class PortMapping(Model):
 
 
 class VMNetworkSpec(Model):
-    ports: list[PortMapping] = Field(default_factory=_list, exclude_if=_omit_empty)
+    ports: Nullable[list[PortMapping]] = Field(default_factory=_list, exclude_if=_omit_empty)
 
 
 class BlockDeviceVolume(Model):
@@ -196,8 +224,10 @@ class VolumeMount(Model):
 
 
 class VMStorageSpec(Model):
-    volumes: list[Volume] = Field(default_factory=_list, exclude_if=_omit_empty)
-    volume_mounts: list[VolumeMount] = Field(default_factory=_list, exclude_if=_omit_empty)
+    volumes: Nullable[list[Volume]] = Field(default_factory=_list, exclude_if=_omit_empty)
+    volume_mounts: Nullable[list[VolumeMount]] = Field(
+        default_factory=_list, exclude_if=_omit_empty
+    )
 
 
 class FileMapping(Model):
@@ -214,7 +244,7 @@ class VMSpec(Model):
     disk_size: PositiveSize = DEFAULT_DISK_SIZE
     network: VMNetworkSpec = Field(default_factory=_new(VMNetworkSpec))
     storage: VMStorageSpec = Field(default_factory=_new(VMStorageSpec))
-    copy_files: list[FileMapping] = Field(default_factory=_list, exclude_if=_omit_empty)
+    copy_files: Nullable[list[FileMapping]] = Field(default_factory=_list, exclude_if=_omit_empty)
     # True: generate a key pair; a string: the path of a public key; None: no SSH setup
     ssh: SSH = None
     # ignitevm: which VMM runs the VM; None = the configuration's choice, else auto
@@ -228,7 +258,7 @@ class Runtime(Model):
 
 class Network(Model):
     plugin: str = ""
-    ip_addresses: list[str] = Field(default_factory=_list)
+    ip_addresses: Nullable[list[str]] = Field(default_factory=_list)
 
 
 class VMStatus(Model):

@@ -300,3 +300,35 @@ def test_configuration_error_names_file(tmp_path: Path) -> None:
 def test_dump_unknown_format() -> None:
     with pytest.raises(ValidationError):
         dump_object(VM(), "toml")  # type: ignore[arg-type]
+
+
+def test_unquoted_numeric_uid_and_name(tmp_path: Path) -> None:
+    path = tmp_path / "vm.yaml"
+    path.write_text(
+        "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\n"
+        "metadata:\n  name: 42\n  uid: 1234567812345678\n"
+    )
+    vm = load_object(path)
+    assert vm.metadata.name == "42" and vm.metadata.uid == "1234567812345678"
+
+
+def test_go_nulls_read_as_empty() -> None:
+    # what Ignite v0.10 itself writes for a stopped VM: nil slices and maps as null
+    doc = {
+        "kind": "VM",
+        "apiVersion": "ignite.weave.works/v1alpha4",
+        "metadata": {"name": "x", "uid": "0123456789abcdef", "labels": None},
+        "spec": {"network": {"ports": None}, "storage": {"volumes": None}, "copyFiles": None},
+        "status": {
+            "running": False,
+            "runtime": {"id": "", "name": "containerd"},
+            "network": {"plugin": "cni", "ipAddresses": None},
+            "image": {"id": "oci://docker.io/weaveworks/ignite-ubuntu@sha256:ab", "size": "0B"},
+            "kernel": {"id": None, "size": "0B"},
+            "idPrefix": "ignite",
+        },
+    }
+    vm = parse_object(doc)
+    assert isinstance(vm, VM)
+    assert vm.status.network.ip_addresses == [] and vm.metadata.labels == {}
+    assert vm.spec.network.ports == [] and vm.spec.copy_files == []

@@ -89,11 +89,13 @@ def _omit_empty(value: Any) -> bool:
 
 
 def _as_utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    # Ignite (Kubernetes' metav1.Time) keeps RFC 3339 in UTC with whole seconds; truncating on the
+    # way in makes an object equal to what it reads back from the store.
+    # (a naive time is local time, as datetime.astimezone() takes it)
+    return value.astimezone(UTC).replace(microsecond=0)
 
 
 def _format_time(value: datetime) -> str:
-    # Ignite (Kubernetes' metav1.Time) writes RFC 3339 in UTC with whole seconds.
     return _as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
@@ -151,6 +153,8 @@ class Model(BaseModel):
         populate_by_name=True,
         alias_generator=to_camel,
         validate_default=False,
+        # `vm.spec.memory = "1GB"` parses, and a bad value fails where it is set
+        validate_assignment=True,
         defer_build=True,
     )
 

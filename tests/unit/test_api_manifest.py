@@ -332,3 +332,13 @@ def test_go_nulls_read_as_empty() -> None:
     assert isinstance(vm, VM)
     assert vm.status.network.ip_addresses == [] and vm.metadata.labels == {}
     assert vm.spec.network.ports == [] and vm.spec.copy_files == []
+
+
+def test_assignment_is_validated() -> None:
+    import pydantic
+
+    vm = VM()
+    vm.spec.memory = "2GB"  # type: ignore[assignment]
+    assert vm.spec.memory == Size(2 << 30)
+    with pytest.raises(pydantic.ValidationError):
+        vm.spec.cpus = 0

@@ -258,3 +258,12 @@ def test_update_of_missing_object_creates_nothing(tmp_path: Path) -> None:
     assert not store.object_dir(Kind.VM, uid).exists()
     with pytest.raises(NotFoundError), store.meta_lock(Kind.VM, uid, create=False):
         pass
+
+
+def test_saved_object_reads_back_equal(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    vm = VM(metadata=ObjectMeta(name="eq", uid=new_uid(), created=datetime.now(UTC)))
+    vm.status.start_time = datetime.now()  # naive: local time
+    vm.spec.memory = Size.parse("1.5GB")
+    store.save(vm)
+    assert store.require(Kind.VM, "eq") == vm

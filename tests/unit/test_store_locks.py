@@ -101,3 +101,20 @@ def test_store_running_and_meta_lock_are_independent(tmp_path: Path) -> None:
     finally:
         os.close(fd)
     assert not store.is_running(uid)
+
+
+def test_hold_lock_waits_out_a_probe(tmp_path: Path) -> None:
+    import fcntl
+    import threading
+
+    directory = tmp_path / "vm"
+    directory.mkdir()
+    # a `ps` probing at the very moment the supervisor takes the lock
+    probe = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    fcntl.flock(probe, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    threading.Timer(0.05, os.close, (probe,)).start()
+    fd = hold_lock(directory)
+    try:
+        assert is_locked(directory)
+    finally:
+        os.close(fd)

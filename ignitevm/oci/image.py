@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
-from typing import IO
+from typing import IO, cast
 
 from ignitevm.errors import IgniteError, ValidationError
 from ignitevm.oci.blobs import BlobCache, DigestMismatchError, HashingReader
@@ -26,6 +26,7 @@ from ignitevm.oci.local import (
 )
 from ignitevm.oci.manifest import is_index, load_json, parse_manifest, select_platform
 from ignitevm.oci.progress import ProgressReporter
+from ignitevm.oci.readahead import ReadAhead
 from ignitevm.oci.reference import parse_reference
 from ignitevm.oci.registry import RegistryClient
 from ignitevm.oci.types import (
@@ -123,17 +124,23 @@ def unpack_image(image: ResolvedImage, dest: Path, opts: FetchOptions) -> None:
 
 
 def _apply_verified(app: LayerApplier, raw: IO[bytes], layer: LayerDescriptor) -> None:
+    """Apply a layer blob while checking its digest (or, for docker-archive, its diff_id).
+
+    Decompression and hashing run in a read-ahead thread; the digest is checked once the
+    stream is fully read, so a tampered layer fails the import (the caller removes dest).
+    """
     what = f"layer {layer.digest}"
     if layer.verify_diff_id and layer.diff_id:
-        stream, _ = decompressed(raw)
+        stream, kind = decompressed(raw)
         checked = HashingReader(stream, layer.diff_id, what)
-        app.apply_tar(checked, layer.digest)  # type: ignore[arg-type]
-        checked.verify()
-        return
-    checked = HashingReader(raw, layer.digest, what)
-    stream, kind = decompressed(checked)
+        source = cast(IO[bytes], checked)
+    else:
+        checked = HashingReader(raw, layer.digest, what)
+        source, kind = decompressed(checked)
     log.debug("applying %s (%s)", layer.digest, kind)
-    app.apply_tar(stream, layer.digest)
+    with ReadAhead(source, layer.digest) as ahead:
+        app.apply_tar(cast(IO[bytes], ahead), layer.digest)
+        ahead.drain()
     checked.verify()
 
 

@@ -1,0 +1,33 @@
+"""`ignite inspect vm|image|kernel NAME`."""
+
+from __future__ import annotations
+
+import click
+
+from ignitevm.cli.app import App, pass_app
+
+
+@click.command()
+@click.argument("kind", type=click.Choice(["vm", "image", "kernel"], case_sensitive=False))
+@click.argument("name")
+@click.option("-o", "--output", type=click.Choice(["json", "yaml"]), default="json")
+@click.option("-t", "--template", default="", help="(accepted for Ignite compatibility)")
+@pass_app
+def inspect(app: App, kind: str, name: str, output: str, template: str) -> None:
+    """Print a stored object (a VM with its live state)."""
+    from ignitevm.api import AnyObject, Kind, dump_object
+
+    svc = app.services()
+    kind = kind.lower()
+    obj: AnyObject
+    if kind == "vm":
+        from ignitevm.ops.vmlist import get_vm
+
+        obj = get_vm(svc, name).vm
+    elif kind == "image":
+        from ignitevm.ops.images import find_image
+
+        obj = find_image(svc, name) or svc.store.require(Kind.IMAGE, name)
+    else:
+        obj = svc.store.require(Kind.KERNEL, name)
+    click.echo(dump_object(obj, "json" if output == "json" else "yaml").rstrip("\n"))

@@ -1,0 +1,106 @@
+"""`ignite kernel import|ls|rm`, `ignite rmk`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ignitevm.cli.app import App, pass_app
+from ignitevm.cli.image import apply_registry_options, registry_options
+from ignitevm.cli.lazy import LazyGroup
+from ignitevm.cli.output import format_age, format_bytes, print_table
+
+
+@click.group(cls=LazyGroup)
+def kernel() -> None:
+    """Manage VM kernels."""
+
+
+@kernel.command("import")
+@click.argument("source", required=False)
+@click.option(
+    "--vmlinux",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A kernel file (ELF vmlinux or a compressed bzImage) instead of SOURCE.",
+)
+@click.option(
+    "--modules",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="With --vmlinux: its /lib/modules/<version> directory.",
+)
+@click.option("--name", default=None, help="Store the kernel under this name.")
+@registry_options
+@pass_app
+def import_(
+    app: App,
+    source: str | None,
+    vmlinux: Path | None,
+    modules: Path | None,
+    name: str | None,
+    registry_config_dir: Path | None,
+    insecure_registries: tuple[str, ...],
+    platform: str,
+) -> None:
+    """Import a kernel and build its initramfs.
+
+    SOURCE: an OCI image (/boot/vmlinux or /boot/vmlinuz-*, /lib/modules/<version>),
+    deb:FILE (a Debian linux-image package) or apt:PACKAGE (downloaded with apt-get,
+    e.g. apt:linux-image-amd64).
+    """
+    from ignitevm.errors import ValidationError
+    from ignitevm.ops.kernels import import_kernel
+
+    if source and vmlinux:
+        raise ValidationError(
+            "give either SOURCE or --vmlinux, not both", hint="see ignite kernel import --help"
+        )
+    if modules and not vmlinux:
+        raise ValidationError("--modules goes with --vmlinux", hint="add --vmlinux FILE")
+    apply_registry_options(app, registry_config_dir, insecure_registries, platform)
+    k = import_kernel(app.services(), source, vmlinux=vmlinux, modules=modules, name=name)
+    click.echo(k.metadata.uid if app.quiet else f"{k.metadata.uid}  {k.metadata.name}")
+
+
+@kernel.command("ls")
+@pass_app
+def ls(app: App) -> None:
+    """List the imported kernels."""
+    from ignitevm.api import Kind
+
+    kernels = app.services().store.list(Kind.KERNEL)
+    if app.quiet:
+        for k in kernels:
+            click.echo(k.metadata.uid)
+        return
+    rows = [
+        [
+            k.metadata.uid,
+            k.metadata.name,
+            format_age(k.metadata.created),
+            format_bytes(k.status.oci_source.size.bytes),
+            k.status.version,
+        ]
+        for k in kernels
+    ]
+    print_table(["KERNEL ID", "NAME", "CREATED", "SIZE", "VERSION"], rows)
+
+
+kernel.add_command(ls, "list")
+
+
+@kernel.command("rm")
+@click.argument("kernels", nargs=-1, required=True)
+@click.option("-f", "--force", is_flag=True, help="Remove even if VMs use the kernel.")
+@pass_app
+def rm(app: App, kernels: tuple[str, ...], force: bool) -> None:
+    """Remove kernels."""
+    from ignitevm.ops.kernels import remove_kernel
+
+    for query in kernels:
+        click.echo(remove_kernel(app.services(), query, force=force).metadata.uid)
+
+
+rmk = click.Command(
+    "rmk", callback=rm.callback, params=rm.params, help="Remove kernels (= ignite kernel rm)."
+)

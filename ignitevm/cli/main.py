@@ -1,0 +1,106 @@
+"""`ignite`: the command line. Parses, prints, picks exit codes; the work is in ops/."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from ignitevm.cli.app import App, setup_logging
+from ignitevm.cli.lazy import LazyGroup
+from ignitevm.errors import IgniteError
+
+log = logging.getLogger(__name__)
+
+VM_COMMANDS = {
+    "run": "ignitevm.cli.vm:run",
+    "create": "ignitevm.cli.vm:create",
+    "start": "ignitevm.cli.vm:start",
+    "stop": "ignitevm.cli.vm:stop",
+    "kill": "ignitevm.cli.vm:kill",
+    "rm": "ignitevm.cli.vm:rm",
+    "ps": "ignitevm.cli.vm:ps",
+    "ls": "ignitevm.cli.vm:ps",
+    "logs": "ignitevm.cli.vm:logs",
+    "attach": "ignitevm.cli.vm:attach",
+}
+
+TOP_COMMANDS = {
+    **{k: v for k, v in VM_COMMANDS.items() if k != "ls"},
+    "inspect": "ignitevm.cli.inspect:inspect",
+    "image": "ignitevm.cli.image:image",
+    "kernel": "ignitevm.cli.kernel:kernel",
+    "rmi": "ignitevm.cli.image:rmi",
+    "rmk": "ignitevm.cli.kernel:rmk",
+    "vm": "ignitevm.cli.main:vm",
+    "completion": "ignitevm.cli.misc:completion",
+    "version": "ignitevm.cli.misc:version",
+}
+
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+
+
+@click.group(
+    cls=LazyGroup, lazy=TOP_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(LOG_LEVELS),
+    default="info",
+    show_default=True,
+    help="How much to log.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="Print only ids.")
+@click.option(
+    "--ignite-config",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Configuration file (default /etc/ignite/config.yaml).",
+)
+@click.pass_context
+def cli(ctx: click.Context, log_level: str, quiet: bool, ignite_config: Path | None) -> None:
+    """ignite: Docker's user experience for microVMs (Weave Ignite, in Python)."""
+    setup_logging(log_level)
+    ctx.obj = App(config_path=ignite_config, quiet=quiet, log_level=log_level)
+
+
+@click.group(cls=LazyGroup, lazy=VM_COMMANDS)
+def vm() -> None:
+    """Manage VMs (every VM verb)."""
+
+
+def _wants_debug(args: list[str]) -> bool:
+    pairs = zip(args, [*args[1:], ""], strict=True)
+    flagged = any(a == "--log-level" and b == "debug" for a, b in pairs)
+    return flagged or "--log-level=debug" in args or os.environ.get("IGNITE_DEBUG") == "1"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI and turn IgniteErrors into one clean `error:` line."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = _wants_debug(args)
+    try:
+        cli.main(args=args, prog_name="ignite", standalone_mode=False)
+    except IgniteError as exc:
+        if debug:
+            log.exception("command failed")
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"hint: {exc.hint}", err=True)
+        sys.exit(exc.exit_code)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    sys.exit(0)

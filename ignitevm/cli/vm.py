@@ -1,0 +1,290 @@
+"""`ignite run|create|start|stop|kill|rm|ps|logs|attach`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+from click.core import ParameterSource
+
+from ignitevm.cli.app import App, pass_app
+from ignitevm.cli.output import format_age, format_bytes, print_table
+
+if TYPE_CHECKING:
+    from ignitevm.api import VM
+
+
+def _create_options(f: Any) -> Any:
+    opts = [
+        click.option("-n", "--name", default="", help="Name of the VM (default: generated)."),
+        click.option("--require-name", is_flag=True, help="Fail if no --name is given."),
+        click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE",
+                     help="Label the VM (repeatable)."),
+        click.option("--cpus", type=int, default=1, show_default=True, help="vCPUs."),
+        click.option("--memory", default="512MB", show_default=True, help="RAM, e.g. 1GB."),
+        click.option("-s", "--size", default="4GB", show_default=True,
+                     help="Disk size the guest sees."),
+        click.option("-k", "--kernel-image", default="",
+                     help="Kernel source or name (default: the configured kernel)."),
+        click.option("--kernel-args", default="", help="Extra kernel command line."),
+        click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True,
+                     path_type=Path), help="A VM manifest; flags given explicitly override it."),
+        click.option("--ssh", is_flag=False, flag_value="true", default=None, metavar="[=PUBKEY]",
+                     help="Generate an SSH key for root (or --ssh=KEY.pub to use yours)."),
+        click.option("-f", "--copy-files", multiple=True, metavar="HOST:VM",
+                     help="Copy a host file into the VM at first boot (absolute paths)."),
+        click.option("-p", "--ports", multiple=True, metavar="[IP:]HOST:VM[/PROTO]",
+                     help="Publish a VM port on the host."),
+        click.option("-v", "--volumes", multiple=True, metavar="HOST:VM",
+                     help="Attach a host block device or file and mount it in the VM."),
+        click.option("--network-plugin", type=click.Choice(["cni", "user", "none"]),
+                     default=None, help="Networking (default: the configuration's, cni)."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _start_options(f: Any) -> Any:
+    opts = [
+        click.option("-i", "--interactive", is_flag=True, help="Attach to the console after boot."),
+        click.option("-d", "--debug", is_flag=True,
+                     help="Debug the boot: /init traces; a failed boot keeps the VM."),
+        click.option("--boot-timeout", type=float, default=180.0, show_default=True,
+                     help="Seconds to wait for the guest's init."),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _build_vm(ctx: click.Context, image: str | None, p: dict[str, Any]) -> VM:
+    """The requested VM: config defaults < --config manifest < explicitly given flags."""
+    from ignitevm.ops.request import VMRequest, build_vm_request
+
+    explicit = {
+        name
+        for name in p
+        if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.PROMPT)
+    }
+    req = VMRequest(
+        image=image,
+        name=p["name"],
+        labels=tuple(p["labels"]),
+        cpus=p["cpus"],
+        memory=p["memory"],
+        size=p["size"],
+        kernel_image=p["kernel_image"],
+        kernel_args=p["kernel_args"],
+        config_file=p["config_file"],
+        ssh=p["ssh"],
+        copy_files=tuple(p["copy_files"]),
+        ports=tuple(p["ports"]),
+        volumes=tuple(p["volumes"]),
+        network_plugin=p["network_plugin"],
+        explicit=frozenset(explicit),
+    )
+    app: App = ctx.obj
+    return build_vm_request(app.services(), req)
+
+
+def _do_create(ctx: click.Context, image: str | None, params: dict[str, Any]) -> VM:
+    from ignitevm.ops.create import create_vm
+
+    vm = _build_vm(ctx, image, params)
+    app: App = ctx.obj
+    return create_vm(app.services(), vm, require_name=params["require_name"])
+
+
+@click.command()
+@click.argument("image", required=False)
+@_create_options
+@click.pass_context
+def create(ctx: click.Context, /, image: str | None, **params: Any) -> None:
+    """Create a VM from IMAGE without starting it."""
+    vm = _do_create(ctx, image, params)
+    click.echo(vm.metadata.uid)
+
+
+@click.command()
+@click.argument("image", required=False)
+@_create_options
+@_start_options
+@click.pass_context
+def run(ctx: click.Context, /, image: str | None, **params: Any) -> None:
+    """Create and start a VM from IMAGE (imported on first use)."""
+    vm = _do_create(ctx, image, params)
+    _do_start(ctx.obj, vm.metadata.uid, params)
+
+
+def _do_start(app: App, query: str, params: dict[str, Any]) -> None:
+    from ignitevm.ops.start import start_vm
+
+    vm = start_vm(
+        app.services(),
+        query,
+        timeout=params["boot_timeout"],
+        network_plugin=params.get("network_plugin"),
+        debug=params["debug"],
+    )
+    if app.quiet:
+        click.echo(vm.metadata.uid)
+    else:
+        ips = ", ".join(vm.status.network.ip_addresses) or "no address"
+        click.echo(f"{vm.metadata.uid}  {vm.metadata.name}  running ({ips})")
+    if params["interactive"]:
+        _attach(app, vm.metadata.uid)
+
+
+@click.command()
+@click.argument("vm")
+@_start_options
+@click.option("--network-plugin", type=click.Choice(["cni", "user", "none"]), default=None)
+@pass_app
+def start(app: App, /, vm: str, **params: Any) -> None:
+    """Start a created or stopped VM."""
+    _do_start(app, vm, params)
+
+
+@click.command()
+@click.argument("vms", nargs=-1, required=True)
+@click.option("-f", "--force-kill", "--force", "force", is_flag=True, help="Kill instead.")
+@click.option("-t", "--timeout", type=float, default=30.0, show_default=True,
+              help="Seconds to wait for the guest to power off.")  # fmt: skip
+@pass_app
+def stop(app: App, vms: tuple[str, ...], force: bool, timeout: float) -> None:
+    """Stop VMs: ACPI power button, then a hard stop after the timeout."""
+    from ignitevm.ops.stop import stop_vm
+
+    for query in vms:
+        click.echo(stop_vm(app.services(), query, force=force, timeout=timeout).metadata.uid)
+
+
+@click.command()
+@click.argument("vms", nargs=-1, required=True)
+@pass_app
+def kill(app: App, vms: tuple[str, ...]) -> None:
+    """Stop VMs at once (no graceful shutdown)."""
+    from ignitevm.ops.stop import kill_vm
+
+    for query in vms:
+        click.echo(kill_vm(app.services(), query).metadata.uid)
+
+
+@click.command()
+@click.argument("vms", nargs=-1)
+@click.option("-f", "--force", is_flag=True, help="Stop running VMs first.")
+@click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True,
+              path_type=Path), help="Remove the VM this manifest names.")  # fmt: skip
+@pass_app
+def rm(app: App, vms: tuple[str, ...], force: bool, config_file: Path | None) -> None:
+    """Remove VMs."""
+    from ignitevm.errors import ValidationError
+    from ignitevm.ops.remove import remove_vm
+
+    queries = list(vms)
+    if config_file is not None:
+        from ignitevm.api import VM, load_object
+
+        obj = load_object(config_file)
+        if not isinstance(obj, VM):
+            raise ValidationError(f"{config_file}: kind {obj.kind} is not a VM")
+        queries.append(obj.metadata.uid or obj.metadata.name)
+    if not queries:
+        raise ValidationError("name at least one VM", hint="ignite rm VM... or --config FILE")
+    for query in queries:
+        click.echo(remove_vm(app.services(), query, force=force).metadata.uid)
+
+
+@click.command()
+@click.option("-a", "--all", "all_", is_flag=True, help="Show stopped VMs too.")
+@click.option("-f", "--filter", "filter_", default="", help="e.g. '{{.ObjectMeta.Name}}=x'")
+@click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+@pass_app
+def ps(app: App, all_: bool, filter_: str, output: str) -> None:
+    """List running VMs (-a: all)."""
+    from ignitevm.api import to_dict
+    from ignitevm.ops.filters import match_all, parse_filters
+    from ignitevm.ops.vmlist import list_vms
+
+    filters = parse_filters(filter_) if filter_ else []
+    views = [
+        v
+        for v in list_vms(app.services(), all_=all_ or output != "table")
+        if not filters or match_all(filters, to_dict(v.vm))
+    ]
+    if output != "table":
+        _dump([v.vm for v in views], output)
+        return
+    if app.quiet:
+        for v in views:
+            click.echo(v.vm.metadata.uid)
+        return
+    print_table(_PS_HEADERS, [_ps_row(v.vm) for v in views])
+
+
+_PS_HEADERS = ["VM ID", "IMAGE", "KERNEL", "SIZE", "CPUS", "MEMORY", "CREATED", "STATUS",
+               "IPS", "PORTS", "NAME"]  # fmt: skip
+
+
+def _ps_row(vm: VM) -> list[str]:
+    st = vm.status
+    status = f"Up {format_age(st.start_time)}" if st.running else "Stopped"
+    return [
+        vm.metadata.uid,
+        vm.spec.image.oci,
+        vm.spec.kernel.oci,
+        format_bytes(vm.spec.disk_size.bytes),
+        str(vm.spec.cpus),
+        format_bytes(vm.spec.memory.bytes),
+        f"{format_age(vm.metadata.created)} ago",
+        status,
+        ", ".join(st.network.ip_addresses),
+        ", ".join(str(p) for p in vm.spec.network.ports),
+        vm.metadata.name,
+    ]
+
+
+def _dump(objs: list[Any], fmt: str) -> None:
+    import json
+
+    from ignitevm.api import to_dict
+
+    data = [to_dict(o) for o in objs]
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2))
+    else:
+        import yaml
+
+        click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+
+
+@click.command()
+@click.argument("vm")
+@click.option("-f", "--follow", is_flag=True, help="Keep printing new output.")
+@pass_app
+def logs(app: App, vm: str, follow: bool) -> None:
+    """Print a VM's serial console."""
+    from ignitevm.ops.logs import stream_logs
+
+    for chunk in stream_logs(app.services(), vm, follow=follow):
+        sys.stdout.buffer.write(chunk)
+        sys.stdout.buffer.flush()
+
+
+@click.command()
+@click.argument("vm")
+@pass_app
+def attach(app: App, vm: str) -> None:
+    """Attach to a VM's serial console (detach: Ctrl-P Ctrl-Q)."""
+    _attach(app, vm)
+
+
+def _attach(app: App, query: str) -> None:
+    from ignitevm.ops.logs import attach_console
+
+    if sys.stdin.isatty():
+        click.echo("attached: detach with Ctrl-P Ctrl-Q", err=True)
+    attach_console(app.services(), query, sys.stdin.fileno(), sys.stdout.fileno())

@@ -1,0 +1,173 @@
+"""Use cases for kernels: import (OCI image, Debian package, apt, vmlinux file), list, remove."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ignitevm.api import Kernel, Kind, ObjectMeta, Size
+from ignitevm.api.types import KernelSpec, KernelStatus, OCIImageSource
+from ignitevm.errors import ConflictError, NotFoundError, ValidationError
+from ignitevm.kernel.source import KernelFiles
+from ignitevm.ops.services import Services
+
+log = logging.getLogger(__name__)
+
+VMLINUX_FILE = "vmlinux"
+INITRD_FILE = "initrd.cpio"
+
+
+def kernel_files(svc: Services, kernel: Kernel) -> tuple[Path, Path]:
+    """(vmlinux, base initramfs) of a stored kernel."""
+    d = svc.store.object_dir(Kind.KERNEL, kernel.metadata.uid)
+    return d / VMLINUX_FILE, d / INITRD_FILE
+
+
+def _sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return "sha256:" + h.hexdigest()
+
+
+def _existing(svc: Services, digest: str) -> Kernel | None:
+    kernel = svc.store.find(Kind.KERNEL, digest.partition(":")[2][:16])
+    if kernel is not None and kernel_files(svc, kernel)[0].exists():
+        return kernel
+    return None
+
+
+def import_kernel(
+    svc: Services,
+    source: str | None,
+    *,
+    vmlinux: Path | None = None,
+    modules: Path | None = None,
+    name: str | None = None,
+) -> Kernel:
+    """Import a kernel; the same content again is a no-op. ``source`` is ``deb:FILE``,
+    ``apt:PACKAGE`` or an OCI image source; or None with ``vmlinux`` (+ ``modules``)."""
+    from ignitevm import kernel as k
+
+    if source is None and vmlinux is None:
+        raise ValidationError(
+            "no kernel source given",
+            hint="name a source (deb:FILE, apt:PACKAGE, an image) or pass --vmlinux FILE",
+        )
+    if vmlinux is not None and not vmlinux.is_file():
+        raise NotFoundError(f"vmlinux file {vmlinux} does not exist")
+    if modules is not None and not modules.is_dir():
+        raise NotFoundError(f"modules directory {modules} does not exist")
+    work = Path(tempfile.mkdtemp(prefix="kernel-", dir=svc.store.tmp_dir()))
+    try:
+        display = source or f"vmlinux:{vmlinux}"
+        if vmlinux is not None:
+            digest = _sha256_file(vmlinux)
+            if (found := _existing(svc, digest)) is not None:
+                return found
+            files = k.KernelFiles(vmlinux, k.detect_version(vmlinux, modules), modules)
+        elif source is not None and source.startswith(("deb:", "apt:")):
+            deb = _deb_path(svc, source)
+            digest = _sha256_file(deb)
+            if (found := _existing(svc, digest)) is not None:
+                return found
+            files = k.extract_deb(deb, work / "deb")
+        else:
+            assert source is not None
+            from ignitevm.oci import resolve_image, unpack_image
+
+            resolved = resolve_image(source, svc.fetch)
+            digest, display = resolved.config_digest, resolved.name
+            if (found := _existing(svc, digest)) is not None:
+                return found
+            unpack_image(resolved, work / "rootfs", svc.fetch)
+            files = k.find_kernel_in_rootfs(work / "rootfs", work / "files")
+        return _store_kernel(svc, files, digest, name or display, source or display, work)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def _deb_path(svc: Services, source: str) -> Path:
+    scheme, _, rest = source.partition(":")
+    if not rest:
+        raise ValidationError(f"kernel source {source!r} names no {scheme} package")
+    if scheme == "apt":
+        from ignitevm.kernel.apt import download_package
+
+        return download_package(rest, svc.store.cache_dir() / "deb")
+    path = Path(rest)
+    if not path.is_file():
+        raise NotFoundError(
+            f"kernel package {path} does not exist",
+            hint="download one with `apt-get download linux-image-<version>-amd64`, "
+            "or use apt:linux-image-amd64",
+        )
+    return path
+
+
+def _store_kernel(
+    svc: Services, files: KernelFiles, digest: str, name: str, source: str, work: Path
+) -> Kernel:
+    from ignitevm import kernel as k
+
+    uid = digest.partition(":")[2][:16]
+    obj_dir = work / "object"
+    obj_dir.mkdir()
+    k.to_vmlinux(files.vmlinux, obj_dir / VMLINUX_FILE)
+    k.build_initramfs(obj_dir / INITRD_FILE, modules_dir=files.modules_dir, version=files.version)
+    size = sum(p.stat().st_size for p in obj_dir.iterdir())
+    kernel = Kernel(
+        metadata=ObjectMeta(name=name, uid=uid, created=datetime.now(UTC)),
+        spec=KernelSpec(oci=name),
+        status=KernelStatus(
+            version=files.version,
+            oci_source=OCIImageSource(id=digest, size=Size(size)),
+            source=source,
+        ),
+    )
+    target = svc.store.object_dir(Kind.KERNEL, uid)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.rename(obj_dir, target)
+    except OSError:
+        if (found := _existing(svc, digest)) is not None:
+            return found
+        shutil.rmtree(target, ignore_errors=True)
+        os.rename(obj_dir, target)
+    svc.store.save(kernel)
+    log.info("kernel %s (%s) imported, version %s", name, uid, files.version)
+    return kernel
+
+
+def ensure_kernel(svc: Services, ref: str) -> Kernel:
+    kernel = svc.store.find(Kind.KERNEL, ref)
+    return kernel if kernel is not None else import_kernel(svc, ref)
+
+
+def kernel_of_vm(svc: Services, digest: str) -> Kernel | None:
+    for kernel in svc.store.list(Kind.KERNEL):
+        if kernel.status.oci_source.id == digest:
+            return kernel
+    return None
+
+
+def remove_kernel(svc: Services, query: str, *, force: bool = False) -> Kernel:
+    kernel = svc.store.require(Kind.KERNEL, query)
+    users = [
+        vm.metadata.name
+        for vm in svc.store.list(Kind.VM)
+        if vm.status.kernel.id == kernel.status.oci_source.id
+    ]
+    if users and not force:
+        raise ConflictError(
+            f"kernel {kernel.metadata.name} is used by VM(s): {', '.join(users)}",
+            hint="remove those VMs first, or use -f",
+        )
+    svc.store.delete(Kind.KERNEL, kernel.metadata.uid)
+    return kernel

@@ -1,0 +1,48 @@
+"""The Services object: everything a use case needs, built once by the CLI (or by tests)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ignitevm.api import Configuration, load_configuration
+from ignitevm.store import Store, resolve_state_dir
+
+if TYPE_CHECKING:
+    from ignitevm.oci import FetchOptions
+
+# ignitevm has no kernel image in a registry to pull (Ignite's weaveworks/ignite-kernel); the
+# default kernel is Debian's, fetched with apt on first use (see ops/kernels.py, `apt:` sources).
+DEFAULT_KERNEL_SOURCE = "apt:linux-image-amd64"
+DEFAULT_IMAGE = "ignitevm/default:latest"
+
+
+@dataclass(frozen=True)
+class Services:
+    config: Configuration
+    store: Store
+    fetch: FetchOptions
+
+    @property
+    def state_dir(self) -> Path:
+        return self.store.root
+
+    def with_fetch(self, **changes: object) -> Services:
+        return replace(self, fetch=replace(self.fetch, **changes))  # type: ignore[arg-type]
+
+    def default_kernel_source(self) -> str:
+        return self.config.spec.vm_defaults.kernel.oci or DEFAULT_KERNEL_SOURCE
+
+    def default_network_plugin(self) -> str:
+        return os.environ.get("IGNITE_NETWORK_PLUGIN") or self.config.spec.network_plugin
+
+
+def build_services(config_path: Path | None = None) -> Services:
+    from ignitevm.oci import FetchOptions
+
+    config = load_configuration(config_path)
+    store = Store(resolve_state_dir(config))
+    fetch = FetchOptions(cache_dir=store.cache_dir())
+    return Services(config=config, store=store, fetch=fetch)

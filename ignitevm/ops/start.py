@@ -1,0 +1,166 @@
+"""`ignite start`: build the VM's per-start initramfs and command line, launch its supervisor,
+wait for the guest to boot."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ignitevm.api import VM, Kind
+from ignitevm.api.types import Runtime, Vmm
+from ignitevm.errors import ConflictError, IgniteError
+from ignitevm.ops.images import image_of_vm
+from ignitevm.ops.kernels import kernel_files, kernel_of_vm
+from ignitevm.ops.services import Services
+from ignitevm.ops.vmfiles import DISK_FILE, INITRD_FILE, SSH_KEY_FILE, VM_LAYER_FILE, vm_dir
+
+if TYPE_CHECKING:
+    from ignitevm.spawn import LaunchPlan
+
+log = logging.getLogger(__name__)
+
+BOOT_TIMEOUT = 180.0  # TCG on 2 shared cores: a boot takes 5-10 s, a loaded machine much more
+
+
+def start_vm(
+    svc: Services,
+    query: str,
+    *,
+    wait: bool = True,
+    timeout: float = BOOT_TIMEOUT,
+    network_plugin: str | None = None,
+    debug: bool = False,
+) -> VM:
+    """Start a created or stopped VM; returns when its init runs (``wait``)."""
+    from ignitevm import spawn
+    from ignitevm.network.base import require_plugin
+
+    vm = svc.store.require(Kind.VM, query)
+    d = vm_dir(svc, vm)
+    if spawn.is_running(d):
+        raise ConflictError(
+            f"VM {vm.metadata.name} is already running",
+            hint=f"stop it first: ignite stop {vm.metadata.name}",
+        )
+    plugin_name = network_plugin or vm.status.network.plugin or svc.default_network_plugin()
+    plugin = require_plugin(plugin_name)
+    spawn.cleanup_stale(d, plugin)
+    plan = _launch_plan(svc, vm, d, plugin_name, debug=debug)
+    spawn.launch(plan)
+    try:
+        if wait:
+            spawn.wait_for_boot(d, plan.boot_marker, timeout)
+    except IgniteError:
+        if not debug:
+            spawn.kill(d)
+        raise
+    return _record_start(svc, vm, d, plugin_name)
+
+
+def _launch_plan(svc: Services, vm: VM, d: Path, plugin_name: str, *, debug: bool) -> LaunchPlan:
+    from ignitevm.kernel import kernel_cmdline
+    from ignitevm.network.base import PortMapping, Protocol_
+    from ignitevm.spawn import LaunchPlan
+    from ignitevm.vmm.base import Accel, Disk, mac_for_uid, resolve_accel
+
+    kernel = kernel_of_vm(svc, vm.status.kernel.id)
+    if kernel is None:
+        raise IgniteError(
+            f"the kernel of VM {vm.metadata.name} ({vm.status.kernel.id}) is no longer stored",
+            hint="import it again with ignite kernel import, or recreate the VM",
+        )
+    if image_of_vm(svc, vm.status.image.id) is None:
+        raise IgniteError(
+            f"the image of VM {vm.metadata.name} ({vm.spec.image.oci}) is no longer stored",
+            hint="recreate the VM: its disk is a copy-on-write layer over that image",
+        )
+    vmlinux, base_initrd = kernel_files(svc, kernel)
+    _write_initrd(vm, d, base_initrd)
+    accel = resolve_accel(Accel.AUTO)
+    extra = " ".join(w for w in (vm.spec.kernel.cmd_line, "ignite.debug" if debug else "") if w)
+    cmdline = kernel_cmdline(cow="qcow2", extra=extra, tcg=accel == Accel.TCG)
+    cmdline += f" ignite.hostname={vm.metadata.name}"
+    ports = tuple(
+        PortMapping(p.host_port, p.vm_port, Protocol_(str(p.protocol)), p.bind_address or "0.0.0.0")
+        for p in vm.spec.network.ports
+    )
+    return LaunchPlan(
+        uid=vm.metadata.uid,
+        name=vm.metadata.name,
+        vm_dir=d,
+        vcpus=vm.spec.cpus,
+        memory_mib=vm.spec.memory.mib(),
+        vmlinux=vmlinux,
+        initrd=d / INITRD_FILE,
+        cmdline=cmdline,
+        disks=(Disk(d / DISK_FILE, "qcow2"),),
+        mac=mac_for_uid(vm.metadata.uid),
+        accel=accel,
+        network=plugin_name,
+        ports=ports,
+    )
+
+
+def _write_initrd(vm: VM, d: Path, base_initrd: Path) -> None:
+    """The kernel's initramfs with this VM's files appended (Linux unpacks both)."""
+    from ignitevm.kernel import write_vm_layer
+
+    files, firstboot = vm_files(vm, d)
+    layer = d / VM_LAYER_FILE
+    write_vm_layer(layer, files=files, firstboot=firstboot, modes={_AUTH_KEYS: 0o600})
+    tmp = d / (INITRD_FILE + ".tmp")
+    with open(tmp, "wb") as out:
+        for part in (base_initrd, layer):
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+    os.replace(tmp, d / INITRD_FILE)
+
+
+_AUTH_KEYS = "/root/.ssh/authorized_keys"
+
+
+def vm_files(vm: VM, d: Path) -> tuple[dict[str, bytes | Path], dict[str, bytes | Path]]:
+    """(files applied at every boot, files applied at first boot) for the per-VM layer."""
+    name = vm.metadata.name
+    files: dict[str, bytes | Path] = {
+        "/etc/hostname": f"{name}\n".encode(),
+        "/etc/hosts": f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost\n".encode(),
+    }
+    if vm.spec.ssh is True:
+        files[_AUTH_KEYS] = (d / f"{SSH_KEY_FILE}.pub").read_bytes()
+    elif isinstance(vm.spec.ssh, str):
+        files[_AUTH_KEYS] = Path(vm.spec.ssh).read_bytes()
+    firstboot: dict[str, bytes | Path] = {}
+    for mapping in vm.spec.copy_files:
+        host = Path(mapping.host_path)
+        if host.is_dir():
+            for path in sorted(p for p in host.rglob("*") if p.is_file()):
+                rel = path.relative_to(host).as_posix()
+                firstboot[f"{mapping.vm_path.rstrip('/')}/{rel}"] = path
+        else:
+            firstboot[mapping.vm_path] = host
+    return files, firstboot
+
+
+def _record_start(svc: Services, vm: VM, d: Path, plugin_name: str) -> VM:
+    from ignitevm import spawn
+
+    status = spawn.runtime_status(d)
+
+    def update(current: VM) -> VM:
+        current.status.running = status is not None
+        current.status.start_time = (
+            datetime.fromtimestamp(status.started_at, UTC) if status else datetime.now(UTC)
+        )
+        current.status.network.plugin = plugin_name
+        current.status.network.ip_addresses = list(status.ip_addresses) if status else []
+        current.status.runtime = Runtime(id=str(status.supervisor_pid) if status else "")
+        current.status.vmm = Vmm(status.vmm) if status else Vmm.QEMU
+        current.status.pid = status.supervisor_pid if status else None
+        return current
+
+    return svc.store.update(Kind.VM, vm.metadata.uid, update)

@@ -1,0 +1,29 @@
+"""Versions of the VMMs and tools ignite found on this host."""
+
+from __future__ import annotations
+
+import re
+
+from ignitevm import proc
+
+
+def _first_version(argv: list[str]) -> str:
+    try:
+        text = proc.output(argv, check=False, timeout=10)
+    except Exception as exc:  # a missing or broken binary is information, not a failure
+        return f"not found ({exc})"
+    match = re.search(r"\d+\.\d+(\.\d+)?", text)
+    return match.group(0) if match else text.strip().splitlines()[0] if text.strip() else "?"
+
+
+def collect_versions() -> dict[str, str]:
+    versions: dict[str, str] = {}
+    for name, argv in (
+        ("qemu", ["qemu-system-x86_64", "--version"]),
+        ("firecracker", ["firecracker", "--version"]),
+    ):
+        if proc.find_tool(argv[0]) is None:
+            versions[name] = "not found"
+        else:
+            versions[name] = _first_version([proc.find_tool(argv[0]) or argv[0], *argv[1:]])
+    return versions

@@ -79,6 +79,11 @@ class Store:
             names = os.listdir(base)
         except FileNotFoundError:
             return []
+        except OSError as exc:
+            raise IgniteError(
+                f"cannot read the state directory {base}: {exc.strerror}",
+                hint="run as root, or point IGNITE_STATE_DIR at a directory you can read",
+            ) from None
         objects: builtins.list[Object] = []
         for name in names:
             if not is_uid(name):

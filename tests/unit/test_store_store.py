@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ignitevm.api import VM, Image, Kernel, Kind, ObjectMeta, Size, new_uid
-from ignitevm.errors import AmbiguousError, NotFoundError, ValidationError
+from ignitevm.errors import AmbiguousError, IgniteError, NotFoundError, ValidationError
 from ignitevm.store import Store, resolve_state_dir
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -267,3 +267,11 @@ def test_saved_object_reads_back_equal(tmp_path: Path) -> None:
     vm.spec.memory = Size.parse("1.5GB")
     store.save(vm)
     assert store.require(Kind.VM, "eq") == vm
+
+
+def test_unreadable_state_dir_is_an_error(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    (tmp_path / "vm").write_text("not a directory")
+    with pytest.raises(IgniteError, match="cannot read the state directory") as exc:
+        store.list(Kind.VM)
+    assert exc.value.hint

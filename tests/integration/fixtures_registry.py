@@ -49,8 +49,8 @@ class Registry:
         """How many access-log lines contain ``needle`` (e.g. 'GET /v2/x/blobs/')."""
         return sum(needle in line for line in self.log.read_text(errors="replace").splitlines())
 
-    def push(self, source: str, repo: str) -> str:
-        argv = ["skopeo", "copy", "-q", "--dest-tls-verify=false"]
+    def push(self, source: str, repo: str, *options: str) -> str:
+        argv = ["skopeo", "copy", "-q", "--dest-tls-verify=false", *options]
         if self.auth:
             argv += ["--dest-creds", f"{REGISTRY_USER}:{REGISTRY_PASSWORD}"]
         proc.run([*argv, source, f"docker://{self.host}/{repo}"], timeout=120)

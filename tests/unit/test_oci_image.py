@@ -21,7 +21,7 @@ from test_oci_support import (
     write_oci_layout,
 )
 
-from ignitevm.errors import NotFoundError, ValidationError
+from ignitevm.errors import IgniteError, NotFoundError, ValidationError
 from ignitevm.oci import FetchOptions, resolve_image, unpack_image
 from ignitevm.oci.blobs import BlobCache, DigestMismatchError
 from ignitevm.oci.manifest import select_platform
@@ -198,3 +198,16 @@ def test_platform_selection_lists_available() -> None:
     assert "linux/amd64, linux/arm64/v8" in str(err.value)
     with pytest.raises(ValidationError):
         select_platform(index, "amd64", "img")
+
+
+@pytest.mark.parametrize("cut", [0.5, 0.999])
+def test_truncated_gzip_layer_is_an_ignite_error(tmp_path: Path, opts: FetchOptions,
+                                                 cut: float) -> None:
+    data = layer_bytes([reg("f", os.urandom(200_000))], "gzip")
+    write_oci_layout(tmp_path / "layout", [data], "gzip")
+    image = resolve_image(f"oci:{tmp_path / 'layout'}", opts)
+    blob = tmp_path / "layout/blobs/sha256" / image.layers[0].digest[7:]
+    blob.write_bytes(data[: int(len(data) * cut)])
+    with pytest.raises(IgniteError) as err:
+        unpack_image(image, tmp_path / "rootfs", opts)
+    assert image.layers[0].digest in str(err.value)

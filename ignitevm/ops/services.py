@@ -23,14 +23,24 @@ DEFAULT_IMAGE = "ignitevm/default:latest"
 class Services:
     config: Configuration
     store: Store
-    fetch: FetchOptions
+    # None: the defaults over the store's blob cache (built on first use: importing the OCI
+    # client costs ~60 ms, which `ignite ps` must not pay)
+    fetch_options: FetchOptions | None = None
 
     @property
     def state_dir(self) -> Path:
         return self.store.root
 
+    @property
+    def fetch(self) -> FetchOptions:
+        if self.fetch_options is not None:
+            return self.fetch_options
+        from ignitevm.oci import FetchOptions
+
+        return FetchOptions(cache_dir=self.store.cache_dir())
+
     def with_fetch(self, **changes: object) -> Services:
-        return replace(self, fetch=replace(self.fetch, **changes))  # type: ignore[arg-type]
+        return replace(self, fetch_options=replace(self.fetch, **changes))  # type: ignore[arg-type]
 
     def default_kernel_source(self) -> str:
         return self.config.spec.vm_defaults.kernel.oci or DEFAULT_KERNEL_SOURCE
@@ -40,9 +50,5 @@ class Services:
 
 
 def build_services(config_path: Path | None = None) -> Services:
-    from ignitevm.oci import FetchOptions
-
     config = load_configuration(config_path)
-    store = Store(resolve_state_dir(config))
-    fetch = FetchOptions(cache_dir=store.cache_dir())
-    return Services(config=config, store=store, fetch=fetch)
+    return Services(config=config, store=Store(resolve_state_dir(config)))

@@ -108,12 +108,15 @@ def unpack_image(image: ResolvedImage, dest: Path, opts: FetchOptions) -> None:
     Raises UnsafeLayerError (naming layer and entry) for anything that would reach outside
     ``dest``; on any error the caller removes ``dest``.
     """
+    if image.source is None:
+        raise ValidationError(f"image {image.name} has no source to read its layers from",
+                              hint="get the image from resolve_image()")
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise ValidationError(f"{dest} is not empty", hint="unpack into a new directory")
     with ExitStack() as stack:
         reporter = stack.enter_context(ProgressReporter(opts.progress))
-        opener = stack.enter_context(_layer_opener(image, opts, reporter))
+        opener = stack.enter_context(_layer_opener(image.source, image.layers, opts, reporter))
         app = stack.enter_context(applier(dest))
         for layer in image.layers:
             if layer.media_type == MediaType.DIRECTORY:
@@ -146,15 +149,18 @@ def _apply_verified(app: LayerApplier, raw: IO[bytes], layer: LayerDescriptor) -
 
 @contextmanager
 def _layer_opener(
-    image: ResolvedImage, opts: FetchOptions, reporter: ProgressReporter
+    source: ImageSource,
+    layers: tuple[LayerDescriptor, ...],
+    opts: FetchOptions,
+    reporter: ProgressReporter,
 ) -> Iterator[LayerOpener]:
-    kind = image.source.kind
+    kind = source.kind
     if kind is SourceKind.REGISTRY:
-        with _registry_opener(image, opts, reporter) as opener:
+        with _registry_opener(source, layers, opts, reporter) as opener:
             yield opener
         return
     if kind in (SourceKind.OCI_ARCHIVE, SourceKind.OCI_DIR, SourceKind.DOCKER_ARCHIVE):
-        bundle = Bundle(Path(image.source.location))
+        bundle = Bundle(Path(source.location))
         try:
 
             @contextmanager
@@ -177,14 +183,17 @@ def _layer_opener(
 
 @contextmanager
 def _registry_opener(
-    image: ResolvedImage, opts: FetchOptions, reporter: ProgressReporter
+    source: ImageSource,
+    layers: tuple[LayerDescriptor, ...],
+    opts: FetchOptions,
+    reporter: ProgressReporter,
 ) -> Iterator[LayerOpener]:
-    ref = parse_reference(image.source.location)
+    ref = parse_reference(source.location)
     cache = BlobCache(opts.cache_dir)
     with RegistryClient(ref, opts) as client, ThreadPoolExecutor(max_workers=2) as pool:
         # Download ahead while earlier layers are being applied.
         futures: dict[str, Future[Path]] = {}
-        for layer in image.layers:
+        for layer in layers:
             if layer.digest not in futures:
                 futures[layer.digest] = pool.submit(
                     client.fetch_blob, layer.digest, reporter.callback(layer)

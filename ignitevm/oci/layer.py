@@ -58,6 +58,10 @@ class LayerApplier:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.root_fd = os.open(root, _DIR_FLAGS)
+        # Keep other host users out of the tree while it exists: an image's setuid binaries
+        # and device nodes must not be reachable through it. (mkfs.ext4 -d gives the image's
+        # root directory 0755 whatever the source directory's mode.)
+        os.fchmod(self.root_fd, 0o700)
         self.is_root = os.geteuid() == 0
         self._dirs: dict[Parts, tuple[int, int]] = {}  # parts -> (mode, mtime ns)
         self._touched: set[Parts] = set()  # paths present in the current layer
@@ -119,7 +123,8 @@ class LayerApplier:
             if fd is None:
                 continue  # removed by a later layer, or now a symlink
             try:
-                os.chmod(fd, mode)
+                if parts:  # the root stays 0700 (see __init__)
+                    os.chmod(fd, mode)
                 os.utime(fd, ns=(mtime, mtime))
             finally:
                 if fd != self.root_fd:
@@ -269,8 +274,8 @@ class LayerApplier:
                 log.debug("layer %s: ignoring aufs metadata %r", self._layer, member.name)
             else:
                 name = parts[-1][len(WHITEOUT_PREFIX):]
-                if not name:
-                    raise self._refuse(member, "whiteout without a name")
+                if name in ("", ".", ".."):
+                    raise self._refuse(member, "whiteout of no name, '.' or '..'")
                 # A whiteout hides lower layers only, not entries of its own layer.
                 target = (*parts[:-1], name)
                 if target not in self._touched:

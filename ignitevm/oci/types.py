@@ -93,7 +93,8 @@ class ResolvedImage:
     config: dict[str, Any]
     layers: tuple[LayerDescriptor, ...]
     size: int
-    source: ImageSource = field(compare=False, default=ImageSource(SourceKind.DIR, ""))
+    # Where to read the layers from; None for images built by hand (they cannot be unpacked).
+    source: ImageSource | None = field(compare=False, default=None)
 
     @property
     def uid(self) -> str:

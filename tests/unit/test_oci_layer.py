@@ -177,6 +177,8 @@ def test_device_nodes_created_as_root_skipped_otherwise(tmp_path: Path) -> None:
         pytest.param([[sym("a", "/OUTSIDE")], [opaque("a")]], id="opaque-through-symlink"),
         pytest.param([[sym("a", "/OUTSIDE")], [reg("a/.wh..wh..opq")]], id="opaque-reg"),
         pytest.param([[reg("f", b"1"), reg("f/x", b"2")]], id="file-as-parent"),
+        pytest.param([[reg("d/x", b"1"), reg(".wh...", b"")]], id="whiteout-dotdot"),
+        pytest.param([[reg("d/x", b"1"), reg("d/.wh..", b"")]], id="whiteout-dot"),
     ],
 )
 def test_malicious_layers_are_refused(box: tuple[Path, Path], layers: list) -> None:  # type: ignore[type-arg]
@@ -194,6 +196,12 @@ def test_malicious_layers_are_refused(box: tuple[Path, Path], layers: list) -> N
         apply(root, *fixed)
     assert "layer" in str(err.value) and "entry" in str(err.value)
     outside_unchanged(root.parent)
+
+
+def test_root_stays_private_while_unpacked(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    apply(root, [dir_("./", mode=0o755), reg("bin/su", b"x", mode=0o4755)])
+    assert stat.S_IMODE(root.stat().st_mode) == 0o700
 
 
 def test_symlinks_pointing_out_are_stored_not_followed(box: tuple[Path, Path]) -> None:

@@ -1,0 +1,267 @@
+#!/bin/busybox sh
+# ignitevm initramfs /init: load modules, find the disks by label, assemble the root, grow it,
+# configure the network, apply per-VM files and switch_root into the image's init.
+# The contract (command line, per-VM files, console markers) is docs/internals.md; details in
+# docs/kernel.md. Sourced with IGNITEVM_INIT_LIB=1 it only defines its functions (unit tests).
+
+PATH=/sbin:/bin:/usr/sbin:/usr/bin
+export PATH
+
+NEWROOT=/newroot
+MARKER=/var/lib/ignitevm/firstboot-done
+DISK_WAIT_TENTHS=${IGNITE_DISK_WAIT_TENTHS:-100}
+
+say() {
+    # The console is the contract (the kernel may be quiet): write markers to it directly.
+    if [ -c /dev/console ]; then echo "ignitevm-init: $*" >/dev/console 2>/dev/null || echo "ignitevm-init: $*"
+    else echo "ignitevm-init: $*"; fi
+}
+
+fatal() {
+    say "FATAL $*"
+    if [ -n "$IGNITE_DEBUG" ]; then
+        say "ignite.debug: starting a shell on the console; exit it to power off"
+        setsid cttyhack sh </dev/console >/dev/console 2>&1 || sh
+    fi
+    sync
+    poweroff -f
+    exit 1
+}
+
+# parse_cmdline WORDS...: sets IGNITE_COW IGNITE_IP IGNITE_HOSTNAME IGNITE_INIT IGNITE_DEBUG.
+parse_cmdline() {
+    for word in "$@"; do
+        case "$word" in
+            ignite.cow=*) IGNITE_COW=${word#ignite.cow=} ;;
+            ip=*) IGNITE_IP=${word#ip=} ;;
+            ignite.hostname=*) IGNITE_HOSTNAME=${word#ignite.hostname=} ;;
+            init=*) IGNITE_INIT=${word#init=} ;;
+            ignite.debug|ignite.debug=1) IGNITE_DEBUG=1 ;;
+        esac
+    done
+}
+
+# mask2prefix 255.255.255.0 -> 24 (a prefix length passes through).
+mask2prefix() {
+    case "$1" in
+        *.*.*.*) ;;
+        *) echo "$1"; return 0 ;;
+    esac
+    bits=0 partial=
+    old_ifs=$IFS; IFS=.
+    set -- $1
+    IFS=$old_ifs
+    for octet in "$@"; do
+        # A mask is contiguous ones: after an octet below 255 only zeros may follow.
+        [ -n "$partial" ] && [ "$octet" != 0 ] && return 1
+        [ "$octet" = 255 ] || partial=1
+        case "$octet" in
+            255) bits=$((bits + 8)) ;; 254) bits=$((bits + 7)) ;; 252) bits=$((bits + 6)) ;;
+            248) bits=$((bits + 5)) ;; 240) bits=$((bits + 4)) ;; 224) bits=$((bits + 3)) ;;
+            192) bits=$((bits + 2)) ;; 128) bits=$((bits + 1)) ;; 0) ;;
+            *) return 1 ;;
+        esac
+    done
+    echo "$bits"
+}
+
+# parse_ip VALUE: the kernel's nfsroot syntax
+#   <client>:<server>:<gateway>:<netmask>:<hostname>:<device>:<autoconf>[:<dns0>[:<dns1>]]
+# sets NET_MODE (static|dhcp|none) NET_ADDR NET_GW NET_PREFIX NET_HOST NET_DEV NET_DNS0 NET_DNS1.
+parse_ip() {
+    NET_MODE=none NET_ADDR= NET_GW= NET_PREFIX= NET_HOST= NET_DEV=eth0 NET_DNS0= NET_DNS1=
+    case "$1" in
+        "" | off | none) return 0 ;;
+        dhcp | on | any | both) NET_MODE=dhcp; return 0 ;;
+    esac
+    old_ifs=$IFS; IFS=:
+    set -- $1
+    IFS=$old_ifs
+    NET_ADDR=$1 NET_GW=$3 NET_HOST=$5 NET_DNS0=$8 NET_DNS1=$9
+    [ -n "$6" ] && NET_DEV=$6
+    case "$7" in
+        dhcp | on | any | both) NET_MODE=dhcp; return 0 ;;
+    esac
+    [ -n "$NET_ADDR" ] || { NET_MODE=none; return 0; }
+    NET_MODE=static
+    NET_PREFIX=$(mask2prefix "${4:-255.255.255.0}") || return 1
+    [ -n "$NET_PREFIX" ] || NET_PREFIX=24
+    return 0
+}
+
+# dhcp_event EVENT: the udhcpc script (udhcpc runs /init again with IGNITEVM_DHCP_SCRIPT set).
+dhcp_event() {
+    case "$1" in
+        deconfig) ip -4 addr flush dev "$interface"; ip link set "$interface" up ;;
+        bound | renew)
+            ip -4 addr flush dev "$interface"
+            ip addr add "$ip/${mask:-24}" dev "$interface"
+            for r in $router; do ip route add default via "$r" dev "$interface"; break; done
+            : >/run/dhcp.dns
+            for d in $dns; do echo "$d" >>/run/dhcp.dns; done
+            [ -n "$hostname" ] && echo "$hostname" >/run/dhcp.hostname
+            ;;
+    esac
+    return 0
+}
+
+if [ -n "$IGNITEVM_DHCP_SCRIPT" ]; then
+    dhcp_event "$1"
+    exit 0
+fi
+[ -n "$IGNITEVM_INIT_LIB" ] && return 0
+
+load_modules() {
+    [ -f /etc/ignitevm/modules ] || return 0
+    while read -r mod; do
+        [ -n "$mod" ] || continue
+        # Already loaded (or built in) is fine; anything else is reported and the boot goes on:
+        # a missing disk is what fails it, with a clearer message.
+        insmod "/lib/modules/$mod" 2>/tmp/insmod.err || {
+            grep -q "File exists" /tmp/insmod.err || say "warning: insmod $mod: $(cat /tmp/insmod.err)"
+        }
+    done </etc/ignitevm/modules
+}
+
+# wait_label LABEL: prints the device, polling up to DISK_WAIT_TENTHS tenths of a second.
+wait_label() {
+    n=0
+    while [ "$n" -lt "$DISK_WAIT_TENTHS" ]; do
+        dev=$(findfs "LABEL=$1" 2>/dev/null) && [ -n "$dev" ] && { echo "$dev"; return 0; }
+        [ "$n" -lt 10 ] && usleep 20000 || usleep 100000
+        n=$((n + 1))
+    done
+    return 1
+}
+
+mount_root() {
+    mkdir -p "$NEWROOT"
+    base=$(wait_label ignite-image) || fatal "no disk labeled ignite-image (is virtio_blk loaded?)"
+    case "${IGNITE_COW:-qcow2}" in
+        qcow2)
+            if [ "$(cat "/sys/class/block/${base#/dev/}/ro" 2>/dev/null)" = 1 ]; then
+                # A read-only disk (a bare base image attached for a smoke test): boot it as is.
+                say "warning: $base is read-only; the root stays read-only"
+                mount -t ext4 -o ro "$base" "$NEWROOT" || fatal "cannot mount $base"
+                return 0
+            fi
+            mount -t ext4 -o rw "$base" "$NEWROOT" || fatal "cannot mount $base read-write"
+            # Online grow to the size of the copy-on-write disk; a no-op when it already fills it.
+            resize2fs "$base" >/tmp/resize.log 2>&1 ||
+                say "warning: resize2fs $base failed: $(tail -n1 /tmp/resize.log)"
+            ;;
+        overlay)
+            rw=$(wait_label ignite-rw) || fatal "no disk labeled ignite-rw for ignite.cow=overlay"
+            mkdir -p /run/base /run/rw
+            mount -t ext4 -o ro "$base" /run/base || fatal "cannot mount $base read-only"
+            mount -t ext4 -o rw "$rw" /run/rw || fatal "cannot mount $rw read-write"
+            mkdir -p /run/rw/upper /run/rw/work
+            mount -t overlay overlay -o lowerdir=/run/base,upperdir=/run/rw/upper,workdir=/run/rw/work \
+                "$NEWROOT" || fatal "cannot assemble the overlay root (is the overlay module loaded?)"
+            ;;
+        *) fatal "unknown ignite.cow=$IGNITE_COW (qcow2 or overlay)" ;;
+    esac
+}
+
+setup_network() {
+    ip link set lo up
+    parse_ip "$IGNITE_IP" || fatal "cannot parse ip=$IGNITE_IP"
+    [ "$NET_MODE" = none ] && return 0
+    [ -d "/sys/class/net/$NET_DEV" ] || { say "warning: no network device $NET_DEV"; return 0; }
+    ip link set "$NET_DEV" up
+    if [ "$NET_MODE" = dhcp ]; then
+        IGNITEVM_DHCP_SCRIPT=1 udhcpc -i "$NET_DEV" -q -n -t 5 -T 1 -s /init >/tmp/udhcpc.log 2>&1 ||
+            say "warning: DHCP on $NET_DEV got no lease"
+        [ -f /run/dhcp.dns ] && NET_DNS0=$(sed -n 1p /run/dhcp.dns) NET_DNS1=$(sed -n 2p /run/dhcp.dns)
+        [ -f /run/dhcp.hostname ] && NET_HOST=$(cat /run/dhcp.hostname)
+    else
+        ip addr add "$NET_ADDR/$NET_PREFIX" dev "$NET_DEV" || fatal "cannot set $NET_ADDR/$NET_PREFIX on $NET_DEV"
+        [ -n "$NET_GW" ] && { ip route add default via "$NET_GW" dev "$NET_DEV" || say "warning: no route via $NET_GW"; }
+    fi
+}
+
+# write_file PATH: stdin into a file of the new root, replacing a symlink (it may point anywhere).
+write_file() {
+    [ -L "$NEWROOT$1" ] && rm -f "$NEWROOT$1"
+    cat >"$NEWROOT$1"
+}
+
+write_identity() {
+    host=${NET_HOST:-$IGNITE_HOSTNAME}
+    mkdir -p "$NEWROOT/etc"
+    if [ -n "$host" ]; then
+        hostname "$host"
+        echo "$host" | write_file /etc/hostname
+        printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n' "$host" |
+            write_file /etc/hosts
+    fi
+    if [ -n "$NET_DNS0$NET_DNS1" ]; then
+        { for d in $NET_DNS0 $NET_DNS1; do echo "nameserver $d"; done; } | write_file /etc/resolv.conf
+    fi
+}
+
+# copy_tree SRC: merge SRC into the new root; existing directories keep their modes.
+copy_tree() {
+    [ -d "$1" ] || return 0
+    (
+        cd "$1" || exit 1
+        find . -type d | while read -r d; do
+            [ -e "$NEWROOT/$d" ] || mkdir -m "$(stat -c %a "$d")" -p "$NEWROOT/$d"
+        done
+        find . ! -type d | while read -r f; do
+            [ -L "$NEWROOT/$f" ] && rm -f "$NEWROOT/$f"
+            cp -a "$f" "$NEWROOT/$f" || exit 1
+        done
+    ) || fatal "cannot copy the per-VM files from $1"
+}
+
+apply_files() {
+    copy_tree /ignite/files
+    if [ ! -e "$NEWROOT$MARKER" ]; then
+        copy_tree /ignite/firstboot
+        mkdir -p "$NEWROOT${MARKER%/*}" && : >"$NEWROOT$MARKER"
+    fi
+}
+
+find_init() {
+    if [ -n "$IGNITE_INIT" ]; then echo "$IGNITE_INIT"; return 0; fi
+    for candidate in /sbin/init /etc/init /bin/init /bin/sh; do
+        if [ -x "$NEWROOT$candidate" ] || [ -L "$NEWROOT$candidate" ]; then echo "$candidate"; return 0; fi
+    done
+    return 1
+}
+
+move_mounts() {
+    for m in dev proc sys; do
+        if [ -d "$NEWROOT/$m" ] || mkdir -p "$NEWROOT/$m" 2>/dev/null; then
+            mount --move "/$m" "$NEWROOT/$m" || umount -l "/$m"
+        else
+            umount -l "/$m"
+        fi
+    done
+}
+
+main() {
+    mount -t proc proc /proc
+    say "started"
+    mount -t sysfs sysfs /sys
+    mount -t devtmpfs devtmpfs /dev
+    mkdir -p /run /tmp
+    parse_cmdline $(cat /proc/cmdline)
+    # shellcheck disable=SC1091 # per-VM settings too long for the command line
+    [ -f /ignite/env ] && . /ignite/env
+    [ -n "$IGNITE_DEBUG" ] && set -x
+    load_modules
+    mount_root
+    setup_network
+    write_identity
+    apply_files
+    init=$(find_init) || fatal "no init in the image (tried /sbin/init /etc/init /bin/init /bin/sh)"
+    [ -x "$NEWROOT$init" ] || [ -L "$NEWROOT$init" ] || fatal "init $init is not executable in the image"
+    move_mounts
+    say "exec $init"
+    exec switch_root "$NEWROOT" "$init"
+    fatal "switch_root to $init failed"
+}
+
+main

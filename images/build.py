@@ -1,0 +1,391 @@
+#!/usr/bin/env python3
+"""Build ignitevm's default VM image (busybox + dropbear) as an OCI archive, without Docker.
+
+    .venv/bin/python images/build.py [--output oci-archive:FILE | docker-archive:FILE]
+                                     [--cache DIR] [--tag ignitevm/default:latest]
+
+Packages come from Debian with ``apt-get download`` (cached), are unpacked with ``dpkg-deb -x``
+into a temporary root, which gets busybox applet links and init scripts, and is written as one
+layer of an OCI image layout (or a ``docker save`` archive). See docs/kernel.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import io
+import json
+import logging
+import os
+import shutil
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ignitevm import proc
+from ignitevm.errors import IgniteError
+
+log = logging.getLogger("images.build")
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_TAG = "ignitevm/default:latest"
+# dropbear-bin and its library closure (apt-cache depends --recurse): the image is self-contained.
+PACKAGES = (
+    "busybox-static",
+    "dropbear-bin",
+    "libc6",
+    "libcrypt1",
+    "libgcc-s1",
+    "libgmp10",
+    "libtomcrypt1",
+    "libtommath1",
+    "zlib1g",
+)
+# Nothing in the image reads these; dropping them keeps the image at a few MB.
+PRUNE = (
+    "usr/share/doc",
+    "usr/share/man",
+    "usr/share/info",
+    "usr/share/locale",
+    "usr/share/lintian",
+    "usr/share/bug",
+    "usr/lib/x86_64-linux-gnu/gconv",
+    "usr/libexec",
+    "usr/bin/dbclient",
+    "usr/lib/dropbear",
+    "usr/bin/dropbearconvert",
+)
+_EPOCH = 0
+
+INITTAB = """\
+# busybox init: see docs/kernel.md (ignitevm default image)
+::sysinit:/etc/init.d/rcS
+ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100
+::respawn:/etc/init.d/sshd
+::respawn:/sbin/acpid -f -c /etc/acpi
+::ctrlaltdel:/sbin/poweroff
+::shutdown:/etc/init.d/rcK
+"""
+
+RCS = """\
+#!/bin/sh
+# System start: mount the API filesystems the initramfs did not hand over, then S* scripts.
+mounted() { grep -q " $1 " /proc/mounts 2>/dev/null; }
+mounted /proc || mount -t proc proc /proc
+mounted /sys || mount -t sysfs sysfs /sys
+mounted /dev || mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts /dev/shm
+mounted /dev/pts || mount -t devpts -o gid=5,mode=620 devpts /dev/pts
+mounted /dev/shm || mount -t tmpfs -o mode=1777 tmpfs /dev/shm
+mounted /run || mount -t tmpfs -o mode=0755 tmpfs /run
+mounted /tmp || mount -t tmpfs -o mode=1777 tmpfs /tmp
+[ -s /etc/hostname ] && hostname -F /etc/hostname
+ip link set lo up 2>/dev/null
+mkdir -p /run/sshd /var/log
+for script in /etc/init.d/S[0-9]*; do
+    [ -x "$script" ] && "$script" start
+done
+echo "ignitevm-default: sysinit done, $(hostname) up"
+"""
+
+RCK = """\
+#!/bin/sh
+# System stop (busybox init runs this on poweroff/reboot before killing everything).
+echo "ignitevm-default: shutting down"
+for script in /etc/init.d/K[0-9]*; do
+    [ -x "$script" ] && "$script" stop
+done
+sync
+umount -a -r 2>/dev/null
+echo "ignitevm-default: filesystems unmounted"
+"""
+
+SSHD = """\
+#!/bin/sh
+# Respawned by init. -R makes host keys at the first connection (persisted in /etc/dropbear),
+# -s refuses passwords: log in with a key (ignite run --ssh).
+mkdir -p /etc/dropbear
+echo "ignitevm-default: sshd (dropbear) listening on port 22" >/dev/console
+exec /usr/sbin/dropbear -F -E -R -s -p 22 2>>/var/log/dropbear.log
+"""
+
+POWER_BUTTON = """\
+#!/bin/sh
+# busybox acpid runs this for the ACPI power button (KEY_POWER -> PWRF).
+echo "ignitevm-default: power button pressed, powering off" >/dev/console
+exec /sbin/poweroff
+"""
+
+PROFILE = """\
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export PS1='\\u@\\h:\\w\\$ '
+"""
+
+FILES: dict[str, tuple[str, int]] = {
+    "etc/inittab": (INITTAB, 0o644),
+    "etc/init.d/rcS": (RCS, 0o755),
+    "etc/init.d/rcK": (RCK, 0o755),
+    "etc/init.d/sshd": (SSHD, 0o755),
+    "etc/acpi/PWRF/00000080": (POWER_BUTTON, 0o755),
+    "etc/profile": (PROFILE, 0o644),
+    "etc/passwd": (
+        "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n",
+        0o644,
+    ),
+    # "*": no password matches, so password login is impossible; key login still works.
+    "etc/shadow": ("root:*:19000:0:99999:7:::\nnobody:*:19000:0:99999:7:::\n", 0o600),
+    "etc/group": ("root:x:0:\ntty:x:5:\nnogroup:x:65534:\n", 0o644),
+    "etc/shells": ("/bin/sh\n/bin/ash\n", 0o644),
+    "etc/hostname": ("ignitevm\n", 0o644),
+    "etc/hosts": ("127.0.0.1\tlocalhost\n::1\t\tlocalhost\n", 0o644),
+    "etc/resolv.conf": ("", 0o644),
+    "etc/os-release": (
+        'NAME="ignitevm default"\nID=ignitevm\n'
+        'PRETTY_NAME="ignitevm default (busybox, dropbear)"\n',
+        0o644,
+    ),
+    "etc/securetty": ("ttyS0\nconsole\n", 0o644),
+}
+
+
+def download(cache: Path, packages: tuple[str, ...]) -> list[Path]:
+    """``apt-get download`` each package once into ``cache``; return the .deb files."""
+    cache.mkdir(parents=True, exist_ok=True)
+    missing = [p for p in packages if not list(cache.glob(f"{p}_*.deb"))]
+    if missing:
+        log.info("downloading %s", " ".join(missing))
+        proc.run(["apt-get", "download", "-q", *missing], cwd=cache, hint="run apt-get update")
+    debs = []
+    for p in packages:
+        found = sorted(cache.glob(f"{p}_*.deb"))
+        if not found:
+            raise IgniteError(f"apt-get download {p} produced no .deb in {cache}")
+        debs.append(found[-1])
+    return debs
+
+
+def build_rootfs(root: Path, debs: list[Path]) -> None:
+    for deb in debs:
+        proc.run(["dpkg-deb", "-x", deb, root])
+    for rel in PRUNE:
+        target = root / rel
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+    applets = proc.output([root / "bin/busybox", "--list-full"]).split()
+    for applet in sorted(set(applets)):
+        link = root / applet
+        if link.exists() or link.is_symlink():
+            continue  # a real program from a package wins over the applet
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to("/bin/busybox")
+    for d, mode in (
+        ("dev", 0o755),
+        ("proc", 0o555),
+        ("sys", 0o555),
+        ("run", 0o755),
+        ("tmp", 0o1777),
+        ("root", 0o700),
+        ("var/log", 0o755),
+        ("etc/dropbear", 0o700),
+        ("var/lib", 0o755),
+        ("home", 0o755),
+    ):
+        (root / d).mkdir(parents=True, exist_ok=True)
+        (root / d).chmod(mode)
+    for rel, (text, mode) in FILES.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+        path.chmod(mode)
+    (root / "var/run").symlink_to("/run")
+
+
+def _reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
+    info.mtime = _EPOCH
+    return info
+
+
+def layer_tar(root: Path) -> bytes:
+    """A deterministic uncompressed tar of ``root`` (sorted, owner root, mtime 0)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        paths = sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix())
+        for path in paths:
+            tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False, filter=_reset)
+    return buf.getvalue()
+
+
+@dataclass(frozen=True)
+class Blob:
+    data: bytes
+    media_type: str
+
+    @property
+    def hex(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @property
+    def descriptor(self) -> dict[str, object]:
+        return {
+            "mediaType": self.media_type,
+            "digest": f"sha256:{self.hex}",
+            "size": len(self.data),
+        }
+
+
+def _json(obj: object) -> bytes:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
+
+
+def image_config(layer: bytes) -> bytes:
+    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
+    return _json(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "created": "1970-01-01T00:00:00Z",
+            "config": {
+                "Cmd": ["/sbin/init"],
+                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                "Labels": {"org.opencontainers.image.title": "ignitevm default image"},
+            },
+            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
+            "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "images/build.py"}],
+        }
+    )
+
+
+def _tar_of(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        for name, data in members.items():
+            info = _reset(tarfile.TarInfo(name))
+            info.size = len(data)
+            info.mode = 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def oci_archive(layer: bytes, tag: str) -> bytes:
+    """An OCI image layout (oci-layout, index.json, blobs/sha256/*) as a tar, gzip layer."""
+    gz = Blob(
+        gzip.compress(layer, compresslevel=6, mtime=0),
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+    )
+    config = Blob(image_config(layer), "application/vnd.oci.image.config.v1+json")
+    manifest = Blob(
+        _json(
+            {
+                "schemaVersion": 2,
+                "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                "config": config.descriptor,
+                "layers": [gz.descriptor],
+            }
+        ),
+        "application/vnd.oci.image.manifest.v1+json",
+    )
+    name, _, version = tag.rpartition(":")
+    entry = dict(manifest.descriptor)
+    entry["annotations"] = {
+        "org.opencontainers.image.ref.name": version,
+        "io.containerd.image.name": tag,
+    }
+    index = _json(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [entry],
+        }
+    )
+    members = {"oci-layout": _json({"imageLayoutVersion": "1.0.0"}), "index.json": index}
+    for blob in (config, gz, manifest):
+        members[f"blobs/sha256/{blob.hex}"] = blob.data
+    log.debug("image %s (%s), manifest %s", tag, name, manifest.hex)
+    return _tar_of(members)
+
+
+def docker_archive(layer: bytes, tag: str) -> bytes:
+    """``docker save`` format: manifest.json, <config>.json, <id>/layer.tar, repositories."""
+    config = image_config(layer)
+    config_hex = hashlib.sha256(config).hexdigest()
+    layer_id = hashlib.sha256(layer).hexdigest()
+    name, _, version = tag.rpartition(":")
+    manifest = [
+        {"Config": f"{config_hex}.json", "RepoTags": [tag], "Layers": [f"{layer_id}/layer.tar"]}
+    ]
+    return _tar_of(
+        {
+            f"{config_hex}.json": config,
+            f"{layer_id}/VERSION": b"1.0",
+            f"{layer_id}/json": _json({"id": layer_id}),
+            f"{layer_id}/layer.tar": layer,
+            "manifest.json": _json(manifest),
+            "repositories": _json({name: {version: layer_id}}),
+        }
+    )
+
+
+def build(output: str, cache: Path, tag: str) -> Path:
+    kind, sep, dest = output.partition(":")
+    if not sep or kind not in ("oci-archive", "docker-archive", "dir"):
+        raise IgniteError(
+            f"unsupported output {output!r}",
+            hint="use oci-archive:FILE, docker-archive:FILE or dir:DIR",
+        )
+    debs = download(cache, PACKAGES)
+    if kind == "dir":  # the bare root filesystem (tests make an ext4 of it directly)
+        out = Path(dest)
+        out.mkdir(parents=True, exist_ok=True)
+        build_rootfs(out, debs)
+        return out
+    with tempfile.TemporaryDirectory(prefix="ignitevm-image-") as tmp:
+        root = Path(tmp) / "rootfs"
+        root.mkdir()
+        build_rootfs(root, debs)
+        layer = layer_tar(root)
+    data = oci_archive(layer, tag) if kind == "oci-archive" else docker_archive(layer, tag)
+    out = Path(dest)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = out.with_name(out.name + ".tmp")
+    tmp_out.write_bytes(data)
+    os.replace(tmp_out, out)
+    log.info("wrote %s (%d bytes, layer %d bytes)", out, len(data), len(layer))
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument(
+        "--output",
+        default=f"oci-archive:{ROOT / '_out/images/default.oci.tar'}",
+        help="oci-archive:FILE (default), docker-archive:FILE or dir:DIR",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=ROOT / "_out/cache/debs",
+        help="where downloaded .deb files are kept",
+    )
+    parser.add_argument("--tag", default=DEFAULT_TAG)
+    parser.add_argument("--variant", choices=["default"], default="default")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    try:
+        out = build(args.output, args.cache.resolve(), args.tag)
+    except IgniteError as exc:
+        print(f"error: {exc}" + (f"\n  hint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return 1
+    print(out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""Module resolution, the base initramfs and the per-VM layer, on synthetic modules."""
+
+from __future__ import annotations
+
+import lzma
+import shutil
+import stat
+import struct
+from pathlib import Path
+
+import pytest
+
+from ignitevm.errors import IgniteError, ValidationError
+from ignitevm.kernel import build_initramfs, read_cpio, resolve_modules, write_vm_layer
+from ignitevm.kernel.modules import modinfo
+
+
+def fake_module(name: str, depends: str = "") -> bytes:
+    """A minimal ELF64 object with a .modinfo section, as the kernel build writes it."""
+    info = f"license=GPL\0depends={depends}\0name={name}\0".encode()
+    shstrtab = b"\0.modinfo\0.shstrtab\0"
+    body = info + shstrtab
+    shoff = 64 + len(body)
+    header = bytearray(64)
+    header[:6] = b"\x7fELF\x02\x01"
+    struct.pack_into("<Q", header, 0x28, shoff)
+    struct.pack_into("<HHH", header, 0x3A, 64, 3, 2)  # shentsize, shnum, shstrndx
+
+    def section(name_off: int, typ: int, off: int, size: int) -> bytes:
+        return struct.pack("<IIQQQQIIQQ", name_off, typ, 0, 0, off, size, 0, 0, 1, 0)
+
+    sections = (
+        section(0, 0, 0, 0)
+        + section(1, 1, 64, len(info))
+        + section(10, 3, 64 + len(info), len(shstrtab))
+    )
+    return bytes(header) + body + sections
+
+
+DEPS = {
+    "virtio_ring": "",
+    "virtio": "",
+    "virtio_mmio": "virtio,virtio_ring",
+    "virtio_blk": "virtio,virtio_ring",
+    "virtio_net": "net_failover,virtio,virtio_ring",
+    "net_failover": "failover",
+    "failover": "",
+    "crc32c_generic": "",
+    "crc16": "",
+    "jbd2": "",
+    "mbcache": "",
+    "ext4": "crc16,jbd2,mbcache",
+    "overlay": "",
+    "evdev": "",
+    "unrelated": "",
+}
+
+
+@pytest.fixture
+def modules_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "lib/modules/6.1.0-99-test"
+    for name, deps in DEPS.items():
+        path = root / "kernel" / f"{name}.ko"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(fake_module(name, deps))
+    # Compressed modules are read too; the button module is an optional extra.
+    (root / "kernel/button.ko.xz").write_bytes(lzma.compress(fake_module("button")))
+    (root / "modules.builtin").write_text("kernel/lib/libcrc32c.ko\n")
+    return root
+
+
+def test_modinfo_reads_depends() -> None:
+    assert modinfo(fake_module("ext4", "jbd2,mbcache"))["depends"] == "jbd2,mbcache"
+
+
+def test_modules_resolved_in_dependency_order(modules_dir: Path) -> None:
+    names = [m.name for m in resolve_modules(modules_dir)]
+    assert "unrelated" not in names
+    assert set(names) == set(DEPS) - {"unrelated"} | {"button"}
+    for name, deps in DEPS.items():
+        for dep in filter(None, deps.split(",")):
+            if name in names:
+                assert names.index(dep) < names.index(name), (dep, name)
+
+
+def test_modules_dep_wins_when_present(modules_dir: Path) -> None:
+    (modules_dir / "modules.dep").write_text("kernel/ext4.ko: kernel/jbd2.ko\nkernel/jbd2.ko:\n")
+    names = [m.name for m in resolve_modules(modules_dir)]
+    assert names.index("jbd2") < names.index("ext4")
+
+
+def test_missing_dependency_is_an_error(modules_dir: Path) -> None:
+    (modules_dir / "kernel/jbd2.ko").unlink()
+    with pytest.raises(IgniteError, match="jbd2"):
+        resolve_modules(modules_dir)
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox-static not installed")
+def test_initramfs_has_init_busybox_and_ordered_modules(modules_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "initrd.cpio"
+    build_initramfs(out, modules_dir=modules_dir, version="6.1.0-99-test")
+    entries = {e.name: e for e in read_cpio(out.read_bytes())}
+    assert stat.S_IMODE(entries["init"].mode) == 0o755
+    assert entries["init"].data.startswith(b"#!/bin/busybox sh")
+    assert entries["bin/busybox"].data[:4] == b"\x7fELF"
+    assert entries["sbin/switch_root"].is_symlink
+    assert stat.S_ISCHR(entries["dev/console"].mode)
+    order = entries["etc/ignitevm/modules"].data.decode().split()
+    assert order[-1] in ("button.ko", "evdev.ko") and "unrelated.ko" not in order
+    assert order.index("jbd2.ko") < order.index("ext4.ko")
+    assert entries["lib/modules/button.ko"].data[:4] == b"\x7fELF"  # decompressed
+    if shutil.which("resize2fs"):
+        assert "sbin/resize2fs" in entries
+        assert any(name.startswith("lib") and "libext2fs" in name for name in entries)
+
+
+@pytest.mark.skipif(shutil.which("busybox") is None, reason="busybox-static not installed")
+def test_built_in_kernel_gets_no_modules(tmp_path: Path) -> None:
+    out = tmp_path / "initrd.cpio"
+    build_initramfs(out, modules_dir=None, version="6.1.0-builtin")
+    entries = {e.name: e for e in read_cpio(out.read_bytes())}
+    assert entries["etc/ignitevm/modules"].data == b""
+    assert not [n for n in entries if n.startswith("lib/modules/")]
+
+
+def test_vm_layer_files_firstboot_env_and_modes(tmp_path: Path) -> None:
+    key = tmp_path / "id.pub"
+    key.write_text("ssh-ed25519 AAAA test\n")
+    key.chmod(0o640)
+    out = tmp_path / "vm.cpio"
+    write_vm_layer(
+        out,
+        files={"/root/.ssh/authorized_keys": key, "/etc/hostname": b"web\n"},
+        firstboot={"/etc/motd": b"hello\n", "/opt/run.sh": b"#!/bin/sh\n"},
+        env={"IGNITE_IP": "10.0.0.2::10.0.0.1:255.255.255.0:web:eth0:off", "X": "it's"},
+        modes={"/root/.ssh/authorized_keys": 0o600, "/opt/run.sh": 0o755},
+    )
+    entries = {e.name: e for e in read_cpio(out.read_bytes())}
+    auth = entries["ignite/files/root/.ssh/authorized_keys"]
+    assert auth.data == b"ssh-ed25519 AAAA test\n" and stat.S_IMODE(auth.mode) == 0o600
+    assert stat.S_IMODE(entries["ignite/files/root/.ssh"].mode) == 0o700
+    assert stat.S_IMODE(entries["ignite/files/etc/hostname"].mode) == 0o644
+    assert entries["ignite/firstboot/etc/motd"].data == b"hello\n"
+    assert stat.S_IMODE(entries["ignite/firstboot/opt/run.sh"].mode) == 0o755
+    env = entries["ignite/env"].data.decode()
+    assert "IGNITE_IP=10.0.0.2::10.0.0.1:255.255.255.0:web:eth0:off\n" in env
+    assert "X='it'\"'\"'s'\n" in env
+
+
+@pytest.mark.parametrize("dest", ["etc/relative", "/etc/../../escape"])
+def test_vm_layer_refuses_bad_destinations(dest: str, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError):
+        write_vm_layer(tmp_path / "vm.cpio", files={dest: b"x"})
+
+
+def test_vm_layer_refuses_bad_env_names(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError):
+        write_vm_layer(tmp_path / "vm.cpio", files={}, env={"A B": "x"})

@@ -71,7 +71,7 @@ class Bundle:
     def open(self, name: str) -> Iterator[IO[bytes]]:
         if self._tar is None:
             file = self.path / name
-            if ".." in Path(name).parts or not file.is_file():
+            if Path(name).is_absolute() or ".." in Path(name).parts or not file.is_file():
                 raise IgniteError(f"{self.path}: {name} is missing", hint="the image is corrupt")
             with open(file, "rb") as f:
                 yield f

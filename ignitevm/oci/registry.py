@@ -25,6 +25,7 @@ MANIFEST_ACCEPT = ", ".join(
     [MediaType.OCI_INDEX, MediaType.OCI_MANIFEST, MediaType.DOCKER_LIST, MediaType.DOCKER_MANIFEST]
 )
 _LOCAL_HOSTS = ("localhost", "127.0.0.1", "[::1]")
+MAX_DOCUMENT = 16 << 20  # manifests and configs are small; a bigger one is an attack or a bug
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
@@ -74,7 +75,7 @@ class RegistryClient:
             return data, "", target
         with self._send("GET", f"{self.base}/manifests/{target}", MANIFEST_ACCEPT) as resp:
             self._check(resp, f"manifest {target}")
-            data = resp.read()
+            data = self._read_small(resp, f"manifest {target}")
         media = resp.headers.get("content-type", "").split(";")[0].strip()
         digest = sha256_bytes(data)
         if target.startswith("sha256:"):
@@ -93,7 +94,7 @@ class RegistryClient:
             return cached
         with self._send("GET", f"{self.base}/blobs/{digest}") as resp:
             self._check(resp, f"blob {digest}")
-            data = resp.read()
+            data = self._read_small(resp, f"blob {digest}")
         self.blob_downloads += 1
         self.cache.put_bytes(digest, data, f"{self.ref}: blob {digest}")
         return data
@@ -118,6 +119,21 @@ class RegistryClient:
         return self.cache.path(digest)
 
     # -- internals ------------------------------------------------------------------------
+
+    def _read_small(self, resp: httpx.Response, what: str) -> bytes:
+        chunks: list[bytes] = []
+        total = 0
+        try:
+            for chunk in resp.iter_bytes(1 << 16):
+                total += len(chunk)
+                if total > MAX_DOCUMENT:
+                    raise IgniteError(
+                        f"registry {self.ref.registry}: {what} is larger than "
+                        f"{MAX_DOCUMENT >> 20} MiB", hint="this is not an image manifest/config")
+                chunks.append(chunk)
+        except self._errors() as exc:
+            raise self._network_error(exc) from exc
+        return b"".join(chunks)
 
     def _errors(self) -> type[Exception]:
         import httpx

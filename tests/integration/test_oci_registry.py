@@ -7,7 +7,23 @@ import json
 from pathlib import Path
 
 import pytest
-from fixtures_registry import BuiltImage, Registry, built_image, registry, tree_listing
+
+try:  # tests/ as a package (tests/__init__.py) or as plain directories
+    from .fixtures_registry import (
+        BuiltImage,
+        Registry,
+        built_image,
+        registry,
+        tree_listing,
+    )
+except ImportError:
+    from fixtures_registry import (  # type: ignore[no-redef]
+        BuiltImage,
+        Registry,
+        built_image,
+        registry,
+        tree_listing,
+    )
 
 from ignitevm.errors import IgniteError, NotFoundError
 from ignitevm.oci import FetchOptions, resolve_image, unpack_image

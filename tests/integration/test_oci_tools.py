@@ -7,7 +7,21 @@ import shutil
 from pathlib import Path
 
 import pytest
-from fixtures_registry import BuiltImage, built_image, require_root_and_tools, tree_listing
+
+try:  # tests/ as a package (tests/__init__.py) or as plain directories
+    from .fixtures_registry import (
+        BuiltImage,
+        built_image,
+        require_root_and_tools,
+        tree_listing,
+    )
+except ImportError:
+    from fixtures_registry import (  # type: ignore[no-redef]
+        BuiltImage,
+        built_image,
+        require_root_and_tools,
+        tree_listing,
+    )
 
 from ignitevm import proc
 from ignitevm.disk.base import build_base_image

@@ -9,17 +9,31 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from test_oci_support import (
-    dir_,
-    hard,
-    layer_bytes,
-    reg,
-    sha,
-    sym,
-    tree,
-    whiteout,
-    write_oci_layout,
-)
+
+try:  # tests/ as a package (tests/__init__.py) or as plain directories
+    from .test_oci_support import (
+        dir_,
+        hard,
+        layer_bytes,
+        reg,
+        sha,
+        sym,
+        tree,
+        whiteout,
+        write_oci_layout,
+    )
+except ImportError:
+    from test_oci_support import (  # type: ignore[no-redef]
+        dir_,
+        hard,
+        layer_bytes,
+        reg,
+        sha,
+        sym,
+        tree,
+        whiteout,
+        write_oci_layout,
+    )
 
 from ignitevm.errors import IgniteError, NotFoundError, ValidationError
 from ignitevm.oci import FetchOptions, resolve_image, unpack_image

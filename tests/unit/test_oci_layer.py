@@ -8,18 +8,33 @@ import stat
 from pathlib import Path
 
 import pytest
-from test_oci_support import (
-    chardev,
-    dir_,
-    fifo,
-    hard,
-    layer_bytes,
-    opaque,
-    reg,
-    sym,
-    tree,
-    whiteout,
-)
+
+try:  # tests/ as a package (tests/__init__.py) or as plain directories
+    from .test_oci_support import (
+        chardev,
+        dir_,
+        fifo,
+        hard,
+        layer_bytes,
+        opaque,
+        reg,
+        sym,
+        tree,
+        whiteout,
+    )
+except ImportError:
+    from test_oci_support import (  # type: ignore[no-redef]
+        chardev,
+        dir_,
+        fifo,
+        hard,
+        layer_bytes,
+        opaque,
+        reg,
+        sym,
+        tree,
+        whiteout,
+    )
 
 from ignitevm.errors import UnsafeLayerError
 from ignitevm.oci.layer import applier

@@ -12,7 +12,23 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_oci_support import layer_bytes, reg, sha, tree, write_oci_layout
+
+try:  # tests/ as a package (tests/__init__.py) or as plain directories
+    from .test_oci_support import (
+        layer_bytes,
+        reg,
+        sha,
+        tree,
+        write_oci_layout,
+    )
+except ImportError:
+    from test_oci_support import (  # type: ignore[no-redef]
+        layer_bytes,
+        reg,
+        sha,
+        tree,
+        write_oci_layout,
+    )
 
 from ignitevm.errors import IgniteError, NotFoundError
 from ignitevm.oci import FetchOptions, resolve_image, unpack_image

@@ -1,0 +1,3 @@
+from ignitevm.cli.main import main
+
+main()

@@ -19,12 +19,11 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO))
+from ignitevm import proc
+from ignitevm.disk.base import build_base_image, measure_tree, plan_size
+from ignitevm.oci import FetchOptions, resolve_image, unpack_image
 
-from ignitevm import proc  # noqa: E402
-from ignitevm.disk.base import build_base_image, measure_tree, plan_size  # noqa: E402
-from ignitevm.oci import FetchOptions, resolve_image, unpack_image  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
 
 TOOLS = ("skopeo", "umoci", "mkfs.ext4")
 # (paths copied into the layer, paths deleted in it: whiteouts)

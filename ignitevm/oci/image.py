@@ -24,7 +24,13 @@ from ignitevm.oci.local import (
     resolve_tarball,
     walk_tree,
 )
-from ignitevm.oci.manifest import is_index, load_json, parse_manifest, select_platform
+from ignitevm.oci.manifest import (
+    is_index,
+    load_json,
+    parse_manifest,
+    parse_platform,
+    select_platform,
+)
 from ignitevm.oci.progress import ProgressReporter
 from ignitevm.oci.readahead import ReadAhead
 from ignitevm.oci.reference import parse_reference
@@ -68,15 +74,27 @@ def parse_source(text: str) -> tuple[SourceKind, str]:
 def resolve_image(source: str, opts: FetchOptions) -> ResolvedImage:
     """Read an image's manifest and config (no layer is downloaded or read)."""
     kind, rest = parse_source(source)
-    if kind is SourceKind.REGISTRY:
-        return _resolve_registry(rest, opts)
-    if kind in (SourceKind.OCI_ARCHIVE, SourceKind.OCI_DIR):
-        return resolve_layout(kind, rest, opts.platform)
-    if kind is SourceKind.DOCKER_ARCHIVE:
-        return resolve_docker_archive(rest)
     if kind is SourceKind.TAR:
         return resolve_tarball(rest)
-    return resolve_directory(rest)
+    if kind is SourceKind.DIR:
+        return resolve_directory(rest)
+    if kind is SourceKind.REGISTRY:
+        image = _resolve_registry(rest, opts)
+    elif kind is SourceKind.DOCKER_ARCHIVE:
+        image = resolve_docker_archive(rest)
+    else:
+        image = resolve_layout(kind, rest, opts.platform)
+    _warn_platform(image, opts.platform)
+    return image
+
+
+def _warn_platform(image: ResolvedImage, platform: str) -> None:
+    """Single-platform images are taken as they are, but say so when they do not fit."""
+    want = parse_platform(platform)
+    have_os, have_arch = image.config.get("os"), image.config.get("architecture")
+    if (have_os, have_arch) != (want.os, want.architecture) and have_arch is not None:
+        log.warning("image %s is built for %s/%s, not %s", image.name, have_os, have_arch,
+                    platform)
 
 
 def _resolve_registry(text: str, opts: FetchOptions) -> ResolvedImage:

@@ -63,6 +63,8 @@ class LayerApplier:
         # root directory 0755 whatever the source directory's mode.)
         os.fchmod(self.root_fd, 0o700)
         self.is_root = os.geteuid() == 0
+        if not self.is_root:
+            log.debug("not running as root: file owners and device nodes are skipped")
         self._dirs: dict[Parts, tuple[int, int]] = {}  # parts -> (mode, mtime ns)
         self._touched: set[Parts] = set()  # paths present in the current layer
         self._cache: tuple[Parts, int] | None = None  # the last resolved parent directory

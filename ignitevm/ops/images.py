@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ignitevm.api import Image, Kind, ObjectMeta, Size
 from ignitevm.api.types import ImageSpec, ImageStatus, OCIImageSource
-from ignitevm.errors import ConflictError
+from ignitevm.errors import ConflictError, IgniteError
 from ignitevm.ops.services import Services
 
 log = logging.getLogger(__name__)
@@ -45,7 +45,11 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
     from ignitevm.disk.base import build_base_image
     from ignitevm.oci import resolve_image, unpack_image
 
-    resolved = resolve_image(source, svc.fetch)
+    try:
+        resolved = resolve_image(source, svc.fetch)
+    except IgniteError as exc:
+        _prefix(exc, f"cannot import image {source!r}")
+        raise
     uid = resolved.uid
     existing = svc.store.find(Kind.IMAGE, uid)
     if existing is not None and base_image_path(svc, existing).exists():
@@ -82,6 +86,12 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
         return image
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _prefix(exc: IgniteError, context: str) -> None:
+    """Say in the error's message what was being done."""
+    exc.message = f"{context}: {exc.message}"
+    exc.args = (exc.message,)
 
 
 def ensure_image(svc: Services, ref: str) -> Image:

@@ -225,3 +225,24 @@ def test_truncated_gzip_layer_is_an_ignite_error(tmp_path: Path, opts: FetchOpti
     with pytest.raises(IgniteError) as err:
         unpack_image(image, tmp_path / "rootfs", opts)
     assert image.layers[0].digest in str(err.value)
+
+
+def test_docker_archive_with_oci_layout_inside(tmp_path: Path, opts: FetchOptions) -> None:
+    """Docker 25+ `docker save`: an OCI layout plus a manifest.json pointing into blobs/."""
+    layers = [layer_bytes(LOWER), layer_bytes(UPPER)]
+    layout = tmp_path / "saved"
+    digest = write_oci_layout(layout, layers)
+    manifest = json.loads((layout / "blobs/sha256" / digest[7:]).read_text())
+    (layout / "manifest.json").write_text(json.dumps([{
+        "Config": f"blobs/sha256/{manifest['config']['digest'][7:]}",
+        "RepoTags": ["ignitevm/default:latest"],
+        "Layers": [f"blobs/sha256/{sha(d)[7:]}" for d in layers],
+    }]))
+    archive = tmp_path / "saved.tar"
+    with tarfile.open(archive, "w") as tar:
+        tar.add(layout, arcname=".")
+    image = resolve_image(f"docker-archive:{archive}:ignitevm/default:latest", opts)
+    assert image.config_digest == manifest["config"]["digest"]
+    unpack_image(image, tmp_path / "rootfs", opts)
+    assert tree(tmp_path / "rootfs") == EXPECTED
+    assert resolve_image(f"oci-archive:{archive}", opts).config_digest == image.config_digest

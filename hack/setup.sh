@@ -13,7 +13,7 @@ DEBIAN_PACKAGES=(
   containernetworking-plugins iproute2 iptables   # networking
   openssh-client                      # ignite ssh / exec / cp
   git                                 # ignited gitops
-  docker-registry apache2-utils skopeo umoci      # tests: a real registry, real OCI tools
+  docker-registry apache2-utils skopeo umoci buildah   # tests: a real registry, real OCI tools
   python3-venv python3-pip curl ca-certificates
 )
 

@@ -132,7 +132,8 @@ def remove_image(svc: Services, query: str, *, force: bool = False) -> Image:
 
 
 def image_disk_bytes(svc: Services, image: Image) -> int:
+    """Bytes the base image really takes on disk (it is sparse)."""
     try:
-        return base_image_path(svc, image).stat().st_size
+        return base_image_path(svc, image).stat().st_blocks * 512
     except OSError:
         return 0

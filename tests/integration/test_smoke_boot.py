@@ -162,7 +162,11 @@ def boot(kernel: Kernel, tmp_path: Path) -> Iterator[Boot]:
     started: list[subprocess.Popen[bytes]] = []
 
     def launch(
-        drives: list[str], extra: str, cow: str = "qcow2", layer: Path | None = None
+        drives: list[str],
+        extra: str,
+        cow: str = "qcow2",
+        layer: Path | None = None,
+        user_net: bool = False,
     ) -> Guest:
         initrd = kernel.initrd
         if layer is not None:
@@ -183,6 +187,8 @@ def boot(kernel: Kernel, tmp_path: Path) -> Iterator[Boot]:
                 "-device",
                 f"virtio-blk-device,drive=d{i}",
             ]
+        if user_net:  # QEMU's user-mode network: its own DHCP server, nothing on the host
+            argv += ["-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0"]
         start = time.monotonic()
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)  # fmt: skip
@@ -280,3 +286,41 @@ def test_missing_root_disk_is_fatal_and_powers_off(boot: Boot) -> None:
     guest = boot([], "IGNITE_DISK_WAIT_TENTHS=5")
     guest.console.wait_for(r"ignitevm-init: FATAL no disk labeled ignite-image", BOOT_TIMEOUT)
     assert guest.proc.wait(timeout=60) == 0
+
+
+NET_PROBE = (
+    b"#!/bin/sh\n"
+    b"echo \"NET addr=$(ip -4 -o addr show eth0 | awk '{print $4}')"
+    b" gw=$(ip route | awk '/^default/{print $3}')"
+    b" dns=$(awk '/nameserver/{print $2}' /etc/resolv.conf | head -n1) host=$(hostname)\"\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("ip", "expected"),
+    [
+        ("ip=dhcp", "NET addr=10.0.2.15/24 gw=10.0.2.2 dns=10.0.2.3 host=dhcpvm"),
+        (
+            "ip=10.0.2.77::10.0.2.2:255.255.255.0:staticvm:eth0:off:10.0.2.3",
+            "NET addr=10.0.2.77/24 gw=10.0.2.2 dns=10.0.2.3 host=staticvm",
+        ),
+    ],
+)
+def test_network_from_ip_parameter(
+    boot: Boot, base_image: Path, tmp_path: Path, ip: str, expected: str
+) -> None:
+    disk = tmp_path / "disk.qcow2"
+    _qcow2(base_image, disk, "1G")
+    layer = tmp_path / "vm.cpio"
+    write_vm_layer(
+        layer, files={"/etc/init.d/S50net": NET_PROBE}, modes={"/etc/init.d/S50net": 0o755}
+    )
+    guest = boot(
+        [f"file={disk},format=qcow2"],
+        f"{ip} ignite.hostname=dhcpvm",
+        layer=layer,
+        user_net=True,
+    )
+    guest.console.wait_for(r"^NET addr=", BOOT_TIMEOUT)
+    line = next(line for _, line in guest.console.lines if line.startswith("NET addr="))
+    assert line == expected

@@ -324,3 +324,25 @@ def test_network_from_ip_parameter(
     guest.console.wait_for(r"^NET addr=", BOOT_TIMEOUT)
     line = next(line for _, line in guest.console.lines if line.startswith("NET addr="))
     assert line == expected
+
+
+@pytest.mark.skipif(shutil.which("skopeo") is None, reason="skopeo not installed")
+def test_default_image_archives_are_deterministic_and_read_by_skopeo(tmp_path: Path) -> None:
+    _need("apt-get", "dpkg-deb")
+    outputs = {
+        "oci-archive": tmp_path / "a.oci.tar",
+        "docker-archive": tmp_path / "a.docker.tar",
+    }
+    for kind, path in outputs.items():
+        subprocess.run([sys.executable, str(ROOT / "images/build.py"), "--output",
+                        f"{kind}:{path}", "--cache", str(DEB_CACHE)], check=True)  # fmt: skip
+        info = json.loads(
+            subprocess.run(
+                ["skopeo", "inspect", f"{kind}:{path}"], capture_output=True, check=True, timeout=60
+            ).stdout
+        )
+        assert info["Architecture"] == "amd64" and len(info["Layers"]) == 1
+    again = tmp_path / "b.oci.tar"
+    subprocess.run([sys.executable, str(ROOT / "images/build.py"), "--output",
+                    f"oci-archive:{again}", "--cache", str(DEB_CACHE)], check=True)  # fmt: skip
+    assert again.read_bytes() == outputs["oci-archive"].read_bytes()

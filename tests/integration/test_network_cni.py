@@ -387,6 +387,28 @@ def test_address_kept_across_restarts(env: Env) -> None:
     assert_nothing_left(env, [req, other])
 
 
+def test_taken_previous_address_falls_back_to_a_new_one(env: Env) -> None:
+    plugin = env.plugin()
+    a, b = env.request(), env.request()
+    first = env.in_host(lambda: plugin.attach(a))
+    env.in_host(lambda: plugin.detach(a))
+    # b asks for a's old address (as if it had held it before) and gets it ...
+    NetworkRecord(attached=False, last_ip=first.ip, last_network=env.network).save(b.vm_dir)
+    got_b = env.in_host(lambda: plugin.attach(b))
+    try:
+        assert got_b.ip == first.ip
+        # ... so a's request fails in host-local; a gets another address, no duplicate
+        got_a = env.in_host(lambda: plugin.attach(a))
+        try:
+            assert got_a.ip != got_b.ip
+            assert env.leases() == sorted([str(got_a.ip), str(got_b.ip)])
+        finally:
+            env.in_host(lambda: plugin.detach(a))
+    finally:
+        env.in_host(lambda: plugin.detach(b))
+    assert_nothing_left(env, [a, b])
+
+
 CRASHER = """
 import os, sys, time
 from pathlib import Path

@@ -8,11 +8,12 @@ there (after detach too) so a restart asks host-local for it again.
 
 from __future__ import annotations
 
-import errno
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import tempfile
@@ -26,7 +27,7 @@ import ignitevm
 from ignitevm import proc
 from ignitevm.errors import IgniteError
 from ignitevm.network import cniconf, netns, tc
-from ignitevm.network.base import Attachment, NetworkRequest, PluginName
+from ignitevm.network.base import Attachment, NetworkRequest, PluginName, PortMapping, Protocol_
 from ignitevm.network.cniexec import (
     CNIPluginError,
     CNIRuntime,
@@ -319,7 +320,7 @@ class CNINetwork:
         if pid is None:
             return
         if not _is_responder(pid, ns):
-            return  # exited with its supervisor (PDEATHSIG), pid maybe reused since
+            return  # it left with its supervisor (it watches getppid); the pid may be reused
         for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
             try:
                 os.kill(pid, sig)
@@ -343,9 +344,7 @@ class CNINetwork:
             tc.restore_addresses(ns, record.ifname, record.tap, record.cidrs)
         net = cniconf.NetworkConfigList.from_json(record.network) if record.network else None
         if net is not None:
-            from ignitevm.network.base import PortMapping
-
-            ports = tuple(PortMapping(**p) for p in record.ports)
+            ports = tuple(_port_from_json(p) for p in record.ports)
             args = replace(
                 self._runtime_args(req, record, tuple(record.requested_ips)), ports=ports
             )
@@ -379,9 +378,16 @@ class CNINetwork:
 
 
 def _split_rule(rule: str) -> list[str]:
-    import shlex
-
     return shlex.split(rule)
+
+
+def _port_from_json(data: dict[str, Any]) -> PortMapping:
+    return PortMapping(
+        int(data["host_port"]),
+        int(data["vm_port"]),
+        Protocol_(data.get("protocol", "tcp")),
+        str(data.get("host_ip", "0.0.0.0")),
+    )
 
 
 def _is_responder(pid: int, ns: str) -> bool:
@@ -399,15 +405,9 @@ def _wait_gone(pid: int, ns: str, child: proc.Popen[bytes] | None, timeout: floa
             if child.poll() is not None:
                 return True
         else:
-            try:
-                done, _ = os.waitpid(pid, os.WNOHANG)
-                if done:
+            with contextlib.suppress(ChildProcessError):  # not our child: another process
+                if os.waitpid(pid, os.WNOHANG)[0]:
                     return True
-            except ChildProcessError:
-                pass
-            except OSError as exc:  # pragma: no cover
-                if exc.errno != errno.ECHILD:
-                    raise
             if not _is_responder(pid, ns) or _is_zombie(pid):
                 return True
         time.sleep(0.02)

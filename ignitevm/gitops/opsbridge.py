@@ -1,0 +1,67 @@
+"""The real VMOps: ignitevm.ops' use cases, called the way the `ignite` CLI calls them."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+from ignitevm.api import VM
+from ignitevm.gitops.plan import ActualVM
+from ignitevm.ops.services import Services
+
+STOP_TIMEOUT = 30.0
+
+
+@dataclass
+class ServicesOps:
+    svc: Services
+    network_plugin: str | None = None  # None: the configuration's
+    boot_timeout: float | None = None  # None: ops.start's default
+    stop_timeout: float = STOP_TIMEOUT
+    # two workers creating VMs of one image not yet imported would both import it
+    _import_locks: dict[str, threading.Lock] = field(default_factory=dict)
+    _guard: threading.Lock = field(default_factory=threading.Lock)
+
+    def list(self) -> list[ActualVM]:
+        from ignitevm.ops.vmlist import list_vms
+
+        return [
+            ActualVM(
+                uid=v.vm.metadata.uid,
+                name=v.vm.metadata.name,
+                labels=dict(v.vm.metadata.labels),
+                annotations=dict(v.vm.metadata.annotations),
+                running=v.running,
+            )
+            for v in list_vms(self.svc, all_=True)
+        ]
+
+    def create(self, vm: VM) -> None:
+        from ignitevm.ops.create import create_vm
+
+        if self.network_plugin:
+            vm.status.network.plugin = self.network_plugin
+        with self._lock_for(vm.spec.image.oci):
+            create_vm(self.svc, vm)
+
+    def start(self, uid: str) -> None:
+        from ignitevm.ops.start import start_vm
+
+        if self.boot_timeout is None:
+            start_vm(self.svc, uid, network_plugin=self.network_plugin)
+        else:
+            start_vm(self.svc, uid, network_plugin=self.network_plugin, timeout=self.boot_timeout)
+
+    def stop(self, uid: str) -> None:
+        from ignitevm.ops.stop import stop_vm
+
+        stop_vm(self.svc, uid, timeout=self.stop_timeout)
+
+    def remove(self, uid: str) -> None:
+        from ignitevm.ops.remove import remove_vm
+
+        remove_vm(self.svc, uid, force=True)
+
+    def _lock_for(self, image: str) -> threading.Lock:
+        with self._guard:
+            return self._import_locks.setdefault(image, threading.Lock())

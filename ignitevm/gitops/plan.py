@@ -1,0 +1,140 @@
+"""Desired vs actual: the decisions of one reconcile pass, as a pure function (unit-tested).
+
+Ownership: ignited labels the VMs it creates ``ignite.weave.works/owner=<owner>`` (``ignited``,
+or ``ignited/<host>`` with ``--host``) and annotates them with the hash of the manifest's name and
+spec.
+Only VMs with its own owner value are ever stopped, replaced or removed; a VM a person made (no
+label) or another ignited made is never touched, even when a manifest names it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from ignitevm.gitops.manifests import DesiredVM, ManifestSet
+from ignitevm.ops.vmfiles import OWNER_LABEL
+
+SPEC_HASH_ANNOTATION = "ignite.weave.works/gitops-spec-hash"
+SOURCE_ANNOTATION = "ignite.weave.works/gitops-source"
+
+
+class ActionKind(StrEnum):
+    CREATE = "create"  # create (then start when the manifest wants it running)
+    START = "start"
+    STOP = "stop"
+    REPLACE = "replace"  # remove, create, start when wanted: the spec changed
+    REMOVE = "remove"  # the manifest is gone (prune)
+
+
+@dataclass(frozen=True)
+class ActualVM:
+    uid: str
+    name: str
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    running: bool
+
+    def owner(self) -> str | None:
+        return self.labels.get(OWNER_LABEL)
+
+
+@dataclass(frozen=True)
+class Action:
+    kind: ActionKind
+    uid: str
+    name: str
+    desired: DesiredVM | None = None  # None for REMOVE
+
+    @property
+    def start_after(self) -> bool:
+        return self.desired is not None and self.desired.running
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.name} ({self.uid})"
+
+
+@dataclass(frozen=True)
+class Conflict:
+    uid: str
+    name: str
+    message: str
+
+
+@dataclass
+class Plan:
+    removes: list[Action] = field(default_factory=list)  # run first: they free names
+    actions: list[Action] = field(default_factory=list)
+    conflicts: list[Conflict] = field(default_factory=list)
+    adopted: list[str] = field(default_factory=list)  # uids that already match
+
+    def all_actions(self) -> list[Action]:
+        return [*self.removes, *self.actions]
+
+
+def owner_value(host: str | None) -> str:
+    return f"ignited/{host}" if host else "ignited"
+
+
+def make_plan(desired: ManifestSet, actual: Iterable[ActualVM], owner: str) -> Plan:
+    plan = Plan()
+    by_uid = {vm.uid: vm for vm in actual}
+    broken = desired.broken_files
+    for vm in by_uid.values() if desired.complete else ():
+        if vm.owner() != owner or vm.uid in desired.vms:
+            continue
+        # a VM whose manifest file fails to parse is kept until the file is fixed or deleted
+        if vm.annotations.get(SOURCE_ANNOTATION, "") in broken:
+            continue
+        plan.removes.append(Action(ActionKind.REMOVE, vm.uid, vm.name))
+    removed = {a.uid for a in plan.removes}
+    names = {vm.name: vm for vm in by_uid.values() if vm.uid not in removed}
+    for want in desired.vms.values():
+        have = by_uid.get(want.uid)
+        if have is None:
+            other = names.get(want.name)
+            if other is not None and other.uid != want.uid:
+                plan.conflicts.append(_name_conflict(want, other))
+            else:
+                plan.actions.append(Action(ActionKind.CREATE, want.uid, want.name, want))
+            continue
+        if have.owner() != owner:
+            plan.conflicts.append(_not_ours(want, have))
+            continue
+        kind = _decide(want, have)
+        if kind is None:
+            plan.adopted.append(want.uid)
+        else:
+            plan.actions.append(Action(kind, want.uid, want.name, want))
+    return plan
+
+
+def _decide(want: DesiredVM, have: ActualVM) -> ActionKind | None:
+    if have.annotations.get(SPEC_HASH_ANNOTATION) != want.spec_hash:
+        return ActionKind.REPLACE
+    if want.running and not have.running:
+        return ActionKind.START
+    if not want.running and have.running:
+        return ActionKind.STOP
+    return None
+
+
+def _name_conflict(want: DesiredVM, other: ActualVM) -> Conflict:
+    who = f"ignited ({other.owner()})" if other.owner() else "hand"
+    return Conflict(
+        want.uid,
+        want.name,
+        f"{want.source}: the name {want.name!r} is taken by VM {other.uid}, made by {who}; "
+        "it is left alone",
+    )
+
+
+def _not_ours(want: DesiredVM, have: ActualVM) -> Conflict:
+    who = f"another ignited ({have.owner()})" if have.owner() else "hand (no owner label)"
+    return Conflict(
+        want.uid,
+        want.name,
+        f"{want.source}: VM {have.name} ({have.uid}) exists but was made by {who}; "
+        "it is left alone",
+    )

@@ -93,6 +93,7 @@ def launch(plan: LaunchPlan, timeout: float = LAUNCH_TIMEOUT) -> int:
         if write_fd >= 0:
             os.close(write_fd)
     if msg is None or not msg.get("ok"):
+        wait_until_stopped(plan.vm_dir, KILL_TIMEOUT)  # it cleans up, then lets go of the lock
         reason = msg.get("error") if msg else "the supervisor exited without saying why"
         hint = (msg or {}).get("hint") or "see its log"
         tail = "\n  ".join(tail_lines(log_path, 10))

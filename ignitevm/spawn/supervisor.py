@@ -190,11 +190,12 @@ class Supervisor:
         return vmm
 
     def _wait_for_qmp(self, vmm: proc.Popen[bytes]) -> None:
-        """A QEMU that rejects its command line exits at once: report that as a start failure
-        rather than as a VM that stopped."""
+        """A QEMU that rejects its command line or cannot load the kernel exits at once: report
+        that as a start failure rather than as a VM that stopped. QMP answers only once the
+        machine is set up and its main loop runs."""
         deadline = time.monotonic() + QMP_WAIT
         qmp = self.vm_dir / QMP_SOCKET
-        while not qmp.exists():
+        while True:
             code = vmm.poll()
             if code is not None:
                 raise IgniteError(
@@ -202,7 +203,14 @@ class Supervisor:
                     hint=f"see QEMU's messages in {self.vm_dir / 'supervisor.log'}",
                 )
             if time.monotonic() > deadline:
-                raise IgniteError(f"QEMU did not open its QMP socket in {QMP_WAIT:g} s")
+                raise IgniteError(f"QEMU did not answer on QMP in {QMP_WAIT:g} s")
+            if qmp.exists():
+                try:
+                    with QMPClient(qmp, timeout=max(0.1, deadline - time.monotonic())) as c:
+                        c.execute("query-status")
+                    return
+                except QMPError:
+                    pass  # it exited while we connected: reported above
             time.sleep(0.005)
 
     def _reap(self) -> None:

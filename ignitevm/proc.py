@@ -110,3 +110,16 @@ def start(
         raise MissingToolError(
             f"{args[0]} is not installed", hint=f"install it: apt-get install {pkg}"
         ) from exc
+
+
+def exec_replace(argv: Sequence[str | os.PathLike[str]]) -> None:
+    """Replace this process with argv (interactive children whose exit code is ours: ssh)."""
+    args = [os.fspath(a) for a in argv]
+    log.debug("+ exec %s", " ".join(args))
+    try:
+        os.execv(args[0], args)
+    except FileNotFoundError as exc:
+        pkg = _PACKAGES.get(Path(args[0]).name, Path(args[0]).name)
+        raise MissingToolError(
+            f"{args[0]} is not installed", hint=f"install it: apt-get install {pkg}"
+        ) from exc

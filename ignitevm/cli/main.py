@@ -26,6 +26,9 @@ VM_COMMANDS = {
     "ls": "ignitevm.cli.vm:ps",
     "logs": "ignitevm.cli.vm:logs",
     "attach": "ignitevm.cli.vm:attach",
+    "exec": "ignitevm.cli.access:exec_",
+    "ssh": "ignitevm.cli.access:ssh",
+    "cp": "ignitevm.cli.access:cp",
 }
 
 TOP_COMMANDS = {

@@ -222,14 +222,14 @@ def ps(app: App, all_: bool, filter_: str, output: str) -> None:
         for v in views:
             click.echo(v.vm.metadata.uid)
         return
-    print_table(_PS_HEADERS, [_ps_row(v.vm) for v in views])
+    print_table(_PS_HEADERS, [_ps_row(v.vm, v.ports) for v in views])
 
 
 _PS_HEADERS = ["VM ID", "IMAGE", "KERNEL", "SIZE", "CPUS", "MEMORY", "CREATED", "STATUS",
                "IPS", "PORTS", "NAME"]  # fmt: skip
 
 
-def _ps_row(vm: VM) -> list[str]:
+def _ps_row(vm: VM, ports: tuple[str, ...]) -> list[str]:
     st = vm.status
     status = f"Up {format_age(st.start_time)}" if st.running else "Stopped"
     return [
@@ -242,7 +242,7 @@ def _ps_row(vm: VM) -> list[str]:
         f"{format_age(vm.metadata.created)} ago",
         status,
         ", ".join(st.network.ip_addresses),
-        ", ".join(str(p) for p in vm.spec.network.ports),
+        ", ".join(ports),
         vm.metadata.name,
     ]
 

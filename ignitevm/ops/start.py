@@ -88,6 +88,10 @@ def _launch_plan(svc: Services, vm: VM, d: Path, plugin_name: str, *, debug: boo
         PortMapping(p.host_port, p.vm_port, Protocol_(str(p.protocol)), p.bind_address or "0.0.0.0")
         for p in vm.spec.network.ports
     )
+    if plugin_name == "user" and vm.spec.ssh and not any(p.vm_port == 22 for p in ports):
+        # user-mode networking reaches the guest only through forwards: give SSH one, on a
+        # free loopback port, so ignite ssh/exec/cp work (recorded in runtime.json).
+        ports += (PortMapping(_free_port(), 22, Protocol_.TCP, "127.0.0.1"),)
     return LaunchPlan(
         uid=vm.metadata.uid,
         name=vm.metadata.name,
@@ -103,6 +107,15 @@ def _launch_plan(svc: Services, vm: VM, d: Path, plugin_name: str, *, debug: boo
         network=plugin_name,
         ports=ports,
     )
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
 
 
 def _write_initrd(vm: VM, d: Path, base_initrd: Path) -> None:

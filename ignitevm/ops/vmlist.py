@@ -14,6 +14,7 @@ from ignitevm.ops.vmfiles import vm_dir
 class VMView:
     vm: VM  # status.running, start_time and ip addresses reflect the live state
     running: bool
+    ports: tuple[str, ...] = ()  # published ports as they are (e.g. "0.0.0.0:2222->22/tcp")
 
 
 def live_view(svc: Services, vm: VM) -> VMView:
@@ -29,7 +30,9 @@ def live_view(svc: Services, vm: VM) -> VMView:
         vm.status.start_time = datetime.fromtimestamp(status.started_at, UTC)
         vm.status.network.ip_addresses = list(status.ip_addresses)
         vm.status.pid = status.supervisor_pid
-    return VMView(vm=vm, running=status is not None)
+    if status is None:
+        return VMView(vm=vm, running=False, ports=tuple(str(p) for p in vm.spec.network.ports))
+    return VMView(vm=vm, running=True, ports=tuple(str(p) for p in status.ports))
 
 
 def list_vms(svc: Services, *, all_: bool = True) -> list[VMView]:

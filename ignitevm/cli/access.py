@@ -1,0 +1,70 @@
+"""`ignite ssh`, `ignite exec`, `ignite cp`."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from ignitevm.cli.app import App, pass_app
+
+_identity = click.option(
+    "-i", "--identity", type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None, help="Private key to use instead of the VM's own (ignite run --ssh).",
+)  # fmt: skip
+_timeout = click.option(
+    "--timeout", type=float, default=30.0, show_default=True,
+    help="Seconds to wait for the VM's SSH server.",
+)  # fmt: skip
+
+
+@click.command()
+@click.argument("vm")
+@_identity
+@_timeout
+@pass_app
+def ssh(app: App, vm: str, identity: Path | None, timeout: float) -> None:
+    """Open an interactive SSH session to a VM (system OpenSSH, the VM's key)."""
+    from ignitevm import proc
+    from ignitevm.ops.access import require_target, wait_for_ssh
+
+    target = require_target(app.services(), vm, identity)
+    wait_for_ssh(target, timeout)
+    proc.exec_replace(target.argv(timeout=timeout))
+
+
+@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("vm")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.option("-t", "--tty", is_flag=True, help="Allocate a terminal.")
+@_identity
+@_timeout
+@pass_app
+def exec_(
+    app: App, vm: str, command: tuple[str, ...], tty: bool, identity: Path | None, timeout: float
+) -> None:
+    """Run COMMAND in a VM; its exit code is ignite's. stdin is passed through."""
+    from ignitevm import proc
+    from ignitevm.ops.access import remote_command, require_target, wait_for_ssh
+
+    target = require_target(app.services(), vm, identity)
+    wait_for_ssh(target, timeout)
+    sys.stdout.flush()
+    proc.exec_replace([*target.argv(tty=tty, timeout=timeout), remote_command(list(command))])
+
+
+exec_.name = "exec"
+
+
+@click.command()
+@click.argument("source")
+@click.argument("dest")
+@_identity
+@_timeout
+@pass_app
+def cp(app: App, source: str, dest: str, identity: Path | None, timeout: float) -> None:
+    """Copy files or directories between the host and a VM: SRC and DST, one of them VM:PATH."""
+    from ignitevm.ops.copy import copy
+
+    copy(app.services(), source, dest, identity=identity, timeout=timeout)

@@ -1,17 +1,43 @@
-"""The detached per-VM supervisor (``python -m ignitevm.spawn VM_DIR``) and its controls."""
+"""The detached per-VM supervisor (``python -m ignitevm.spawn VM_DIR``) and its controls.
 
-from ignitevm.spawn.attach import attach
-from ignitevm.spawn.control import (
-    cleanup_stale,
-    is_running,
-    kill,
-    launch,
-    request_stop,
-    runtime_status,
-    wait_for_boot,
-)
-from ignitevm.spawn.plan import LaunchPlan, read_plan
-from ignitevm.spawn.runtime import RuntimeState, RuntimeStatus
+The names below are imported on first use: the supervisor process itself needs only a few of
+these modules, and every module it loads stays in its memory for the VM's lifetime."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ignitevm.spawn.attach import attach
+    from ignitevm.spawn.control import (
+        cleanup_stale,
+        is_running,
+        kill,
+        launch,
+        request_stop,
+        runtime_status,
+        wait_for_boot,
+        wait_until_stopped,
+    )
+    from ignitevm.spawn.plan import LaunchPlan, read_plan
+    from ignitevm.spawn.runtime import RuntimeState, RuntimeStatus
+
+_LAZY = {
+    "attach": "attach",
+    "cleanup_stale": "control",
+    "is_running": "control",
+    "kill": "control",
+    "launch": "control",
+    "request_stop": "control",
+    "runtime_status": "control",
+    "wait_for_boot": "control",
+    "wait_until_stopped": "control",
+    "LaunchPlan": "plan",
+    "read_plan": "plan",
+    "RuntimeState": "runtime",
+    "RuntimeStatus": "runtime",
+}
 
 __all__ = [
     "LaunchPlan",
@@ -26,4 +52,14 @@ __all__ = [
     "request_stop",
     "runtime_status",
     "wait_for_boot",
+    "wait_until_stopped",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(f"ignitevm.spawn.{module}"), name)
+    globals()[name] = value
+    return value

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import ignitevm
 from ignitevm import proc
 from ignitevm.errors import IgniteError
 from ignitevm.network.base import NetworkPlugin, require_plugin
@@ -74,8 +75,9 @@ def launch(plan: LaunchPlan, timeout: float = LAUNCH_TIMEOUT) -> int:
     try:
         with open(log_path, "wb") as logf:
             child = proc.start(
-                [sys.executable, "-m", "ignitevm.spawn", str(plan.vm_dir),
+                [sys.executable, "-S", "-m", "ignitevm.spawn", str(plan.vm_dir),
                  "--ready-fd", str(write_fd)],
+                env=_supervisor_env(),
                 stdin=proc.DEVNULL,
                 stdout=logf,
                 stderr=proc.STDOUT,
@@ -101,6 +103,16 @@ def launch(plan: LaunchPlan, timeout: float = LAUNCH_TIMEOUT) -> int:
             f"VM {plan.name} did not start: {reason}\n  {log_path}:\n  {tail}", hint=hint
         )
     return int(msg["pid"])
+
+
+def _supervisor_env() -> dict[str, str]:
+    """Python runs the supervisor without ``site`` (-S): it needs only the standard library and
+    ignitevm, found through PYTHONPATH, and skipping site-packages' start-up hooks (editable
+    installs, .pth files) saves ~50 ms of every start and some memory."""
+    root = str(Path(ignitevm.__file__).resolve().parent.parent)
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
+    return env
 
 
 def _read_ready(fd: int, timeout: float) -> dict[str, Any] | None:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 
 LAUNCH_TIMEOUT = 120.0  # network setup (CNI) and QEMU start, not the boot
 KILL_TIMEOUT = 10.0
+REPRESS_INTERVAL = 3.0  # seconds between power button presses
 
 
 def is_running(vm_dir: Path) -> bool:
@@ -186,19 +187,30 @@ def wait_until_stopped(vm_dir: Path, timeout: float) -> bool:
 
 def request_stop(vm_dir: Path, timeout: float) -> bool:
     """Graceful stop: press the ACPI power button (QMP system_powerdown) and wait for the
-    supervisor to finish. True when stopped (or not running); False on timeout."""
-    if not is_running(vm_dir):
-        return True
-    try:
-        with QMPClient(vm_dir / QMP_SOCKET, timeout=min(timeout, 5.0)) as qmp:
-            qmp.execute("system_powerdown")
-    except QMPError as exc:
-        if not is_running(vm_dir):
+    supervisor to finish. True when stopped (or not running); False on timeout.
+
+    The button is pressed again every few seconds: a press before the guest's acpid listens
+    (just after boot) is lost."""
+    deadline = time.monotonic() + timeout
+    signalled = False
+    while is_running(vm_dir):
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return False
+        try:
+            with QMPClient(vm_dir / QMP_SOCKET, timeout=min(remaining, 5.0)) as qmp:
+                qmp.execute("system_powerdown")
+        except QMPError as exc:
+            if not is_running(vm_dir):
+                return True
+            if not signalled:  # no QMP (yet): SIGTERM makes the supervisor press it
+                log.debug("QMP powerdown failed (%s): signalling the supervisor", exc)
+                _signal_supervisor(vm_dir, signal.SIGTERM)
+                signalled = True
+        remaining = deadline - time.monotonic()
+        if wait_until_stopped(vm_dir, max(0.0, min(REPRESS_INTERVAL, remaining))):
             return True
-        # No QMP (yet): SIGTERM makes the supervisor press the button itself.
-        log.debug("QMP powerdown failed (%s): signalling the supervisor", exc)
-        _signal_supervisor(vm_dir, signal.SIGTERM)
-    return wait_until_stopped(vm_dir, timeout)
+    return True
 
 
 def _signal_supervisor(vm_dir: Path, sig: int) -> None:

@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 PR_SET_PDEATHSIG = 1
 QMP_WAIT = 10.0  # QEMU creates its QMP socket right after parsing its command line
 HARD_STOP_GRACE = 3.0  # after QMP quit, before SIGKILL
+REPRESS_INTERVAL = 3.0  # a press before the guest's acpid listens is lost: press again
 
 
 class Ready:
@@ -90,6 +91,7 @@ class Supervisor:
         self._stop_requested = False
         self._stop_deadline: float | None = None  # graceful stop gives up at this time
         self._kill_deadline: float | None = None  # QMP quit was sent; SIGKILL at this time
+        self._next_press: float | None = None  # press the power button again at this time
         self._vmm_gone = False
 
     # ---- lifecycle -------------------------------------------------------------------------
@@ -259,7 +261,10 @@ class Supervisor:
 
     def _timeout(self) -> float:
         now = time.monotonic()
-        deadlines = [d for d in (self._stop_deadline, self._kill_deadline) if d is not None]
+        # The graceful deadline is spent once the hard stop began.
+        stop = self._stop_deadline if self._kill_deadline is None else None
+        pending = (stop, self._kill_deadline, self._next_press)
+        deadlines = [d for d in pending if d is not None]
         return max(0.0, min([1.0, *(d - now for d in deadlines)]))
 
     def _on_vmm_output(self, fd: int, console: ConsoleLog) -> None:
@@ -344,6 +349,7 @@ class Supervisor:
         try:
             self._qmp("system_powerdown")
             log.info("sent the ACPI power button; hard stop in %g s", self.plan.stop_timeout)
+            self._next_press = time.monotonic() + REPRESS_INTERVAL
         except QMPError as exc:
             log.warning("graceful stop impossible (%s): stopping hard", exc)
             self._stop_deadline = time.monotonic()
@@ -352,16 +358,22 @@ class Supervisor:
         now = time.monotonic()
         if self._vmm_gone or self.vmm is None:
             return
+        if self._kill_deadline is None and self._next_press is not None and now >= self._next_press:
+            self._next_press = now + REPRESS_INTERVAL
+            with contextlib.suppress(QMPError):
+                self._qmp("system_powerdown")
         if self._kill_deadline is not None and now >= self._kill_deadline:
             log.warning("VMM %d still runs: SIGKILL", self.vmm.pid)
             self.vmm.kill()
             self._kill_deadline = now + 3600  # once
+            self._next_press = None
         elif (
             self._stop_deadline is not None
             and now >= self._stop_deadline
             and self._kill_deadline is None
         ):
             log.warning("the guest did not power off in time: hard stop")
+            self._next_press = None
             try:
                 self._qmp("quit", timeout=1.0)
             except QMPError as exc:

@@ -166,9 +166,11 @@ def test_hard_stop_when_the_guest_ignores_the_button(
         _wait_for(lambda: (vm_dir / "attach.sock").exists())
         os.kill(os.getpid(), signal.SIGTERM)
 
+    monkeypatch.setattr(sup_mod, "REPRESS_INTERVAL", 0.1)
     _run(tmp_path, monkeypatch, "deaf", driver)
     console = (tmp_path / "vm" / "console.log").read_text()
-    assert "qmp: system_powerdown" in console and "qmp: quit" in console
+    # pressed again while waiting (a press before acpid listens is lost), then QMP quit
+    assert console.count("qmp: system_powerdown") >= 2 and "qmp: quit" in console
 
 
 def test_sigkill_when_quit_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import socket
 import termios
 import tty
 from collections.abc import Iterator
@@ -65,28 +66,32 @@ def attach(vm_dir: Path, stdin_fd: int, stdout_fd: int) -> None:
             f"cannot attach to the VM in {vm_dir}: {exc.strerror or exc}",
             hint="is it running? see ignite ps",
         ) from exc
+    with sock, raw_terminal(stdin_fd), contextlib.suppress(ConnectionError):
+        _relay(sock, stdin_fd, stdout_fd)
+
+
+def _relay(sock: socket.socket, stdin_fd: int, stdout_fd: int) -> None:
     scanner = DetachScanner()
-    with sock, raw_terminal(stdin_fd):
-        sock.setblocking(True)
-        sock.settimeout(None)
-        watch = [sock.fileno(), stdin_fd]
-        while True:
-            readable, _, _ = select.select(watch, [], [])
-            if sock.fileno() in readable:
-                data = sock.recv(65536)
-                if not data:
-                    return  # the VM stopped
-                _write_all(stdout_fd, data)
-            if stdin_fd in readable:
-                typed = os.read(stdin_fd, 4096)
-                if not typed:  # stdin closed: stay attached to the output only
-                    watch.remove(stdin_fd)
-                    continue
-                forward, detach = scanner.feed(typed)
-                if forward:
-                    sock.sendall(forward)
-                if detach:
-                    return
+    sock.setblocking(True)
+    sock.settimeout(None)
+    watch = [sock.fileno(), stdin_fd]
+    while True:
+        readable, _, _ = select.select(watch, [], [])
+        if sock.fileno() in readable:
+            data = sock.recv(65536)
+            if not data:
+                return  # the VM stopped
+            _write_all(stdout_fd, data)
+        if stdin_fd in readable:
+            typed = os.read(stdin_fd, 4096)
+            if not typed:  # stdin closed: stay attached to the output only
+                watch.remove(stdin_fd)
+                continue
+            forward, detach = scanner.feed(typed)
+            if forward:
+                sock.sendall(forward)
+            if detach:
+                return
 
 
 def _write_all(fd: int, data: bytes) -> None:

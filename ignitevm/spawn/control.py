@@ -15,7 +15,7 @@ from typing import Any
 
 import ignitevm
 from ignitevm import proc
-from ignitevm.errors import IgniteError
+from ignitevm.errors import ConflictError, IgniteError
 from ignitevm.network.base import NetworkPlugin, require_plugin
 from ignitevm.spawn.plan import CONSOLE_FILE, SUPERVISOR_LOG, LaunchPlan
 from ignitevm.spawn.runtime import (
@@ -67,7 +67,7 @@ def launch(plan: LaunchPlan, timeout: float = LAUNCH_TIMEOUT) -> int:
 
     Raises IgniteError (with the supervisor's reason and log tail) when it could not start."""
     if is_running(plan.vm_dir):
-        raise IgniteError(
+        raise ConflictError(
             f"VM {plan.name} is already running", hint=f"stop it first: ignite stop {plan.name}"
         )
     plan.write()
@@ -262,8 +262,13 @@ def cleanup_stale(vm_dir: Path, plugin: NetworkPlugin | None) -> None:
         if status.vmm_pid and pid_in_dir(status.vmm_pid, vm_dir):
             log.warning("killing VMM %d left by a dead supervisor", status.vmm_pid)
             os.kill(status.vmm_pid, signal.SIGKILL)
-        net = plugin if plugin is not None else require_plugin(status.network)
-        net.detach(status.network_request(vm_dir))
+        try:
+            net = plugin if plugin is not None else require_plugin(status.network)
+            net.detach(status.network_request(vm_dir))
+        except IgniteError as exc:
+            # Keep runtime.json: the next cleanup (ps, start, rm) tries again.
+            log.warning("cannot undo the network of the VM in %s: %s", vm_dir, exc)
+            return
         remove_runtime_files(vm_dir)
     finally:
         os.close(lock_fd)

@@ -99,7 +99,6 @@ class Supervisor:
     def run(self) -> int:
         """Set up, run the VM until it exits, clean up. Returns the supervisor's exit code."""
         remove_runtime_files(self.vm_dir)
-        plugin = require_plugin(self.plan.network)
         req = self.plan.network_request()
         self.status = RuntimeStatus(
             supervisor_pid=os.getpid(),
@@ -115,6 +114,7 @@ class Supervisor:
         # Written before the network is touched, so a crash from here on leaves a record.
         write_runtime(self.vm_dir, self.status)
         try:
+            plugin = require_plugin(self.plan.network)
             plugin.preflight(req)
             att = plugin.attach(req)
             try:

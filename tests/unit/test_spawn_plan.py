@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+from dataclasses import replace
 from pathlib import Path
 
+from ignitevm.errors import IgniteError
 from ignitevm.network.base import PortMapping, Protocol_
 from ignitevm.spawn.attach import CTRL_P, CTRL_Q, DetachScanner
 from ignitevm.spawn.control import cleanup_stale, is_running, runtime_status, tail_lines
@@ -20,6 +22,7 @@ from ignitevm.spawn.runtime import (
     read_runtime,
     write_runtime,
 )
+from ignitevm.spawn.supervisor import Ready, Supervisor
 from ignitevm.vmm.base import Disk, MachineSpec
 
 
@@ -162,3 +165,24 @@ def test_detach_scanner() -> None:
     # split across reads
     assert scanner.feed(b"a" + bytes([CTRL_P])) == (b"a", False)
     assert scanner.feed(bytes([CTRL_Q]) + b"ignored") == (b"", True)
+
+
+class FailingPlugin(RecordingPlugin):
+    def detach(self, req: object) -> None:
+        raise IgniteError("cni DEL failed")
+
+
+def test_cleanup_stale_keeps_the_record_when_detach_fails(tmp_path: Path) -> None:
+    write_runtime(tmp_path, RuntimeStatus(1, "qemu", RuntimeState.RUNNING, 0.0, network="cni"))
+    cleanup_stale(tmp_path, FailingPlugin())  # type: ignore[arg-type]
+    assert read_runtime(tmp_path) is not None  # the next cleanup tries again
+
+
+def test_supervisor_reports_an_unknown_plugin(tmp_path: Path) -> None:
+    plan = replace(_plan(tmp_path), network="carrier-pigeon")
+    read_fd, write_fd = os.pipe()
+    assert Supervisor(plan, Ready(write_fd)).run() == 1
+    msg = json.loads(os.read(read_fd, 4096))
+    os.close(read_fd)
+    assert msg["ok"] is False and "carrier-pigeon" in msg["error"]
+    assert read_runtime(tmp_path) is None

@@ -32,6 +32,7 @@ log = logging.getLogger("images.build")
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_TAG = "ignitevm/default:latest"
+DEBIAN_TAG = "ignitevm/debian:bookworm"
 # dropbear-bin and its library closure (apt-cache depends --recurse): the image is self-contained.
 PACKAGES = (
     "busybox-static",
@@ -205,6 +206,15 @@ def build_rootfs(root: Path, debs: list[Path]) -> None:
     (root / "var/run").symlink_to("/run")
 
 
+def make_rootfs(variant: str, root: Path, cache: Path) -> None:
+    if variant == "debian":
+        import debian  # images/debian.py, next to this script
+
+        debian.build_rootfs(root, cache / "debootstrap")
+    else:
+        build_rootfs(root, download(cache, PACKAGES))
+
+
 def _reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
     info.uid = info.gid = 0
     info.uname = info.gname = ""
@@ -332,23 +342,22 @@ def docker_archive(layer: bytes, tag: str) -> bytes:
     )
 
 
-def build(output: str, cache: Path, tag: str) -> Path:
+def build(output: str, cache: Path, tag: str, variant: str = "default") -> Path:
     kind, sep, dest = output.partition(":")
     if not sep or kind not in ("oci-archive", "docker-archive", "dir"):
         raise IgniteError(
             f"unsupported output {output!r}",
             hint="use oci-archive:FILE, docker-archive:FILE or dir:DIR",
         )
-    debs = download(cache, PACKAGES)
     if kind == "dir":  # the bare root filesystem (tests make an ext4 of it directly)
         out = Path(dest)
         out.mkdir(parents=True, exist_ok=True)
-        build_rootfs(out, debs)
+        make_rootfs(variant, out, cache)
         return out
     with tempfile.TemporaryDirectory(prefix="ignitevm-image-") as tmp:
         root = Path(tmp) / "rootfs"
         root.mkdir()
-        build_rootfs(root, debs)
+        make_rootfs(variant, root, cache)
         layer = layer_tar(root)
     data = oci_archive(layer, tag) if kind == "oci-archive" else docker_archive(layer, tag)
     out = Path(dest)
@@ -364,7 +373,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument(
         "--output",
-        default=f"oci-archive:{ROOT / '_out/images/default.oci.tar'}",
+        default=None,
         help="oci-archive:FILE (default), docker-archive:FILE or dir:DIR",
     )
     parser.add_argument(
@@ -373,13 +382,20 @@ def main(argv: list[str] | None = None) -> int:
         default=ROOT / "_out/cache/debs",
         help="where downloaded .deb files are kept",
     )
-    parser.add_argument("--tag", default=DEFAULT_TAG)
-    parser.add_argument("--variant", choices=["default"], default="default")
+    parser.add_argument("--tag", default=None, help=f"default {DEFAULT_TAG} (debian: {DEBIAN_TAG})")
+    parser.add_argument(
+        "--variant",
+        choices=["default", "debian"],
+        default="default",
+        help="default: busybox + dropbear; debian: bookworm + systemd + openssh",
+    )
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
     try:
-        out = build(args.output, args.cache.resolve(), args.tag)
+        tag = args.tag or (DEBIAN_TAG if args.variant == "debian" else DEFAULT_TAG)
+        output = args.output or f"oci-archive:{ROOT / '_out/images' / args.variant}.oci.tar"
+        out = build(output, args.cache.resolve(), tag, args.variant)
     except IgniteError as exc:
         print(f"error: {exc}" + (f"\n  hint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
         return 1

@@ -103,3 +103,20 @@ def test_oci_kernel_image_layout(kernel: tuple[Path, KernelFiles], tmp_path: Pat
     assert found.version == files.version
     assert found.vmlinux.read_bytes()[:4] == b"\x7fELF"
     assert found.modules_dir is not None and found.modules_dir.name == files.version
+
+
+def test_extract_deb_without_dpkg(
+    kernel: tuple[Path, KernelFiles], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pure-Python path (ar + data.tar.xz) gives the same kernel as dpkg-deb."""
+    from ignitevm import proc
+
+    deb, files = kernel
+    real_find = proc.find_tool
+    monkeypatch.setattr(proc, "find_tool", lambda n: None if n == "dpkg-deb" else real_find(n))
+    found = extract_deb(deb, tmp_path / "py")
+    assert found.version == files.version
+    assert found.vmlinux.read_bytes() == files.vmlinux.read_bytes()
+    assert found.modules_dir is not None and files.modules_dir is not None
+    ext4 = "kernel/fs/ext4/ext4.ko"
+    assert (found.modules_dir / ext4).read_bytes() == (files.modules_dir / ext4).read_bytes()

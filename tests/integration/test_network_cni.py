@@ -163,6 +163,12 @@ class FakeGuest:
     def __init__(self, netns: str, mac: str) -> None:
         self.mac = dhcp.mac_to_bytes(mac)
         self.fd = run_in_netns(netns, self._open_tap)
+        # The tap's carrier comes up at once, but its qdisc is only activated by the kernel's
+        # linkwatch work (up to ~1 s later); until then frames *to* the guest are dropped.
+        deadline = time.monotonic() + 5
+        while "state UP" not in sh("ip", "-n", netns, "-o", "link", "show", "tap0"):
+            assert time.monotonic() < deadline, "tap0 never came up"
+            time.sleep(0.02)
 
     @staticmethod
     def _open_tap() -> int:
@@ -204,6 +210,30 @@ class FakeGuest:
             if answer.xid == xid:
                 return answer
         return None
+
+    def ping_peer(self, my_ip: str, peer_ip: str, timeout: float = 5.0) -> bool:
+        """ARP for ``peer_ip``, then an ICMP echo to it; True when the reply comes back."""
+        me, peer = socket.inet_aton(my_ip), socket.inet_aton(peer_ip)
+        arp = struct.pack("!HHBBH6s4s6s4s", 1, 0x0800, 6, 4, 1, self.mac, me, bytes(6), peer)
+        os.write(self.fd, b"\xff" * 6 + self.mac + b"\x08\x06" + arp)
+        peer_mac = None
+        for frame in self.frames(timeout):
+            if frame[12:14] == b"\x08\x06" and frame[20:22] == b"\x00\x02" and frame[28:32] == peer:
+                peer_mac = frame[22:28]
+                break
+        if peer_mac is None:
+            return False
+        icmp = bytearray(struct.pack("!BBHHH", 8, 0, 0, 0x1D, 1) + b"vm-to-vm")
+        icmp[2:4] = struct.pack("!H", dhcp.ip_checksum(bytes(icmp)))
+        iph = bytearray(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(icmp), 0, 0, 64, 1, 0,
+                                    me, peer))  # fmt: skip
+        iph[10:12] = struct.pack("!H", dhcp.ip_checksum(bytes(iph)))
+        os.write(self.fd, peer_mac + self.mac + b"\x08\x00" + bytes(iph) + bytes(icmp))
+        for frame in self.frames(timeout):
+            is_icmp_from_peer = frame[12:14] == b"\x08\x00" and frame[23] == 1
+            if is_icmp_from_peer and frame[26:30] == peer and frame[34] == 0:  # echo reply
+                return True
+        return False
 
     def answer_arp_and_ping(self, ip: str, stop: threading.Event) -> None:
         """Be ``ip`` on the wire: answer ARP requests and ICMP echo requests for it."""
@@ -406,6 +436,35 @@ def test_taken_previous_address_falls_back_to_a_new_one(env: Env) -> None:
             env.in_host(lambda: plugin.detach(a))
     finally:
         env.in_host(lambda: plugin.detach(b))
+    assert_nothing_left(env, [a, b])
+
+
+def test_two_vms_reach_each_other(env: Env) -> None:
+    plugin = env.plugin()
+    a, b = env.request(), env.request()
+    att_a = env.in_host(lambda: plugin.attach(a))
+    try:
+        att_b = env.in_host(lambda: plugin.attach(b))
+        try:
+            guest_a, guest_b = (
+                FakeGuest(str(att_a.netns), a.mac),
+                FakeGuest(str(att_b.netns), b.mac),
+            )
+            stop = threading.Event()
+            responder = threading.Thread(target=guest_b.answer_arp_and_ping,
+                                         args=(str(att_b.ip), stop))  # fmt: skip
+            responder.start()
+            try:
+                assert guest_a.ping_peer(str(att_a.ip), str(att_b.ip)), "A cannot reach B"
+            finally:
+                stop.set()
+                responder.join()
+                guest_a.close()
+                guest_b.close()
+        finally:
+            env.in_host(lambda: plugin.detach(b))
+    finally:
+        env.in_host(lambda: plugin.detach(a))
     assert_nothing_left(env, [a, b])
 
 

@@ -91,7 +91,7 @@ def base_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
             from ignitevm.disk.base import build_base_image
         except ImportError:
             subprocess.run(["truncate", "-s", "64M", out], check=True)
-            subprocess.run(["mkfs.ext4", "-q", "-d", rootfs, "-E", "root_owner=0:0",
+            subprocess.run(["mkfs.ext4", "-q", "-b", "4096", "-d", rootfs, "-E", "root_owner=0:0",
                             "-L", "ignite-image", "-J", "size=4", out], check=True)  # fmt: skip
         else:
             build_base_image(rootfs, out)
@@ -362,7 +362,7 @@ def test_debian_variant_boots_systemd_to_sshd(boot: Boot, tmp_path: Path) -> Non
                    check=True, timeout=1200)  # fmt: skip
     base = tmp_path / "image.ext4"
     subprocess.run(["truncate", "-s", "1G", base], check=True)
-    subprocess.run(["mkfs.ext4", "-q", "-d", rootfs, "-E", "root_owner=0:0",
+    subprocess.run(["mkfs.ext4", "-q", "-b", "4096", "-d", rootfs, "-E", "root_owner=0:0",
                     "-L", "ignite-image", base], check=True)  # fmt: skip
     shutil.rmtree(rootfs)
     disk = tmp_path / "disk.qcow2"

@@ -82,10 +82,16 @@ def _extract_data_tar(deb: Path, dest: Path) -> None:
             mode = {"data.tar.xz": "r|xz", "data.tar.gz": "r|gz", "data.tar.bz2": "r|bz2"}.get(
                 name, "r|"
             )
-        with tarfile.open(fileobj=stream, mode=mode) as tar:  # type: ignore[call-overload]
-            for info in tar:
-                if _wanted(info.name) and (info.isfile() or info.isdir() or info.issym()):
-                    tar.extract(info, dest, filter="data")
+        try:
+            with tarfile.open(fileobj=stream, mode=mode) as tar:  # type: ignore[call-overload]
+                for info in tar:
+                    if _wanted(info.name) and (info.isfile() or info.isdir() or info.issym()):
+                        # The "data" filter refuses members and links that leave ``dest``.
+                        tar.extract(info, dest, filter="data")
+        except (tarfile.TarError, EOFError, OSError) as exc:
+            raise IgniteError(
+                f"{deb}: cannot unpack {name}: {exc}", hint="is the package complete and genuine?"
+            ) from exc
 
 
 def extract_deb(deb: Path, workdir: Path) -> KernelFiles:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shutil
 import socket
@@ -164,6 +165,7 @@ Boot = Callable[..., Guest]
 def boot(kernel: Kernel, tmp_path: Path) -> Iterator[Boot]:
     """boot(drives, cmdline_extra, layer=None) -> Guest; QEMU is killed in teardown."""
     started: list[subprocess.Popen[bytes]] = []
+    default_kernel = kernel
 
     def launch(
         drives: list[str],
@@ -171,17 +173,20 @@ def boot(kernel: Kernel, tmp_path: Path) -> Iterator[Boot]:
         cow: str = "qcow2",
         layer: Path | None = None,
         user_net: bool = False,
+        kernel: tuple[Path, Path] | None = None,
     ) -> Guest:
-        initrd = kernel.initrd
+        """Boot ``drives``; ``kernel`` = (vmlinux, initrd) instead of the Debian test kernel."""
+        vmlinux, base_initrd = kernel or (default_kernel.vmlinux, default_kernel.initrd)
+        initrd = base_initrd
         if layer is not None:
             initrd = tmp_path / "initrd"
-            initrd.write_bytes(kernel.initrd.read_bytes() + layer.read_bytes())
+            initrd.write_bytes(base_initrd.read_bytes() + layer.read_bytes())
         qmp = tmp_path / "qmp.sock"
         qmp.unlink(missing_ok=True)
         argv = ["timeout", "-s", "KILL", str(int(BOOT_TIMEOUT) + 210), "qemu-system-x86_64",
                 "-M", "microvm,acpi=on", "-accel", "tcg", "-cpu", "max", "-m", "256",
                 "-nodefaults", "-no-user-config", "-nographic", "-no-reboot", "-serial", "stdio",
-                "-kernel", str(kernel.vmlinux), "-initrd", str(initrd),
+                "-kernel", str(vmlinux), "-initrd", str(initrd),
                 "-append", kernel_cmdline(cow=cow, extra=extra),
                 "-qmp", f"unix:{qmp},server=on,wait=off"]  # fmt: skip
         for i, drive in enumerate(drives):
@@ -380,3 +385,39 @@ def test_debian_variant_boots_systemd_to_sshd(boot: Boot, tmp_path: Path) -> Non
         except subprocess.TimeoutExpired:
             continue
     assert guest.proc.wait(timeout=60) == 0
+
+
+def test_cli_imported_kernel_boots_cli_imported_image(boot: Boot, tmp_path: Path) -> None:
+    """Issue 2's smoke boot: `ignite kernel import deb:` + `ignite image import oci-archive:`,
+    then the stored vmlinux + initrd.cpio boot the stored image.ext4 (read-only) under TCG."""
+
+    deb = Path(
+        subprocess.run(
+            [sys.executable, "-m", "ignitevm.kernel.apt", str(DEB_CACHE)],
+            capture_output=True, text=True, check=True, timeout=600,
+        ).stdout.strip()
+    )  # fmt: skip
+    archive = tmp_path / "default.oci.tar"
+    subprocess.run([sys.executable, str(ROOT / "images/build.py"), "--output",
+                    f"oci-archive:{archive}", "--cache", str(DEB_CACHE)], check=True)  # fmt: skip
+    state = tmp_path / "state"
+    env = {**os.environ, "IGNITE_STATE_DIR": str(state)}
+
+    def ignite(*args: str) -> str:
+        argv = [sys.executable, "-m", "ignitevm.cli", *args]
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"ignite {' '.join(args)}: {done.stderr}"
+        return done.stdout
+
+    ignite("kernel", "import", f"deb:{deb}")
+    ignite("image", "import", f"oci-archive:{archive}")
+    (kernel_dir,) = (state / "kernel").iterdir()
+    (image_dir,) = (state / "image").iterdir()
+    guest = boot(
+        [f"file={image_dir / 'image.ext4'},format=raw,readonly=on"],
+        "",
+        kernel=(kernel_dir / "vmlinux", kernel_dir / "initrd.cpio"),
+    )
+    guest.console.wait_for(r"ignitevm-init: exec /sbin/init", BOOT_TIMEOUT)
+    guest.console.wait_for(r"ignitevm-default: sysinit done", BOOT_TIMEOUT)
+    assert "FATAL" not in guest.console.text

@@ -50,6 +50,11 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
     vm.status.running = False
     if not vm.status.network.plugin:
         vm.status.network.plugin = svc.default_network_plugin()
+    if spec.network.ports and vm.status.network.plugin == "none":
+        raise ValidationError(
+            "published ports need a network: this VM's network plugin is none",
+            hint="add --network-plugin cni (or user)",
+        )
     vm_dir = svc.store.object_dir(Kind.VM, meta.uid)
     vm_dir.mkdir(parents=True)
     try:

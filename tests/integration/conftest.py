@@ -56,6 +56,9 @@ class Ignite:
     def console(self, vm: str) -> str:
         return self("logs", vm).stdout
 
+    def kernel_name(self) -> str:
+        return self("kernel", "ls").stdout.splitlines()[1].split()[1]
+
     def remove_all(self) -> None:
         for uid in self("-q", "ps", "-a", check=False).stdout.split():
             self("rm", "-f", uid, check=False)

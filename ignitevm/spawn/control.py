@@ -223,16 +223,19 @@ def _signal_supervisor(vm_dir: Path, sig: int) -> None:
 def kill(vm_dir: Path) -> None:
     """Hard stop at once: QMP quit, SIGKILL of the VMM, and as a last resort of the supervisor.
     Returns when the lock is free and nothing of the run is left."""
-    status = read_runtime(vm_dir)
     if is_running(vm_dir):
-        try:
-            with QMPClient(vm_dir / QMP_SOCKET, timeout=1.0) as qmp:
-                qmp.execute("quit")
-        except QMPError as exc:
-            log.debug("QMP quit failed: %s", exc)
-        if not wait_until_stopped(vm_dir, 2.0):
-            status = read_runtime(vm_dir) or status
-            _kill_vmm(vm_dir, status)
+        status = read_runtime(vm_dir)
+        if status is None or status.vmm_pid is None:
+            # Still setting up (e.g. the network): its crash path is the quickest way out.
+            _signal_supervisor(vm_dir, signal.SIGKILL)
+        else:
+            try:
+                with QMPClient(vm_dir / QMP_SOCKET, timeout=1.0) as qmp:
+                    qmp.execute("quit")
+            except QMPError as exc:
+                log.debug("QMP quit failed: %s", exc)
+            if not wait_until_stopped(vm_dir, 2.0):
+                _kill_vmm(vm_dir, status)
         if not wait_until_stopped(vm_dir, KILL_TIMEOUT):
             _signal_supervisor(vm_dir, signal.SIGKILL)
             if not wait_until_stopped(vm_dir, KILL_TIMEOUT):

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
+from ignitevm import proc
 from ignitevm.errors import IgniteError
 from ignitevm.network.base import PortMapping, Protocol_
 from ignitevm.spawn.attach import CTRL_P, CTRL_Q, DetachScanner
-from ignitevm.spawn.control import cleanup_stale, is_running, runtime_status, tail_lines
+from ignitevm.spawn.control import cleanup_stale, is_running, kill, runtime_status, tail_lines
 from ignitevm.spawn.plan import LaunchPlan, read_plan
 from ignitevm.spawn.relay import ConsoleLog
 from ignitevm.spawn.runtime import (
@@ -186,3 +189,23 @@ def test_supervisor_reports_an_unknown_plugin(tmp_path: Path) -> None:
     os.close(read_fd)
     assert msg["ok"] is False and "carrier-pigeon" in msg["error"]
     assert read_runtime(tmp_path) is None
+
+
+def test_kill_while_starting_kills_the_supervisor(tmp_path: Path) -> None:
+    """A supervisor still setting up (no VMM yet) is SIGKILLed; its records are cleaned."""
+    code = (
+        "import fcntl, os, sys, time; fd = os.open('.', os.O_RDONLY | os.O_DIRECTORY);"
+        "fcntl.flock(fd, fcntl.LOCK_EX); print('locked', flush=True); time.sleep(60)"
+    )
+    child = proc.start([sys.executable, "-c", code], cwd=tmp_path, stdout=proc.PIPE)
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"locked\n"
+        write_runtime(tmp_path, RuntimeStatus(child.pid, "qemu", RuntimeState.STARTING, 0.0))
+        start = time.monotonic()
+        kill(tmp_path)
+        assert time.monotonic() - start < 3
+        assert child.wait(5) == -9
+        assert not is_running(tmp_path) and read_runtime(tmp_path) is None
+    finally:
+        child.kill()
+        child.wait()

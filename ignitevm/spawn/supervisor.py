@@ -24,7 +24,7 @@ from ignitevm.network.base import Attachment, NetworkPlugin, require_plugin
 from ignitevm.spawn.plan import ATTACH_SOCKET, CONSOLE_FILE, RUNTIME_FILE, LaunchPlan
 from ignitevm.spawn.relay import MAX_INPUT_BACKLOG, Clients, ConsoleLog, listen_unix
 from ignitevm.spawn.runtime import RuntimeState, RuntimeStatus, write_runtime
-from ignitevm.vmm.base import with_guest_ip
+from ignitevm.vmm.base import VMMName, with_guest_ip
 from ignitevm.vmm.qemu import QMP_SOCKET, build_qemu_argv
 from ignitevm.vmm.qmp import QMPClient, QMPError
 
@@ -114,6 +114,11 @@ class Supervisor:
         # Written before the network is touched, so a crash from here on leaves a record.
         write_runtime(self.vm_dir, self.status)
         try:
+            if self.plan.vmm != VMMName.QEMU:
+                raise IgniteError(
+                    f"the {self.plan.vmm} VMM is not supported by this supervisor",
+                    hint="use the qemu VMM (Firecracker's guests cannot run here: no KVM)",
+                )
             plugin = require_plugin(self.plan.network)
             plugin.preflight(req)
             att = plugin.attach(req)

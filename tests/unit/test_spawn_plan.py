@@ -9,6 +9,8 @@ import time
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from ignitevm import proc
 from ignitevm.errors import IgniteError
 from ignitevm.network.base import PortMapping, Protocol_
@@ -181,13 +183,19 @@ def test_cleanup_stale_keeps_the_record_when_detach_fails(tmp_path: Path) -> Non
     assert read_runtime(tmp_path) is not None  # the next cleanup tries again
 
 
-def test_supervisor_reports_an_unknown_plugin(tmp_path: Path) -> None:
-    plan = replace(_plan(tmp_path), network="carrier-pigeon")
+@pytest.mark.parametrize(
+    ("change", "word"),
+    [({"network": "carrier-pigeon"}, "carrier-pigeon"), ({"vmm": "firecracker"}, "firecracker")],
+)
+def test_supervisor_reports_what_it_cannot_run(
+    tmp_path: Path, change: dict[str, str], word: str
+) -> None:
+    plan = replace(_plan(tmp_path), **change)  # type: ignore[arg-type]
     read_fd, write_fd = os.pipe()
     assert Supervisor(plan, Ready(write_fd)).run() == 1
     msg = json.loads(os.read(read_fd, 4096))
     os.close(read_fd)
-    assert msg["ok"] is False and "carrier-pigeon" in msg["error"]
+    assert msg["ok"] is False and word in msg["error"]
     assert read_runtime(tmp_path) is None
 
 

@@ -98,6 +98,10 @@ class Supervisor:
 
     def run(self) -> int:
         """Set up, run the VM until it exits, clean up. Returns the supervisor's exit code."""
+        # A stop asked for while the network is set up is carried out once QEMU runs.
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_stop_signal)
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         remove_runtime_files(self.vm_dir)
         req = self.plan.network_request()
         self.status = RuntimeStatus(
@@ -145,9 +149,6 @@ class Supervisor:
         listener = listen_unix(self.vm_dir / ATTACH_SOCKET)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(wake_w)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_stop_signal)
-        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         try:
             vmm = self._start_vmm(att)
             assert self.status is not None

@@ -37,7 +37,7 @@ from ignitevm.network.cniexec import (
     exec_plugin,
     parse_result,
 )
-from ignitevm.network.dhcp import Lease, open_tap_socket
+from ignitevm.network.dhcp import Lease, ResponderThread, open_tap_socket
 from ignitevm.network.ports import require_free_ports
 
 log = logging.getLogger(__name__)
@@ -146,12 +146,16 @@ class CNINetwork:
         bin_dirs: Sequence[Path] | None = None,
         executor: Executor = exec_plugin,
         resolv_conf: Path = Path("/etc/resolv.conf"),
+        dhcp_process: bool = False,
     ) -> None:
         self.conf_dir = cniconf.resolve_conf_dir(conf_dir)
         self.bin_dirs = cniconf.resolve_bin_dirs(bin_dirs)
         self.runtime = CNIRuntime(self.bin_dirs, executor)
         self.resolv_conf = resolv_conf
+        # the responder: a thread of this process (default), or a child process
+        self.dhcp_process = dhcp_process
         self._responders: dict[str, proc.Popen[bytes]] = {}
+        self._responder_threads: dict[str, ResponderThread] = {}
 
     # --- preflight --------------------------------------------------------------------------
 
@@ -283,8 +287,17 @@ class CNINetwork:
 
     # --- the DHCP responder -----------------------------------------------------------------
 
-    def _start_responder(self, req: NetworkRequest, ns: str, lease: Lease) -> int:
+    def _start_responder(self, req: NetworkRequest, ns: str, lease: Lease) -> int | None:
+        """Returns the responder's pid, or None when it is a thread of this process."""
         sock = netns.run_in_netns(ns, lambda: open_tap_socket(tc.TAP_NAME))
+        if not self.dhcp_process:
+            try:
+                responder = ResponderThread(sock, lease, tc.TAP_NAME)
+            except BaseException:
+                sock.close()
+                raise
+            self._responder_threads[req.vm_uid] = responder.start()
+            return None
         try:
             fd = sock.fileno()
             argv = [
@@ -316,6 +329,9 @@ class CNINetwork:
         return child.pid
 
     def _stop_responder(self, req: NetworkRequest, pid: int | None, ns: str) -> None:
+        thread = self._responder_threads.pop(req.vm_uid, None)
+        if thread is not None:
+            thread.stop()
         child = self._responders.pop(req.vm_uid, None)
         if pid is None:
             return

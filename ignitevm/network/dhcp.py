@@ -2,11 +2,11 @@
 
 It speaks raw Ethernet on an AF_PACKET socket bound to the VM's tap inside the VM's network
 namespace, so it needs no address on the tap and never depends on the namespace's routes. The
-socket is opened by the supervisor (see ``open_tap_socket``) and handed to a small child process
-(``python -m ignitevm.network.dhcp --fd N ...``) that lives as long as the VM: it exits within half
-a second of its parent's death (it watches getppid(); PR_SET_PDEATHSIG is not used because it
-fires when the *thread* that forked the child exits, and a supervisor may attach from a worker
-thread) or on SIGTERM from ``detach``.
+socket is opened by the supervisor (see ``open_tap_socket``) and served either by a thread of the
+supervisor (``ResponderThread``, the default) or by a small child process (``python -m
+ignitevm.network.dhcp --fd N ...``) that exits within half a second of its parent's death (it
+watches getppid(); PR_SET_PDEATHSIG is not used because it fires when the *thread* that forked the
+child exits, and a supervisor may attach from a worker thread) or on SIGTERM from ``detach``.
 
 This module is also the child's entry point, so it imports nothing heavy.
 """
@@ -21,6 +21,7 @@ import signal
 import socket
 import struct
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -386,13 +387,23 @@ def interface_mac(sock: socket.socket, ifname: str) -> bytes:
     return raw[18:24]
 
 
-def serve(sock: socket.socket, lease: Lease, server_mac: bytes, parent_pid: int | None) -> None:
-    """Answer DHCP on ``sock`` until the parent goes away (or forever without one)."""
+def serve(
+    sock: socket.socket,
+    lease: Lease,
+    server_mac: bytes,
+    parent_pid: int | None = None,
+    wake_fd: int | None = None,
+) -> None:
+    """Answer DHCP on ``sock`` until the parent goes away, or ``wake_fd`` becomes readable
+    (in-process mode), or forever without either."""
+    watched: list[socket.socket | int] = [sock] if wake_fd is None else [sock, wake_fd]
     while True:
         if parent_pid is not None and os.getppid() != parent_pid:
             log.info("the supervisor is gone; DHCP responder exits")
             return
-        ready, _, _ = select.select([sock], [], [], 0.5)
+        ready, _, _ = select.select(watched, [], [], 0.5)
+        if wake_fd is not None and wake_fd in ready:
+            return
         if not ready:
             continue
         try:
@@ -407,6 +418,34 @@ def serve(sock: socket.socket, lease: Lease, server_mac: bytes, parent_pid: int 
             # retries, and a lasting error must not spin the CPU
             log.warning("DHCP socket error: %s", exc)
             time.sleep(0.5)
+
+
+class ResponderThread:
+    """The responder as a thread of the calling process (the supervisor): no extra process
+    (a separate responder costs ~15 MB RSS per VM), and it dies with the process by nature.
+    Takes ownership of ``sock``."""
+
+    def __init__(self, sock: socket.socket, lease: Lease, ifname: str) -> None:
+        self.sock = sock
+        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
+        self.thread = threading.Thread(
+            target=serve,
+            args=(sock, lease, interface_mac(sock, ifname)),
+            kwargs={"wake_fd": self._wake_r},
+            name=f"dhcp-{lease.mac}",
+            daemon=True,
+        )
+
+    def start(self) -> ResponderThread:
+        self.thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        os.write(self._wake_w, b"x")
+        self.thread.join(timeout)
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        self.sock.close()
 
 
 def _parse_args(argv: Sequence[str]) -> argparse.Namespace:

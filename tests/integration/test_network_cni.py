@@ -66,8 +66,10 @@ class Env:
     tmp: Path
     uids: list[str] = field(default_factory=list)
 
-    def plugin(self) -> CNINetwork:
-        return CNINetwork(conf_dir=self.conf_dir, bin_dirs=[Path("/usr/lib/cni")])
+    def plugin(self, dhcp_process: bool = False) -> CNINetwork:
+        return CNINetwork(
+            conf_dir=self.conf_dir, bin_dirs=[Path("/usr/lib/cni")], dhcp_process=dhcp_process
+        )
 
     def request(self, ports: tuple[PortMapping, ...] = ()) -> NetworkRequest:
         uid = secrets.token_hex(8)
@@ -311,6 +313,8 @@ def assert_nothing_left(env: Env, reqs: list[NetworkRequest]) -> None:
     assert env.bridge_ports() == []
     assert env.leases() == []
     assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if _is_our_responder(p, env)]
+    macs = {f"dhcp-{req.mac}" for req in reqs}
+    assert not [t.name for t in threading.enumerate() if t.name in macs]
 
 
 def _is_our_responder(cmdline: Path, env: Env) -> bool:
@@ -326,8 +330,9 @@ def _is_our_responder(cmdline: Path, env: Env) -> bool:
 # --- tests ------------------------------------------------------------------------------------
 
 
-def test_attach_dhcp_ping_detach(env: Env) -> None:
-    plugin = env.plugin()
+@pytest.mark.parametrize("dhcp_process", [False, True], ids=["dhcp-thread", "dhcp-process"])
+def test_attach_dhcp_ping_detach(env: Env, dhcp_process: bool) -> None:
+    plugin = env.plugin(dhcp_process)
     req = env.request(ports=(PortMapping(18000 + secrets.randbelow(2000), 22),))
     env.in_host(lambda: plugin.preflight(req))
     att = env.in_host(lambda: plugin.attach(req))
@@ -475,7 +480,8 @@ from ignitevm.network.base import NetworkRequest
 from ignitevm.network.cni import CNINetwork
 from ignitevm.network.netns import run_in_netns
 req = NetworkRequest(sys.argv[1], "crash", Path(sys.argv[2]), sys.argv[3])
-plugin = CNINetwork(conf_dir=Path(sys.argv[4]), bin_dirs=[Path("/usr/lib/cni")])
+plugin = CNINetwork(conf_dir=Path(sys.argv[4]), bin_dirs=[Path("/usr/lib/cni")],
+                    dhcp_process=sys.argv[6] == "process")
 # not "ip netns exec": its private mount namespace would hide the VM's netns mount
 att = run_in_netns(sys.argv[5], lambda: plugin.attach(req))
 print(att.ip, flush=True)
@@ -483,11 +489,12 @@ time.sleep(600)
 """
 
 
-def test_detach_after_kill_9(env: Env) -> None:
+@pytest.mark.parametrize("mode", ["thread", "process"], ids=["dhcp-thread", "dhcp-process"])
+def test_detach_after_kill_9(env: Env, mode: str) -> None:
     req = env.request()
     argv = [sys.executable, "-c", CRASHER, req.vm_uid, str(req.vm_dir), req.mac]
     child = subprocess.Popen(
-        [*argv, str(env.conf_dir), env.host_ns], stdout=subprocess.PIPE, text=True
+        [*argv, str(env.conf_dir), env.host_ns, mode], stdout=subprocess.PIPE, text=True
     )
     try:
         assert child.stdout is not None
@@ -497,36 +504,43 @@ def test_detach_after_kill_9(env: Env) -> None:
         child.kill()
         child.wait()
     record = NetworkRecord.load(req.vm_dir)
-    assert record is not None and record.attached and record.dhcp_pid
-    deadline = time.monotonic() + 3
-    while Path(f"/proc/{record.dhcp_pid}").exists() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not Path(f"/proc/{record.dhcp_pid}").exists(), "DHCP responder outlived its parent"
+    assert record is not None and record.attached
+    if mode == "process":  # a thread simply died with its process
+        assert record.dhcp_pid
+        deadline = time.monotonic() + 3
+        while Path(f"/proc/{record.dhcp_pid}").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not Path(f"/proc/{record.dhcp_pid}").exists(), "DHCP responder outlived parent"
+    else:
+        assert record.dhcp_pid is None
     assert env.leases() == [ip]
     # a fresh process (here: a fresh plugin object) cleans up from network.json alone
     env.in_host(lambda: env.plugin().detach(req))
     assert_nothing_left(env, [req])
     # and the VM gets its address back on the next start
-    att = env.in_host(lambda: env.plugin().attach(req))
+    again = env.plugin()
+    att = env.in_host(lambda: again.attach(req))
     try:
         assert att.ip == ip
     finally:
-        env.in_host(lambda: env.plugin().detach(req))
+        env.in_host(lambda: again.detach(req))
     assert_nothing_left(env, [req])
 
 
 def test_stale_attachment_is_cleaned_by_next_attach(env: Env) -> None:
-    plugin = env.plugin()
+    # process mode: the stale responder is a live process the next attach must find and stop
+    plugin = env.plugin(dhcp_process=True)
     req = env.request()
     first = env.in_host(lambda: plugin.attach(req))
     # the supervisor vanished without detach; the next start must not allocate twice (#660)
-    again = env.in_host(lambda: env.plugin().attach(req))
+    fresh = env.plugin()
+    again = env.in_host(lambda: fresh.attach(req))
     try:
         assert again.ip == first.ip
         assert env.leases() == [first.ip]
         assert len(env.bridge_ports()) == 1
     finally:
-        env.in_host(lambda: plugin.detach(req))
+        env.in_host(lambda: fresh.detach(req))
     assert_nothing_left(env, [req])
 
 
@@ -547,7 +561,7 @@ def test_five_parallel_attach_detach(env: Env) -> None:
 
 
 def test_detach_removes_masquerade_chain_when_netns_vanished(env: Env) -> None:
-    plugin = env.plugin()
+    plugin = env.plugin(dhcp_process=True)
     req = env.request()
     env.in_host(lambda: plugin.attach(req))
     record = NetworkRecord.load(req.vm_dir)

@@ -174,9 +174,15 @@ class GitSource:
 
 
 def _git_problem(stderr: str) -> str:
+    """The lines that say what went wrong (ssh's own, such as "Host key verification failed.",
+    come before git's "fatal:" line)."""
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
-    fatal = [line for line in lines if line.startswith(("fatal:", "error:"))]
-    return (fatal or lines or [""])[0]
+    useful = [line for line in lines if not line.startswith(_NOISE)]
+    return " / ".join(useful[-3:])
+
+
+_NOISE = ("hint:", "warning:", "Please make sure you have the correct access rights",
+          "and the repository exists.")  # fmt: skip
 
 
 def _ssh_command(auth: GitAuth) -> str:

@@ -379,11 +379,10 @@ class CNINetwork:
         if iptables is None:
             return
         chain = masquerade_chain(net.name, cid)
-        listing = proc.run([iptables, "-w", "-t", "nat", "-S", "POSTROUTING"], check=False)
+        listing = proc.run([iptables, "-w", "-t", "nat", "-S"], check=False)
         rules = listing.stdout.decode(errors="replace").splitlines()
         leaked = [r for r in rules if r.startswith("-A POSTROUTING") and f"-j {chain}" in r]
-        exists = proc.run([iptables, "-w", "-t", "nat", "-S", chain], check=False).returncode == 0
-        if not leaked and not exists:
+        if not leaked and f"-N {chain}" not in rules:
             return
         log.warning("removing leaked masquerade chain %s of %s", chain, cid)
         for rule in leaked:

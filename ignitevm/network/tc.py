@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 
 from ignitevm import proc
-from ignitevm.errors import CommandError, MissingToolError
+from ignitevm.errors import MissingToolError
 
 log = logging.getLogger(__name__)
 
@@ -59,15 +59,13 @@ def install_redirect(netns: str, ifname: str, tap: str, cidrs: list[str]) -> Non
 
 def restore_addresses(netns: str, ifname: str, tap: str, cidrs: list[str]) -> None:
     """Undo ``install_redirect`` enough for CNI DEL: the bridge plugin finds its masquerade
-    chain through the container interface's address, so put the addresses back on it."""
+    chain through the container interface's address, so put the addresses back on it. (The
+    tc filters go with the interfaces.) One ``ip -batch``: detach is on every VM stop."""
+    lines = [f"addr add {cidr} dev {ifname}" for cidr in cidrs] + [f"link del dev {tap}"]
     ip = proc.require_tool("ip")
-    tc = proc.find_tool("tc")
-    if tc is not None:
-        _batch(tc, netns, [f"qdisc del dev {ifname} ingress"], check=False)
-    for cidr in cidrs:
-        try:
-            proc.run([ip, "-n", netns, "addr", "add", cidr, "dev", ifname])
-        except CommandError as exc:
-            if "File exists" not in exc.stderr:
-                log.warning("could not put %s back on %s in %s: %s", cidr, ifname, netns, exc)
-    proc.run([ip, "-n", netns, "link", "del", "dev", tap], check=False)
+    done = proc.run([ip, "-n", netns, "-force", "-batch", "-"], input="\n".join(lines) + "\n",
+                    check=False)  # fmt: skip
+    for line in done.stderr.decode(errors="replace").splitlines():
+        harmless = ("File exists", "Cannot find device", "Command failed")
+        if line.strip() and not any(h in line for h in harmless):
+            log.warning("restoring %s in %s: %s", ifname, netns, line.strip())

@@ -163,6 +163,21 @@ mount_root() {
     esac
 }
 
+# mount_modules: the kernel's full modules tree (disk ignite-modules, optional: no waiting, the
+# disks were probed together) at /lib/modules/$(uname -r) of the new root, for modprobe.
+mount_modules() {
+    dev=$(findfs LABEL=ignite-modules 2>/dev/null) && [ -n "$dev" ] || return 0
+    lib=/lib
+    # An absolute /lib -> /usr/lib link must be followed inside the new root, not the initramfs.
+    if [ -L "$NEWROOT/lib" ]; then
+        link=$(readlink "$NEWROOT/lib")
+        case "$link" in /*) lib=$link ;; *) lib=/$link ;; esac
+    fi
+    dir="$NEWROOT$lib/modules/$(uname -r)"
+    mkdir -p "$dir" 2>/dev/null && mount -t ext4 -o ro "$dev" "$dir" ||
+        say "warning: cannot mount the modules disk $dev on $lib/modules/$(uname -r)"
+}
+
 setup_network() {
     ip link set lo up
     parse_ip "$IGNITE_IP" || fatal "cannot parse ip=$IGNITE_IP"
@@ -253,6 +268,7 @@ main() {
     [ -n "$IGNITE_DEBUG" ] && set -x
     load_modules
     mount_root
+    mount_modules
     setup_network
     write_identity
     apply_files

@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from ignitevm.kernel import build_initramfs, extract_deb, kernel_cmdline, write_vm_layer
+from ignitevm.kernel.modules_disk import build_modules_image
 
 pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,6 +41,7 @@ def _need(*tools: str) -> None:
 class Kernel:
     vmlinux: Path
     initrd: Path
+    modules: Path  # the ignite-modules disk
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +60,11 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Kernel]:
         build_initramfs(initrd, modules_dir=files.modules_dir, version=files.version)
         vmlinux = work / "vmlinux"
         files.vmlinux.rename(vmlinux)
-        shutil.rmtree(work / "deb")  # 400 MB of modules are not needed any more
-        yield Kernel(vmlinux, initrd)
+        assert files.modules_dir is not None
+        modules = work / "modules.ext4"
+        build_modules_image(files.modules_dir, modules, version=files.version)
+        shutil.rmtree(work / "deb")  # the extracted tree is not needed any more
+        yield Kernel(vmlinux, initrd, modules)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -421,3 +426,25 @@ def test_cli_imported_kernel_boots_cli_imported_image(boot: Boot, tmp_path: Path
     guest.console.wait_for(r"ignitevm-init: exec /sbin/init", BOOT_TIMEOUT)
     guest.console.wait_for(r"ignitevm-default: sysinit done", BOOT_TIMEOUT)
     assert "FATAL" not in guest.console.text
+
+
+def test_modules_disk_gives_the_guest_modprobe(
+    boot: Boot, kernel: Kernel, base_image: Path, tmp_path: Path
+) -> None:
+    """With the ignite-modules disk attached, the image loads modules the initramfs lacks."""
+    disk = tmp_path / "disk.qcow2"
+    _qcow2(base_image, disk, "1G")
+    probe = (
+        b"#!/bin/sh\n"
+        b"modprobe br_netfilter && grep -q '^br_netfilter ' /proc/modules &&"
+        b' echo "MODPROBE ok $(grep -c \'^b[r ]\' /proc/modules)" || echo "MODPROBE failed"\n'
+    )
+    layer = tmp_path / "vm.cpio"
+    write_vm_layer(layer, files={"/etc/init.d/S50mod": probe}, modes={"/etc/init.d/S50mod": 0o755})
+    guest = boot(
+        [f"file={disk},format=qcow2", f"file={kernel.modules},format=raw,readonly=on"],
+        "",
+        layer=layer,
+    )
+    guest.console.wait_for(r"MODPROBE", BOOT_TIMEOUT)
+    assert "MODPROBE ok" in guest.console.text, guest.console.text

@@ -6,12 +6,20 @@ import lzma
 import shutil
 import stat
 import struct
+import subprocess
 from pathlib import Path
 
 import pytest
 
+from ignitevm import proc
 from ignitevm.errors import IgniteError, ValidationError
-from ignitevm.kernel import build_initramfs, read_cpio, resolve_modules, write_vm_layer
+from ignitevm.kernel import (
+    build_initramfs,
+    build_modules_image,
+    read_cpio,
+    resolve_modules,
+    write_vm_layer,
+)
 from ignitevm.kernel.modules import modinfo
 
 
@@ -156,3 +164,37 @@ def test_vm_layer_refuses_bad_destinations(dest: str, tmp_path: Path) -> None:
 def test_vm_layer_refuses_bad_env_names(tmp_path: Path) -> None:
     with pytest.raises(ValidationError):
         write_vm_layer(tmp_path / "vm.cpio", files={}, env={"A B": "x"})
+
+
+@pytest.mark.skipif(shutil.which("debugfs") is None, reason="e2fsprogs not installed")
+@pytest.mark.parametrize("with_depmod", [False, True])
+def test_modules_image_has_the_tree_and_modules_dep(
+    modules_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, with_depmod: bool
+) -> None:
+    real_find = proc.find_tool
+    if with_depmod:
+        if real_find("depmod") is None:
+            pytest.skip("kmod not installed")
+    else:
+        monkeypatch.setattr(proc, "find_tool", lambda n: None if n == "depmod" else real_find(n))
+    out = tmp_path / "modules.ext4"
+    build_modules_image(modules_dir, out, version="6.1.0-99-test")
+
+    def cat(path: str) -> bytes:
+        argv = ["debugfs", "-R", f"cat {path}", str(out)]
+        return subprocess.run(argv, capture_output=True, check=True).stdout
+
+    assert cat("/kernel/ext4.ko").startswith(b"\x7fELF")
+    text = cat("/modules.dep").decode()
+    dep = {line.split(":")[0]: line.split(":")[1].split() for line in text.splitlines()}
+    assert "kernel/button.ko.xz" in dep
+    if with_depmod:  # depmod resolves symbols (our fakes have none) and writes modprobe's .bin
+        assert cat("/modules.dep.bin")
+    else:
+        assert set(dep["kernel/ext4.ko"]) == {
+            "kernel/crc16.ko", "kernel/jbd2.ko", "kernel/mbcache.ko",
+        }  # fmt: skip
+        assert set(dep["kernel/virtio_net.ko"]) >= {"kernel/net_failover.ko", "kernel/failover.ko"}
+    label = subprocess.run(["e2label", str(out)], capture_output=True, text=True, check=True)
+    assert label.stdout.strip() == "ignite-modules"
+    assert not (modules_dir / "modules.dep").exists()  # the source tree is left alone

@@ -1,0 +1,134 @@
+"""The rest of the CLI against real VMs: attach (pty), logs -f, ps filters and formats, the vm
+aliases, --config, boot failures, image rm while in use, a kernel from an OCI-style rootfs."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import Ignite
+
+pytestmark = pytest.mark.integration
+
+
+def _read_until(fd: int, needle: bytes, timeout: float) -> bytes:
+    seen = b""
+    deadline = time.monotonic() + timeout
+    while needle not in seen:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise AssertionError(f"{needle!r} not seen; got {seen[-500:]!r}")
+        ready, _, _ = select.select([fd], [], [], left)
+        if ready:
+            try:
+                seen += os.read(fd, 4096)
+            except OSError:
+                break
+    return seen
+
+
+def test_attach_logs_ps_and_aliases(ignite: Ignite, vm_name: str) -> None:
+    ignite("run", "--name", vm_name, "--memory", "256MB", "-l", "team=qa")
+
+    # attach in a real terminal: the console answers, Ctrl-P Ctrl-Q detaches, the VM lives on
+    env = {**os.environ, "IGNITE_STATE_DIR": str(ignite.state_dir)}
+    pid, fd = pty.fork()
+    if pid == 0:  # the child becomes `ignite attach`
+        os.execve(sys.executable, [sys.executable, "-m", "ignitevm.cli", "--ignite-config",
+                                   str(ignite.config), "attach", vm_name], env)  # fmt: skip
+    try:
+        time.sleep(1)
+        os.write(fd, b"\r")
+        _read_until(fd, b"login:", 30)
+        os.write(fd, b"\x10\x11")  # Ctrl-P Ctrl-Q
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        os.close(fd)
+    assert vm_name in ignite("ps").stdout
+
+    # ps filters, -q, -o json; the vm alias
+    assert ignite("ps", "-f", f"{{{{.ObjectMeta.Name}}}}={vm_name}").stdout.count("\n") == 2
+    assert ignite("ps", "-a", "-f", "{{.ObjectMeta.Labels.team}}=nobody").stdout.count("\n") == 1
+    uid = ignite("-q", "vm", "ps", "-f", f"{{{{.ObjectMeta.Name}}}}=~^{vm_name}$").stdout.strip()
+    assert len(uid) == 16
+    listed = json.loads(ignite("ps", "-o", "json").stdout)
+    assert any(v["metadata"]["name"] == vm_name and v["status"]["running"] for v in listed)
+    inspected = ignite.inspect(uid[:6])  # a uid prefix finds it
+    assert inspected["metadata"]["name"] == vm_name  # type: ignore[index]
+
+    # logs -f follows until the VM stops
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "ignitevm.cli", "--ignite-config", str(ignite.config), "logs",
+         "-f", vm_name], env=env, stdout=subprocess.PIPE,
+    )  # fmt: skip
+    time.sleep(1)
+    ignite("vm", "stop", vm_name)
+    out, _ = follower.communicate(timeout=60)
+    assert b"ignitevm-init: exec" in out and b"power button pressed" in out
+
+
+def test_completion_and_version(ignite: Ignite) -> None:
+    assert "_IGNITE_COMPLETE" in ignite("completion", "bash").stdout
+    assert "qemu:" in ignite("version").stdout
+
+
+def test_config_file_with_flag_override(ignite: Ignite, vm_name: str, tmp_path: Path) -> None:
+    manifest = tmp_path / "vm.yaml"
+    manifest.write_text(
+        "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\n"
+        f"metadata:\n  name: {vm_name}\n"
+        "spec:\n  image:\n    oci: ignitevm/default:latest\n  cpus: 2\n  memory: 300MB\n"
+        "  diskSize: 3GB\n"
+    )
+    ignite("create", "--config", str(manifest), "--memory", "200MB")
+    spec = ignite.inspect(vm_name)["spec"]
+    assert spec["cpus"] == 2 and spec["memory"] == "200MB" and spec["diskSize"] == "3GB"  # type: ignore[index]
+    ignite("rm", "--config", str(manifest))
+    assert vm_name not in ignite("ps", "-a").stdout
+
+
+def test_boot_failure_shows_the_console(ignite: Ignite, vm_name: str) -> None:
+    proc = ignite("run", "--name", vm_name, "--memory", "256MB", "--kernel-args",
+                  "init=/no/such/init", "--boot-timeout", "120", check=False)  # fmt: skip
+    assert proc.returncode != 0
+    assert "console.log ends with" in proc.stderr
+    assert "ignitevm-init" in proc.stderr
+    assert "Stopped" in ignite("ps", "-a").stdout  # the VM stays, stopped, for inspection
+
+
+def test_image_rm_refuses_while_used(ignite: Ignite, vm_name: str, tmp_path: Path) -> None:
+    root = tmp_path / "rootfs"
+    (root / "bin").mkdir(parents=True)
+    (root / "bin" / "busybox").write_bytes(Path("/bin/busybox").read_bytes())
+    image = f"test/{vm_name}:1"
+    ignite("image", "import", "--name", image, f"dir:{root}")
+    assert image in ignite("image", "ls").stdout
+    ignite("create", image, "--name", vm_name)
+    proc = ignite("rmi", image, check=False)
+    assert proc.returncode != 0 and vm_name in proc.stderr
+    ignite("rm", vm_name)
+    ignite("image", "rm", image)
+    assert image not in ignite("image", "ls").stdout
+
+
+def test_kernel_from_an_oci_style_rootfs(ignite: Ignite, tmp_path: Path) -> None:
+    """Ignite's kernel image convention: /boot/vmlinuz-<ver> and /lib/modules/<ver>."""
+    deb = Path(ignite("kernel", "ls").stdout.splitlines()[1].split()[1].removeprefix("deb:"))
+    root = tmp_path / "k"
+    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    if (root / "usr/lib/modules").exists() and not (root / "lib").exists():
+        (root / "lib").symlink_to("usr/lib")
+    out = ignite("kernel", "import", "--name", "test/kernel:oci", f"dir:{root}").stdout
+    uid = out.split()[0]
+    listing = ignite("kernel", "ls").stdout
+    assert "test/kernel:oci" in listing and "-amd64" in listing
+    ignite("kernel", "rm", uid)

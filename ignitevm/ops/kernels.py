@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ignitevm.api import Kernel, Kind, ObjectMeta, Size
 from ignitevm.api.types import KernelSpec, KernelStatus, OCIImageSource
-from ignitevm.errors import ConflictError, NotFoundError, ValidationError
+from ignitevm.errors import ConflictError, IgniteError, NotFoundError, ValidationError
 from ignitevm.kernel.source import KernelFiles
 from ignitevm.ops.services import Services
 
@@ -82,7 +82,12 @@ def import_kernel(
             assert source is not None
             from ignitevm.oci import resolve_image, unpack_image
 
-            resolved = resolve_image(source, svc.fetch)
+            try:
+                resolved = resolve_image(source, svc.fetch)
+            except IgniteError as exc:
+                exc.message = f"cannot import kernel {source!r}: {exc.message}"
+                exc.args = (exc.message,)
+                raise
             digest, display = resolved.config_digest, resolved.name
             if (found := _existing(svc, digest)) is not None:
                 return found

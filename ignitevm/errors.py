@@ -18,6 +18,11 @@ class IgniteError(Exception):
     def __str__(self) -> str:
         return self.message
 
+    def add_context(self, context: str) -> None:
+        """Say in the message what was being done ("cannot import image 'x': ...")."""
+        self.message = f"{context}: {self.message}"
+        self.args = (self.message,)
+
 
 class NotFoundError(IgniteError):
     """A named object (VM, image, kernel, file) does not exist."""

@@ -48,7 +48,7 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
     try:
         resolved = resolve_image(source, svc.fetch)
     except IgniteError as exc:
-        _prefix(exc, f"cannot import image {source!r}")
+        exc.add_context(f"cannot import image {source!r}")
         raise
     uid = resolved.uid
     existing = svc.store.find(Kind.IMAGE, uid)
@@ -86,12 +86,6 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
         return image
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def _prefix(exc: IgniteError, context: str) -> None:
-    """Say in the error's message what was being done."""
-    exc.message = f"{context}: {exc.message}"
-    exc.args = (exc.message,)
 
 
 def ensure_image(svc: Services, ref: str) -> Image:

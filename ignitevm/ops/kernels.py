@@ -85,8 +85,7 @@ def import_kernel(
             try:
                 resolved = resolve_image(source, svc.fetch)
             except IgniteError as exc:
-                exc.message = f"cannot import kernel {source!r}: {exc.message}"
-                exc.args = (exc.message,)
+                exc.add_context(f"cannot import kernel {source!r}")
                 raise
             digest, display = resolved.config_digest, resolved.name
             if (found := _existing(svc, digest)) is not None:

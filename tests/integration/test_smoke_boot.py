@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -204,8 +205,10 @@ def boot(kernel: Kernel, tmp_path: Path) -> Iterator[Boot]:
         if user_net:  # QEMU's user-mode network: its own DHCP server, nothing on the host
             argv += ["-netdev", "user,id=n0", "-device", "virtio-net-device,netdev=n0"]
         start = time.monotonic()
+        # A session of its own: teardown kills `timeout` and QEMU together (killing only
+        # `timeout` would orphan QEMU).
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)  # fmt: skip
+                                stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
         started.append(proc)
         console = Console()
         threading.Thread(target=_pump, args=(proc, console, start), daemon=True).start()
@@ -213,8 +216,8 @@ def boot(kernel: Kernel, tmp_path: Path) -> Iterator[Boot]:
 
     yield launch
     for proc in started:
-        if proc.poll() is None:
-            proc.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)  # QEMU too, even after `timeout` itself exited
         proc.wait(timeout=30)
 
 

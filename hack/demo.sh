@@ -17,13 +17,17 @@ ignite kernel ls
 
 cleanup() { ignite rm -f "$name" >/dev/null 2>&1 || true; }
 trap cleanup EXIT
-echo "== ignite run ignitevm/default --name $name"
-time ignite run ignitevm/default:latest --name "$name" --memory 256MB --size 2GB \
-  --network-plugin "${IGNITE_DEMO_NETWORK:-none}"
+net=${IGNITE_DEMO_NETWORK:-cni}     # cni: Ignite's ignite0 bridge (10.61.0.0/16); or user, none
+echo "== ignite run ignitevm/default --name $name --ssh --network-plugin $net"
+time ignite run ignitevm/default:latest --name "$name" --memory 256MB --size 2GB --ssh \
+  --network-plugin "$net"
 ignite ps
+if [ "$net" != none ]; then
+  echo "== ignite exec $name (over SSH with the VM's own key)"
+  ignite exec "$name" 'uname -a; df -h /; ip -4 -o addr show eth0'
+fi
 echo "== its console (ignite logs $name)"
-sleep 2
-ignite logs "$name" | grep -v '^\s*$' | tail -n 15
+ignite logs "$name" | grep -v '^\s*$' | tail -n 8
 echo "== ignite stop $name (ACPI power button)"
 ignite stop "$name"
 ignite logs "$name" | tail -n 4

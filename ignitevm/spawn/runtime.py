@@ -29,6 +29,7 @@ class RuntimeStatus:
     state: RuntimeState
     started_at: float  # epoch seconds
     vmm_pid: int | None = None
+    vmm_started_at: float | None = None  # epoch seconds
     ip_addresses: tuple[str, ...] = ()
     netns: str | None = None
     tap: str | None = None
@@ -49,6 +50,7 @@ class RuntimeStatus:
             "state": str(self.state),
             "started_at": self.started_at,
             "vmm_pid": self.vmm_pid,
+            "vmm_started_at": self.vmm_started_at,
             "ip_addresses": list(self.ip_addresses),
             "netns": self.netns,
             "tap": self.tap,
@@ -67,6 +69,7 @@ class RuntimeStatus:
             state=RuntimeState(data.get("state", "running")),
             started_at=float(data.get("started_at", 0.0)),
             vmm_pid=data.get("vmm_pid"),
+            vmm_started_at=data.get("vmm_started_at"),
             ip_addresses=tuple(data.get("ip_addresses", ())),
             netns=data.get("netns"),
             tap=data.get("tap"),

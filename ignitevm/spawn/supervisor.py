@@ -150,12 +150,14 @@ class Supervisor:
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(wake_w)
         try:
+            vmm_started_at = time.time()
             vmm = self._start_vmm(att)
             assert self.status is not None
             self.status = replace(
                 self.status,
                 state=RuntimeState.RUNNING,
                 vmm_pid=vmm.pid,
+                vmm_started_at=vmm_started_at,
                 ip_addresses=(att.ip,) if att.ip else (),
                 netns=att.netns,
                 tap=att.tap,

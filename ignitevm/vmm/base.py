@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import ipaddress
 import os
 from dataclasses import dataclass
@@ -49,6 +48,8 @@ def mac_for_uid(uid: str) -> str:
     """A stable, locally administered unicast MAC derived from the VM uid.
 
     The first octet 0x02 marks it locally administered, so it never collides with a vendor's."""
+    import hashlib  # here: the supervisor never needs it, and it is slow to import
+
     digest = hashlib.sha256(uid.encode()).digest()
     return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
 

@@ -53,22 +53,27 @@ def bare_boot(vm_dir: Path) -> float:
         qemu.wait()
 
 
-def supervised_boot(plan: LaunchPlan) -> tuple[float, float, float]:
-    """Seconds from launch() to the marker; supervisor and QEMU RSS in MiB."""
-    start = time.monotonic()
+def supervised_boot(plan: LaunchPlan) -> tuple[float, float, float, float]:
+    """Seconds from launch() to the marker and to QEMU's start; supervisor and QEMU RSS (MiB)."""
+    wall, start = time.time(), time.monotonic()
     pid = launch(plan)
     try:
         wait_for_boot(plan.vm_dir, MARKER, 120)
         elapsed = time.monotonic() - start
         status = read_runtime(plan.vm_dir)
-        vmm_rss = _rss_mib(status.vmm_pid) if status and status.vmm_pid else 0.0
-        return elapsed, _rss_mib(pid), vmm_rss
+        assert status is not None and status.vmm_pid and status.vmm_started_at
+        to_qemu = status.vmm_started_at - wall
+        return elapsed, to_qemu, _rss_mib(pid), _rss_mib(status.vmm_pid)
     finally:
         kill(plan.vm_dir)
 
 
 def _fmt(values: list[float]) -> str:
     return ", ".join(f"{x:.2f}" for x in values)
+
+
+def _ms(values: list[float]) -> str:
+    return ", ".join(f"{x * 1000:.0f}" for x in values)
 
 
 def main(rounds: int) -> None:
@@ -90,20 +95,23 @@ def main(rounds: int) -> None:
             boot_marker=MARKER,
         )
         plan.write()
-        bare, supervised, sup_rss, vmm_rss = [], [], [], []
+        bare, supervised, to_qemu, sup_rss, vmm_rss = [], [], [], [], []
+        load_before = os.getloadavg()[0]
         for _ in range(rounds):
             bare.append(bare_boot(vm_dir))
-            t, s_rss, q_rss = supervised_boot(plan)
+            t, q, s_rss, q_rss = supervised_boot(plan)
             supervised.append(t)
+            to_qemu.append(q)
             sup_rss.append(s_rss)
             vmm_rss.append(q_rss)
     b, s = statistics.median(bare), statistics.median(supervised)
     print(f"rounds                      {rounds}")
-    print(f"bare QEMU to marker         {b:.2f} s  (all: {', '.join(f'{x:.2f}' for x in bare)})")
-    print(
-        f"launch() to marker          {s:.2f} s  (all: {', '.join(f'{x:.2f}' for x in supervised)})"
-    )
+    print(f"load average                {load_before:.1f} -> {os.getloadavg()[0]:.1f}")
+    print(f"bare QEMU to marker         {b:.2f} s  (all: {_fmt(bare)})")
+    print(f"launch() to marker          {s:.2f} s  (all: {_fmt(supervised)})")
     print(f"ratio                       {s / b:.3f}  (goal <= 1.10)")
+    q = statistics.median(to_qemu) * 1000
+    print(f"launch() until QEMU starts  {q:.0f} ms  (all: {_ms(to_qemu)})")
     print(f"supervisor RSS              {statistics.median(sup_rss):.1f} MiB")
     print(f"QEMU RSS (256 MiB guest)    {statistics.median(vmm_rss):.1f} MiB")
 

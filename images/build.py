@@ -12,21 +12,16 @@ layer of an OCI image layout (or a ``docker save`` archive). See docs/kernel.md.
 from __future__ import annotations
 
 import argparse
-import gzip
-import hashlib
-import io
-import json
 import logging
 import os
 import shutil
 import sys
-import tarfile
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
 
 from ignitevm import proc
 from ignitevm.errors import IgniteError
+from ignitevm.oci import write
 
 log = logging.getLogger("images.build")
 
@@ -59,7 +54,6 @@ PRUNE = (
     "usr/lib/dropbear",
     "usr/bin/dropbearconvert",
 )
-_EPOCH = 0
 
 INITTAB = """\
 # busybox init: see docs/kernel.md (ignitevm default image)
@@ -215,130 +209,12 @@ def make_rootfs(variant: str, root: Path, cache: Path) -> None:
         build_rootfs(root, download(cache, PACKAGES))
 
 
-def _reset(info: tarfile.TarInfo) -> tarfile.TarInfo:
-    info.uid = info.gid = 0
-    info.uname = info.gname = ""
-    info.mtime = _EPOCH
-    return info
-
-
-def layer_tar(root: Path) -> bytes:
-    """A deterministic uncompressed tar of ``root`` (sorted, owner root, mtime 0)."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        paths = sorted(root.rglob("*"), key=lambda p: p.relative_to(root).as_posix())
-        for path in paths:
-            tar.add(path, arcname=path.relative_to(root).as_posix(), recursive=False, filter=_reset)
-    return buf.getvalue()
-
-
-@dataclass(frozen=True)
-class Blob:
-    data: bytes
-    media_type: str
-
-    @property
-    def hex(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-    @property
-    def descriptor(self) -> dict[str, object]:
-        return {
-            "mediaType": self.media_type,
-            "digest": f"sha256:{self.hex}",
-            "size": len(self.data),
-        }
-
-
-def _json(obj: object) -> bytes:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":")).encode()
-
-
 def image_config(layer: bytes) -> bytes:
-    diff_id = "sha256:" + hashlib.sha256(layer).hexdigest()
-    return _json(
-        {
-            "architecture": "amd64",
-            "os": "linux",
-            "created": "1970-01-01T00:00:00Z",
-            "config": {
-                "Cmd": ["/sbin/init"],
-                "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                "Labels": {"org.opencontainers.image.title": "ignitevm default image"},
-            },
-            "rootfs": {"type": "layers", "diff_ids": [diff_id]},
-            "history": [{"created": "1970-01-01T00:00:00Z", "created_by": "images/build.py"}],
-        }
-    )
-
-
-def _tar_of(members: dict[str, bytes]) -> bytes:
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
-        for name, data in members.items():
-            info = _reset(tarfile.TarInfo(name))
-            info.size = len(data)
-            info.mode = 0o644
-            tar.addfile(info, io.BytesIO(data))
-    return buf.getvalue()
-
-
-def oci_archive(layer: bytes, tag: str) -> bytes:
-    """An OCI image layout (oci-layout, index.json, blobs/sha256/*) as a tar, gzip layer."""
-    gz = Blob(
-        gzip.compress(layer, compresslevel=6, mtime=0),
-        "application/vnd.oci.image.layer.v1.tar+gzip",
-    )
-    config = Blob(image_config(layer), "application/vnd.oci.image.config.v1+json")
-    manifest = Blob(
-        _json(
-            {
-                "schemaVersion": 2,
-                "mediaType": "application/vnd.oci.image.manifest.v1+json",
-                "config": config.descriptor,
-                "layers": [gz.descriptor],
-            }
-        ),
-        "application/vnd.oci.image.manifest.v1+json",
-    )
-    name, _, version = tag.rpartition(":")
-    entry = dict(manifest.descriptor)
-    entry["annotations"] = {
-        "org.opencontainers.image.ref.name": version,
-        "io.containerd.image.name": tag,
-    }
-    index = _json(
-        {
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.index.v1+json",
-            "manifests": [entry],
-        }
-    )
-    members = {"oci-layout": _json({"imageLayoutVersion": "1.0.0"}), "index.json": index}
-    for blob in (config, gz, manifest):
-        members[f"blobs/sha256/{blob.hex}"] = blob.data
-    log.debug("image %s (%s), manifest %s", tag, name, manifest.hex)
-    return _tar_of(members)
-
-
-def docker_archive(layer: bytes, tag: str) -> bytes:
-    """``docker save`` format: manifest.json, <config>.json, <id>/layer.tar, repositories."""
-    config = image_config(layer)
-    config_hex = hashlib.sha256(config).hexdigest()
-    layer_id = hashlib.sha256(layer).hexdigest()
-    name, _, version = tag.rpartition(":")
-    manifest = [
-        {"Config": f"{config_hex}.json", "RepoTags": [tag], "Layers": [f"{layer_id}/layer.tar"]}
-    ]
-    return _tar_of(
-        {
-            f"{config_hex}.json": config,
-            f"{layer_id}/VERSION": b"1.0",
-            f"{layer_id}/json": _json({"id": layer_id}),
-            f"{layer_id}/layer.tar": layer,
-            "manifest.json": _json(manifest),
-            "repositories": _json({name: {version: layer_id}}),
-        }
+    return write.image_config(
+        layer,
+        cmd=["/sbin/init"],
+        labels={"org.opencontainers.image.title": "ignitevm default image"},
+        created_by="images/build.py",
     )
 
 
@@ -358,8 +234,10 @@ def build(output: str, cache: Path, tag: str, variant: str = "default") -> Path:
         root = Path(tmp) / "rootfs"
         root.mkdir()
         make_rootfs(variant, root, cache)
-        layer = layer_tar(root)
-    data = oci_archive(layer, tag) if kind == "oci-archive" else docker_archive(layer, tag)
+        layer = write.layer_tar(root)
+    config = image_config(layer)
+    archive = write.oci_archive if kind == "oci-archive" else write.docker_archive
+    data = archive(layer, tag, config)
     out = Path(dest)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp_out = out.with_name(out.name + ".tmp")

@@ -128,6 +128,4 @@ def require_plugin(name: str) -> NetworkPlugin:
 
         return CNINetwork()
     choices = ", ".join(p.value for p in PluginName)
-    raise ValidationError(
-        f"unknown network plugin {name!r}", hint=f"use one of: {choices}"
-    )
+    raise ValidationError(f"unknown network plugin {name!r}", hint=f"use one of: {choices}")

@@ -62,6 +62,69 @@ def import_(
     click.echo(k.metadata.uid if app.quiet else f"{k.metadata.uid}  {k.metadata.name}")
 
 
+@kernel.command("build")
+@click.option(
+    "--source",
+    type=click.Path(exists=True, path_type=Path),
+    help="A linux-source-*.tar.xz or an unpacked tree (default: Debian's linux-source package "
+    "in /usr/src).",
+)
+@click.option(
+    "--workdir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Build directory, kept for incremental rebuilds (default: <state dir>/tmp/kernel-build).",
+)
+@click.option(
+    "--config",
+    "fragment",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A kconfig fragment to use instead of the project's microvm.config.",
+)
+@click.option("--name", default=None, help="Store the kernel under this name.")
+@click.option(
+    "--output", default=None, help="Also export it: oci-archive:FILE|docker-archive:FILE."
+)
+@click.option("-j", "--jobs", type=click.IntRange(min=1), default=None, help="Default: all CPUs.")
+@click.option("--nice", "niceness", type=click.IntRange(0, 19), default=10, show_default=True)
+@pass_app
+def build(
+    app: App,
+    source: Path | None,
+    workdir: Path | None,
+    fragment: Path | None,
+    name: str | None,
+    output: str | None,
+    jobs: int | None,
+    niceness: int,
+) -> None:
+    """Build a microVM kernel (PVH, virtio-mmio, everything built in) and store it.
+
+    Reuses the previous build while the source and the config are unchanged.
+    """
+    from ignitevm.ops.kernel_build import build_microvm_kernel
+
+    result = build_microvm_kernel(
+        app.services(),
+        source=source,
+        workdir=workdir,
+        fragment=fragment,
+        name=name,
+        output=output,
+        jobs=jobs,
+        niceness=niceness,
+    )
+    k = result.kernel
+    for opt in result.dropped:
+        click.echo(f"warning: config option not kept: {opt}", err=True)
+    if app.quiet:
+        click.echo(k.metadata.uid)
+        return
+    how = f"built in {result.seconds:.0f} s" if result.built else "reused"
+    click.echo(f"{k.metadata.uid}  {k.metadata.name}  {k.status.version}  ({how})")
+    if result.archive is not None:
+        click.echo(f"exported to {result.archive}")
+
+
 @kernel.command("ls")
 @pass_app
 def ls(app: App) -> None:

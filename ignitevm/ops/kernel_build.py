@@ -1,0 +1,126 @@
+"""Use case: `ignite kernel build` — build a microVM kernel, store it, optionally export it."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from ignitevm.api import Kernel, Kind
+from ignitevm.errors import ValidationError
+from ignitevm.kernel.source import KernelFiles
+from ignitevm.ops.kernels import _store_kernel, kernel_files
+from ignitevm.ops.services import Services
+
+log = logging.getLogger(__name__)
+
+NAME_PREFIX = "ignitevm/kernel"
+FLAVOUR = "microvm"
+OUTPUT_KINDS = ("oci-archive", "docker-archive")
+
+
+@dataclass(frozen=True)
+class KernelBuildOutcome:
+    kernel: Kernel
+    built: bool  # False: an earlier build (stored kernel or finished build dir) was reused
+    seconds: float
+    dropped: tuple[str, ...]  # fragment options the final config did not keep
+    archive: Path | None
+
+
+def kernel_name(version: str) -> str:
+    """``ignitevm/kernel:<version>-microvm`` (the fragment's LOCALVERSION already says it)."""
+    tag = version if version.endswith(f"-{FLAVOUR}") else f"{version}-{FLAVOUR}"
+    return f"{NAME_PREFIX}:{tag}"
+
+
+def parse_output(output: str) -> tuple[str, Path]:
+    kind, sep, dest = output.partition(":")
+    if not sep or kind not in OUTPUT_KINDS or not dest:
+        raise ValidationError(
+            f"unsupported output {output!r}",
+            hint="use oci-archive:FILE or docker-archive:FILE",
+        )
+    return kind, Path(dest)
+
+
+def default_workdir(svc: Services) -> Path:
+    """Kept between builds: the unpacked source and object tree make a rebuild incremental."""
+    return svc.store.tmp_dir() / "kernel-build"
+
+
+def build_microvm_kernel(
+    svc: Services,
+    *,
+    source: Path | None = None,
+    workdir: Path | None = None,
+    fragment: Path | None = None,
+    name: str | None = None,
+    output: str | None = None,
+    jobs: int | None = None,
+    niceness: int = 10,
+) -> KernelBuildOutcome:
+    """Build the kernel (or reuse the stored one for the same source + config), store it
+    with its initramfs, and export it as an OCI kernel image when ``output`` is given."""
+    from ignitevm.kernel import build as kb
+
+    parsed = parse_output(output) if output else None
+    src = kb.require_source(source)
+    text = fragment.read_text() if fragment is not None else kb.fragment_text()
+    key = kb.build_key(kb.source_key(src), text)
+    digest = f"sha256:{key}"
+    kernel = svc.store.find(Kind.KERNEL, key[:16])
+    built, seconds = False, 0.0
+    dropped: tuple[str, ...] = ()
+    if kernel is None or not kernel_files(svc, kernel)[0].is_file():
+        work = (workdir or default_workdir(svc)).resolve()
+        result = kb.build_kernel(src, work, fragment=text, jobs=jobs, niceness=niceness)
+        built, seconds = not result.reused, result.seconds
+        dropped = tuple(str(d) for d in result.dropped)
+        files = KernelFiles(vmlinux=result.vmlinux, version=result.version, modules_dir=None)
+        staging = Path(tempfile.mkdtemp(prefix="kernel-", dir=svc.store.tmp_dir()))
+        try:
+            kernel = _store_kernel(
+                svc, files, digest, name or kernel_name(result.version), f"build:{src}", staging
+            )
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    else:
+        log.info("kernel %s (%s) is already built", kernel.metadata.name, kernel.metadata.uid)
+    archive = None
+    if parsed is not None:
+        archive = export_kernel(svc, kernel, parsed[0], parsed[1])
+    return KernelBuildOutcome(kernel, built, seconds, dropped, archive)
+
+
+def export_kernel(svc: Services, kernel: Kernel, kind: str, dest: Path) -> Path:
+    """Ignite's kernel image convention: ``/boot/vmlinux``, no ``/lib/modules`` (all built in)."""
+    from ignitevm.oci import write
+
+    vmlinux, _ = kernel_files(svc, kernel)
+    with tempfile.TemporaryDirectory(prefix="kernel-export-", dir=svc.store.tmp_dir()) as tmp:
+        root = Path(tmp) / "rootfs"
+        (root / "boot").mkdir(parents=True)
+        shutil.copyfile(vmlinux, root / "boot" / "vmlinux")
+        os.chmod(root / "boot" / "vmlinux", 0o644)
+        layer = write.layer_tar(root)
+    tag = kernel.metadata.name if ":" in kernel.metadata.name else kernel.metadata.name + ":latest"
+    config = write.image_config(
+        layer,
+        labels={
+            "org.opencontainers.image.title": "ignitevm microVM kernel",
+            "org.opencontainers.image.version": kernel.status.version,
+        },
+        created_by="ignite kernel build",
+    )
+    archive = write.oci_archive if kind == "oci-archive" else write.docker_archive
+    data = archive(layer, tag, config)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = dest.with_name(dest.name + ".tmp")
+    tmp_out.write_bytes(data)
+    os.replace(tmp_out, dest)
+    log.info("wrote %s (%s, %d bytes)", dest, tag, len(data))
+    return dest

@@ -340,8 +340,9 @@ def build_kernel(
     shutil.copyfile(obj / ".config", tmp / "config")
     version = detect_version(tmp / "vmlinux")
     (tmp / "version").write_text(version + "\n")
+    seconds = time.monotonic() - started
+    (tmp / "build-seconds").write_text(f"{seconds:.1f}\n")  # for bench/kernel.py
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
-    seconds = time.monotonic() - started
     log.info("built kernel %s in %.0f s", version, seconds)
     return BuildResult(out / "vmlinux", version, key, False, seconds, tuple(dropped))

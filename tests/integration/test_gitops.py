@@ -248,7 +248,8 @@ def test_git_daemon_lifecycle(
     ignite: Ignite, ignited: Ignited, git_daemon_repo: Repo, prefix: str
 ) -> None:
     """commit -> runs; memory change -> replaced; kill -> back; running: false -> stopped;
-    file deleted -> removed; a hand-made VM survives every pass untouched."""
+    file deleted -> removed; a hand-made VM survives every pass untouched (created, then
+    started by hand while ignited's VM is stopped)."""
     repo, name, hand = git_daemon_repo, f"{prefix}-vm", f"{prefix}-hand"
     ignite("create", "--name", hand, "--memory", "192MB", "--size", "1GB")
     repo.commit({"vms/vm.yaml": vm_manifest(name)})
@@ -278,11 +279,16 @@ def test_git_daemon_lifecycle(
     assert f"stop {name}" in ignited.once("gitops", repo.url).stderr
     assert vm_state(ignite, name) is not None and not running(ignite, name)
 
+    # the hand-made VM, running now (ignited's is stopped: one guest at a time), survives too
+    ignite("start", hand)
+    started = vm_state(ignite, hand)
+    assert started is not None
     repo.commit({"vms/vm.yaml": None})
     assert f"remove {name}" in ignited.once("gitops", repo.url).stderr
     assert vm_state(ignite, name) is None
     handmade = vm_state(ignite, hand)
-    assert handmade is not None and not handmade["status"]["running"]  # type: ignore[index]
+    assert handmade is not None and handmade["status"]["running"]  # type: ignore[index]
+    assert handmade["status"]["pid"] == started["status"]["pid"]  # type: ignore[index]
     assert OWNER_LABEL not in handmade["metadata"].get("labels", {})  # type: ignore[attr-defined]
 
 

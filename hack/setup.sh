@@ -13,6 +13,8 @@ DEBIAN_PACKAGES=(
   containernetworking-plugins iproute2 iptables   # networking
   openssh-client                      # ignite ssh / exec / cp
   git                                 # ignited gitops
+  openssh-server                      # tests: a real git-over-ssh server (started by the test)
+  kmod debootstrap                    # the modules disk (depmod); the debian image variant
   docker-registry apache2-utils skopeo umoci buildah   # tests: a real registry, real OCI tools
   python3-venv python3-pip curl ca-certificates
 )
@@ -32,6 +34,7 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # docker-registry's package starts a system registry on :5000; tests start their own.
 systemctl disable --now docker-registry >/dev/null 2>&1 || true
+systemctl disable --now ssh >/dev/null 2>&1 || true
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

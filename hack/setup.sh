@@ -34,7 +34,6 @@ if [ "${#missing[@]}" -gt 0 ]; then
 fi
 # docker-registry's package starts a system registry on :5000; tests start their own.
 systemctl disable --now docker-registry >/dev/null 2>&1 || true
-systemctl disable --now ssh >/dev/null 2>&1 || true
 
 PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then

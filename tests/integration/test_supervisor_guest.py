@@ -4,13 +4,14 @@ acpid, echoes console input, and powers off on ``poweroff``. Cached under _out/v
 
 from __future__ import annotations
 
-import lzma
 import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ignitevm import proc
+from ignitevm.kernel import CpioWriter, extract_deb
+from ignitevm.kernel.apt import download_package
 
 REPO = Path(__file__).resolve().parents[2]
 CACHE = REPO / "_out" / "vmmtest"
@@ -63,80 +64,36 @@ class Guest:
     initrd: Path
 
 
-def _kernel_deb() -> Path:
-    debs = sorted(DEB_CACHE.glob("linux-image-*-amd64_*.deb"))
-    if debs:
-        return debs[-1]
-    DEB_CACHE.mkdir(parents=True, exist_ok=True)
-    depends = proc.output(["apt-cache", "depends", "linux-image-amd64"])
-    pkg = next(
-        line.split()[-1]
-        for line in depends.splitlines()
-        if line.strip().startswith("Depends: linux-image-")
-    )
-    proc.run(["apt-get", "download", "-q", pkg], cwd=DEB_CACHE)
-    return sorted(DEB_CACHE.glob("linux-image-*-amd64_*.deb"))[-1]
-
-
-def _extract_vmlinux(vmlinuz: Path, out: Path) -> None:
-    data = vmlinuz.read_bytes()
-    start = data.find(b"\xfd7zXZ\x00")
-    assert start >= 0, f"{vmlinuz} is not an XZ bzImage"
-    elf = lzma.LZMADecompressor().decompress(data[start:])
-    assert elf[:4] == b"\x7fELF"
-    tmp = out.with_suffix(".tmp")
-    tmp.write_bytes(elf)
-    tmp.rename(out)
-
-
-def _newc(entries: list[tuple[str, int, bytes]]) -> bytes:
-    """An uncompressed newc cpio archive of (name, mode, data)."""
-    out = bytearray()
-
-    def add(ino: int, name: str, mode: int, data: bytes) -> None:
-        encoded = name.encode() + b"\0"
-        fields = (ino, mode, 0, 0, 1, 0, len(data), 0, 0, 0, 0, len(encoded), 0)
-        out.extend(b"070701" + b"".join(b"%08X" % f for f in fields) + encoded)
-        out.extend(b"\0" * (-len(out) % 4))
-        out.extend(data)
-        out.extend(b"\0" * (-len(out) % 4))
-
-    for ino, (name, mode, data) in enumerate(entries, start=1):
-        add(ino, name, mode, data)
-    add(0, "TRAILER!!!", 0, b"")
-    return bytes(out)
-
-
 def _build_initrd(moddir: Path, out: Path) -> None:
     names = [Path(m).stem for m in MODULES]
     init = INIT.format(modules=" ".join(names), marker=MARKER).encode()
-    entries: list[tuple[str, int, bytes]] = [
-        (d, 0o40755, b"") for d in ("bin", "dev", "proc", "sys", "etc", "lib", "lib/modules")
-    ]
-    entries.append(("bin/busybox", 0o100755, Path(proc.require_tool("busybox")).read_bytes()))
-    entries.append(("init", 0o100755, init))
-    for mod in MODULES:
-        entries.append((f"lib/modules/{Path(mod).name}", 0o100644, (moddir / mod).read_bytes()))
     tmp = out.with_suffix(".tmp")
-    tmp.write_bytes(_newc(entries))
+    with open(tmp, "wb") as fh:
+        cpio = CpioWriter(fh)
+        for d in ("dev", "proc", "sys", "etc"):
+            cpio.directory(d)
+        cpio.file("bin/busybox", Path(proc.require_tool("busybox")).read_bytes(), 0o755)
+        cpio.file("init", init, 0o755)
+        for mod in MODULES:
+            cpio.file(f"lib/modules/{Path(mod).name}", (moddir / mod).read_bytes())
+        cpio.close()
     tmp.rename(out)
 
 
 def ensure_guest() -> Guest:
-    """Build (once) and return the test kernel and initramfs."""
+    """Build (once) and return the test kernel and initramfs (ignitevm.kernel does the work)."""
     vmlinux, initrd = CACHE / "vmlinux", CACHE / "initrd-test.cpio"
     stamp = CACHE / "initrd-test.init"
     if vmlinux.exists() and initrd.exists() and stamp.exists() and stamp.read_text() == INIT:
         return Guest(vmlinux, initrd)
     CACHE.mkdir(parents=True, exist_ok=True)
-    work = CACHE / "deb"
+    work = CACHE / "work"
     shutil.rmtree(work, ignore_errors=True)
-    proc.run(["dpkg-deb", "-x", _kernel_deb(), work])
     try:
-        if not vmlinux.exists():
-            _extract_vmlinux(next((work / "boot").glob("vmlinuz-*")), vmlinux)
-        moddir = next((work / "lib" / "modules").iterdir()) / "kernel"
-        _build_initrd(moddir, initrd)
+        files = extract_deb(download_package("linux-image-amd64", DEB_CACHE), work)
+        assert files.modules_dir is not None
+        _build_initrd(files.modules_dir / "kernel", initrd)
+        files.vmlinux.rename(vmlinux)
         stamp.write_text(INIT)
     finally:
         shutil.rmtree(work, ignore_errors=True)

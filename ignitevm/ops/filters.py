@@ -9,7 +9,10 @@ from typing import Any
 
 from ignitevm.errors import ValidationError
 
-_FILTER = re.compile(r"^\s*\{\{\s*\.([A-Za-z0-9_.]+)\s*\}\}\s*(!=|=~|!~|==|=)(.*)$")
+_FILTER = re.compile(
+    r"^\s*\{\{\s*(?:index\s+)?\.([A-Za-z0-9_.]+)(?:\s+\"([^\"]+)\")?\s*\}\}\s*"
+    r"(!=|=~|!~|==|=)(.*)$"
+)
 # Go field names of Ignite's types -> our JSON field names, where they differ beyond case.
 _ALIASES = {"objectmeta": "metadata", "typemeta": "", "oci": "oci"}
 
@@ -39,13 +42,14 @@ def parse_filters(text: str) -> list[Filter]:
                 f"filter {part!r} is not {{{{.Field.Path}}}}<op>value",
                 hint="for example: -f '{{.ObjectMeta.Name}}=my-vm' (ops: =, !=, =~, !~)",
             )
-        path, op, value = match.groups()
+        path, key, op, value = match.groups()
         if op in ("=~", "!~"):
             try:
                 re.compile(value)
             except re.error as exc:
                 raise ValidationError(f"filter {part!r}: bad regular expression: {exc}") from None
-        filters.append(Filter(_normalize(path), op, value))
+        # Go's {{index .ObjectMeta.Labels "a.b/c"}} names a map key that has dots
+        filters.append(Filter(_normalize(path) + ((key.lower(),) if key else ()), op, value))
     return filters
 
 

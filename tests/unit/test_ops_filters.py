@@ -11,7 +11,7 @@ def _vm(name: str, running: bool = False, memory: str = "512MB") -> dict[str, ob
     vm = VM()
     vm.metadata.name = name
     vm.metadata.uid = "0123456789abcdef"
-    vm.metadata.labels = {"env": "test"}
+    vm.metadata.labels = {"env": "test", "ignite.weave.works/owner": "ignited"}
     vm.spec.memory = memory  # type: ignore[assignment]
     vm.status.running = running
     return to_dict(vm)
@@ -29,6 +29,8 @@ def _vm(name: str, running: bool = False, memory: str = "512MB") -> dict[str, ob
         ("{{.ObjectMeta.Labels.env}}=test", "x", True),
         ("{{.Spec.Memory}}=512MB", "x", True),
         ("{{.Status.Running}}=false", "x", True),
+        ('{{index .ObjectMeta.Labels "ignite.weave.works/owner"}}=ignited', "x", True),
+        ('{{index .ObjectMeta.Labels "ignite.weave.works/owner"}}=other', "x", False),
     ],
 )
 def test_filters(expr: str, name: str, expected: bool) -> None:

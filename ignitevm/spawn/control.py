@@ -140,23 +140,13 @@ def _read_ready(fd: int, timeout: float) -> dict[str, Any] | None:
 def wait_for_boot(vm_dir: Path, marker: str, timeout: float) -> None:
     """Follow console.log until ``marker`` appears. Raises IgniteError with the console's last
     lines when the VM stops first or ``timeout`` passes."""
-    path = vm_dir / CONSOLE_FILE
     needle = marker.encode()
     deadline = time.monotonic() + timeout
-    offset, tail, inode = 0, b"", None
+    follower = _ConsoleFollower(vm_dir / CONSOLE_FILE)
+    tail = b""
     while True:
         alive = is_running(vm_dir)  # read before the file, so a final write is not missed
-        try:
-            with open(path, "rb") as f:
-                st = os.fstat(f.fileno())
-                if st.st_ino != inode or st.st_size < offset:  # rotated or restarted
-                    inode, offset, tail = st.st_ino, 0, b""
-                f.seek(offset)
-                data = f.read()
-        except FileNotFoundError:
-            data = b""
-        offset += len(data)
-        window = tail + data
+        window = tail + follower.read_new()
         if needle in window:
             return
         tail = window[-len(needle) :]
@@ -165,6 +155,44 @@ def wait_for_boot(vm_dir: Path, marker: str, timeout: float) -> None:
         if time.monotonic() > deadline:
             _boot_failed(vm_dir, f"the VM did not boot in {timeout:g} s (no {marker!r} yet)")
         time.sleep(0.02)
+
+
+class _ConsoleFollower:
+    """Reads what was appended to console.log since the last call, across its rotation to
+    console.log.1 (the end of the old file is read first) and across a restart (truncation)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.old = path.with_name(path.name + ".1")
+        self.inode: int | None = None
+        self.offset = 0
+
+    def read_new(self) -> bytes:
+        try:
+            with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                rest = b""
+                if st.st_ino != self.inode or st.st_size < self.offset:
+                    rest = self._rest_of_rotated()
+                    self.inode, self.offset = st.st_ino, 0
+                f.seek(self.offset)
+                data = f.read()
+        except FileNotFoundError:
+            return b""
+        self.offset += len(data)
+        return rest + data
+
+    def _rest_of_rotated(self) -> bytes:
+        if self.inode is None:
+            return b""
+        try:
+            with open(self.old, "rb") as f:
+                if os.fstat(f.fileno()).st_ino != self.inode:
+                    return b""
+                f.seek(self.offset)
+                return f.read()
+        except FileNotFoundError:
+            return b""
 
 
 def _boot_failed(vm_dir: Path, message: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import threading
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -15,7 +16,14 @@ from ignitevm import proc
 from ignitevm.errors import IgniteError
 from ignitevm.network.base import PortMapping, Protocol_
 from ignitevm.spawn.attach import CTRL_P, CTRL_Q, DetachScanner
-from ignitevm.spawn.control import cleanup_stale, is_running, kill, runtime_status, tail_lines
+from ignitevm.spawn.control import (
+    cleanup_stale,
+    is_running,
+    kill,
+    runtime_status,
+    tail_lines,
+    wait_for_boot,
+)
 from ignitevm.spawn.plan import LaunchPlan, read_plan
 from ignitevm.spawn.relay import ConsoleLog
 from ignitevm.spawn.runtime import (
@@ -217,3 +225,30 @@ def test_kill_while_starting_kills_the_supervisor(tmp_path: Path) -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_wait_for_boot_follows_rotation_and_reports_the_console(tmp_path: Path) -> None:
+    fd = acquire_lock(tmp_path)  # "running"
+    assert fd is not None
+    try:
+        console = ConsoleLog(tmp_path / "console.log", 4096)
+        console.write(b"booting\n" + b"x" * 4080 + b"\nhalf a MAR")  # > 4096 with what follows
+
+        def later() -> None:
+            time.sleep(0.2)
+            console.write(b"KER\n")  # rotates: the marker is split across the two files
+
+        writer = threading.Thread(target=later)
+        writer.start()
+        wait_for_boot(tmp_path, "half a MARKER", 5)
+        writer.join()
+        assert (tmp_path / "console.log.1").read_bytes().endswith(b"half a MAR")
+        console.write(b"MARKER here\n")
+        wait_for_boot(tmp_path, "MARKER", 5)
+        with pytest.raises(IgniteError, match=r"did not boot in 0\.2 s") as err:
+            wait_for_boot(tmp_path, "NEVER", 0.2)
+        assert "MARKER here" in str(err.value)  # the console's last lines are shown
+    finally:
+        os.close(fd)
+    with pytest.raises(IgniteError, match="stopped before it booted"):
+        wait_for_boot(tmp_path, "NEVER", 5)

@@ -89,8 +89,13 @@ def launch(plan: LaunchPlan, timeout: float = LAUNCH_TIMEOUT) -> int:
             )  # fmt: skip
         os.close(write_fd)
         write_fd = -1
-        msg = _read_ready(read_fd, timeout)
-        child.wait()  # the intermediate process exits right after its fork
+        try:
+            msg = _read_ready(read_fd, timeout)
+        except IgniteError:
+            kill(plan.vm_dir)  # do not leave a half-started VM behind
+            raise
+        finally:
+            _reap_intermediate(child)
     finally:
         os.close(read_fd)
         if write_fd >= 0:
@@ -104,6 +109,16 @@ def launch(plan: LaunchPlan, timeout: float = LAUNCH_TIMEOUT) -> int:
             f"VM {plan.name} did not start: {reason}\n  {log_path}:\n  {tail}", hint=hint
         )
     return int(msg["pid"])
+
+
+def _reap_intermediate(child: proc.Popen[bytes]) -> None:
+    """The process launch() started exits right after its fork; one that hangs before it is
+    killed (the lock tells whether a supervisor runs, not this pid)."""
+    try:
+        child.wait(timeout=5)
+    except proc.TimeoutExpired:
+        child.kill()
+        child.wait()
 
 
 def _supervisor_env() -> dict[str, str]:

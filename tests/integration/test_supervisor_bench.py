@@ -32,6 +32,22 @@ def _rss_mib(pid: int) -> float:
     return 0.0
 
 
+def _rss_outside_guest_mib(pid: int, guest_mib: int) -> float:
+    """QEMU's RSS minus the guest RAM mapping (the one anonymous mapping of guest_mib)."""
+    total = guest = 0
+    size = 0
+    for line in Path(f"/proc/{pid}/smaps").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key == "Size":
+            size = int(value.split()[0])
+        elif key == "Rss":
+            rss = int(value.split()[0])
+            total += rss
+            if size == guest_mib * 1024:
+                guest += rss
+    return (total - guest) / 1024
+
+
 def bare_boot(vm_dir: Path) -> float:
     """Seconds from starting QEMU by hand to the marker on its serial console."""
     argv = build_qemu_argv(read_plan(vm_dir).machine_spec(), Attachment())
@@ -53,7 +69,7 @@ def bare_boot(vm_dir: Path) -> float:
         qemu.wait()
 
 
-def supervised_boot(plan: LaunchPlan) -> tuple[float, float, float, float]:
+def supervised_boot(plan: LaunchPlan) -> tuple[float, float, float, float, float]:
     """Seconds from launch() to the marker and to QEMU's start; supervisor and QEMU RSS (MiB)."""
     wall, start = time.time(), time.monotonic()
     pid = launch(plan)
@@ -63,7 +79,8 @@ def supervised_boot(plan: LaunchPlan) -> tuple[float, float, float, float]:
         status = read_runtime(plan.vm_dir)
         assert status is not None and status.vmm_pid and status.vmm_started_at
         to_qemu = status.vmm_started_at - wall
-        return elapsed, to_qemu, _rss_mib(pid), _rss_mib(status.vmm_pid)
+        outside = _rss_outside_guest_mib(status.vmm_pid, plan.memory_mib)
+        return elapsed, to_qemu, _rss_mib(pid), _rss_mib(status.vmm_pid), outside
     finally:
         kill(plan.vm_dir)
 
@@ -95,11 +112,12 @@ def main(rounds: int) -> None:
             boot_marker=MARKER,
         )
         plan.write()
-        bare, supervised, to_qemu, sup_rss, vmm_rss = [], [], [], [], []
+        bare, supervised, to_qemu, sup_rss, vmm_rss, outside = [], [], [], [], [], []
         load_before = os.getloadavg()[0]
         for _ in range(rounds):
             bare.append(bare_boot(vm_dir))
-            t, q, s_rss, q_rss = supervised_boot(plan)
+            t, q, s_rss, q_rss, o_rss = supervised_boot(plan)
+            outside.append(o_rss)
             supervised.append(t)
             to_qemu.append(q)
             sup_rss.append(s_rss)
@@ -114,6 +132,7 @@ def main(rounds: int) -> None:
     print(f"launch() until QEMU starts  {q:.0f} ms  (all: {_ms(to_qemu)})")
     print(f"supervisor RSS              {statistics.median(sup_rss):.1f} MiB")
     print(f"QEMU RSS (256 MiB guest)    {statistics.median(vmm_rss):.1f} MiB")
+    print(f"  of which not guest RAM    {statistics.median(outside):.1f} MiB")
 
 
 if __name__ == "__main__":

@@ -118,13 +118,23 @@ class Clients:
 
 
 def listen_unix(path: Path) -> socket.socket:
-    """Listen on a unix socket at ``path`` (relative to the cwd when the path is too long)."""
+    """Listen on a unix socket at ``path``; a path longer than sun_path allows is bound
+    through ``/proc/self/fd/<dirfd>``, as clients connect to it (vmm.qmp.connect_unix)."""
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    target = str(path)
-    if len(target.encode()) > 100 and Path.cwd() == path.parent:
-        target = path.name
-    sock.bind(target)
+    dir_fd = None
+    try:
+        target = str(path)
+        if len(target.encode()) > 100:
+            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+            target = f"/proc/self/fd/{dir_fd}/{path.name}"
+        sock.bind(target)
+    except BaseException:
+        sock.close()
+        raise
+    finally:
+        if dir_fd is not None:
+            os.close(dir_fd)
     os.chmod(path, 0o600)
     sock.listen(8)
     sock.setblocking(False)

@@ -32,6 +32,7 @@ from ignitevm.spawn import (
 from ignitevm.spawn.control import wait_until_stopped
 from ignitevm.spawn.runtime import pid_in_dir, read_runtime
 from ignitevm.vmm.base import Disk, mac_for_uid
+from ignitevm.vmm.qmp import connect_unix
 from tests.integration.test_supervisor_guest import MARKER, Guest, ensure_guest, make_disk
 
 pytestmark = [
@@ -103,9 +104,7 @@ def _rss_kib(pid: int) -> int:
 
 def _say(vm_dir: Path, line: str, expect: str) -> str:
     """Type a line on the guest's console through the attach socket; read until ``expect``."""
-    with socket.socket(socket.AF_UNIX) as sock:
-        sock.connect(str(vm_dir / "attach.sock"))
-        sock.settimeout(30)
+    with connect_unix(vm_dir / "attach.sock", timeout=30) as sock:
         sock.sendall(line.encode() + b"\n")
         data = b""
         while expect.encode() not in data:
@@ -247,6 +246,21 @@ def test_supervisor_outlives_its_launcher(guest: Guest, vm_dir: Path) -> None:
     assert is_running(vm_dir) and pid_in_dir(pid, vm_dir)
     assert os.getsid(pid) != os.getsid(0)  # its own session: no terminal to lose
     assert int(Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[1]) != os.getpid()
+
+
+def test_socket_paths_longer_than_sun_path(guest: Guest, tmp_path: Path) -> None:
+    """A deep state directory: QMP (relative to QEMU's cwd) and attach (/proc/self/fd) work."""
+    deep = tmp_path / ("s" * 80) / "vm" / "0123456789abcdef"
+    deep.mkdir(parents=True)
+    assert len(str(deep / "attach.sock")) > 108
+    try:
+        _boot(guest, deep)
+        assert "echo: deep" in _say(deep, "deep", "echo: deep")
+        assert request_stop(deep, 30)
+    finally:
+        kill(deep)
+        for pid in _processes_in(deep):
+            os.kill(pid, signal.SIGKILL)
 
 
 def test_launch_failure_is_reported(guest: Guest, vm_dir: Path) -> None:

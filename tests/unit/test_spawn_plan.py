@@ -25,7 +25,7 @@ from ignitevm.spawn.control import (
     wait_for_boot,
 )
 from ignitevm.spawn.plan import LaunchPlan, read_plan
-from ignitevm.spawn.relay import ConsoleLog
+from ignitevm.spawn.relay import ConsoleLog, listen_unix
 from ignitevm.spawn.runtime import (
     RuntimeState,
     RuntimeStatus,
@@ -37,6 +37,7 @@ from ignitevm.spawn.runtime import (
 )
 from ignitevm.spawn.supervisor import Ready, Supervisor
 from ignitevm.vmm.base import Disk, MachineSpec
+from ignitevm.vmm.qmp import connect_unix
 
 
 def _plan(vm_dir: Path) -> LaunchPlan:
@@ -252,3 +253,18 @@ def test_wait_for_boot_follows_rotation_and_reports_the_console(tmp_path: Path) 
         os.close(fd)
     with pytest.raises(IgniteError, match="stopped before it booted"):
         wait_for_boot(tmp_path, "NEVER", 5)
+
+
+def test_attach_socket_with_a_path_longer_than_sun_path(tmp_path: Path) -> None:
+    deep = tmp_path / ("d" * 110)
+    deep.mkdir()
+    server = listen_unix(deep / "attach.sock")
+    try:
+        with connect_unix(deep / "attach.sock", timeout=2) as client:
+            client.sendall(b"hi")
+            server.setblocking(True)
+            conn, _ = server.accept()
+            with conn:
+                assert conn.recv(2) == b"hi"
+    finally:
+        server.close()

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ignitevm.spawn.attach import attach
     from ignitevm.spawn.control import (
+        ConsoleFollower,
         cleanup_stale,
         is_running,
         kill,
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from ignitevm.spawn.runtime import RuntimeState, RuntimeStatus
 
 _LAZY = {
+    "ConsoleFollower": "control",
     "attach": "attach",
     "cleanup_stale": "control",
     "is_running": "control",
@@ -40,6 +42,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "ConsoleFollower",
     "LaunchPlan",
     "RuntimeState",
     "RuntimeStatus",

@@ -157,7 +157,7 @@ def wait_for_boot(vm_dir: Path, marker: str, timeout: float) -> None:
     lines when the VM stops first or ``timeout`` passes."""
     needle = marker.encode()
     deadline = time.monotonic() + timeout
-    follower = _ConsoleFollower(vm_dir / CONSOLE_FILE)
+    follower = ConsoleFollower(vm_dir / CONSOLE_FILE)
     tail = b""
     while True:
         alive = is_running(vm_dir)  # read before the file, so a final write is not missed
@@ -172,9 +172,10 @@ def wait_for_boot(vm_dir: Path, marker: str, timeout: float) -> None:
         time.sleep(0.02)
 
 
-class _ConsoleFollower:
+class ConsoleFollower:
     """Reads what was appended to console.log since the last call, across its rotation to
-    console.log.1 (the end of the old file is read first) and across a restart (truncation)."""
+    console.log.1 (the end of the old file is read first) and across a restart (truncation).
+    ``ConsoleFollower(vm_dir / "console.log").read_new()``: for ``ignite logs -f`` too."""
 
     def __init__(self, path: Path) -> None:
         self.path = path

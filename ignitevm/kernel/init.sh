@@ -238,6 +238,27 @@ apply_files() {
     fi
 }
 
+# mount_volumes: IGNITE_VOLUMES="SERIAL:/path ..." (from /ignite/env) mounts the virtio disk
+# whose serial is SERIAL at /path in the new root (ignite run --volumes).
+mount_volumes() {
+    for spec in $IGNITE_VOLUMES; do
+        serial=${spec%%:*}
+        target=${spec#*:}
+        dev=""
+        for file in /sys/block/vd*/serial; do
+            [ -f "$file" ] && [ "$(cat "$file")" = "$serial" ] || continue
+            dev=${file%/serial}
+            dev=/dev/${dev##*/}
+        done
+        if [ -z "$dev" ]; then
+            say "volume $serial: no such disk"
+            continue
+        fi
+        mkdir -p "$NEWROOT$target" && mount "$dev" "$NEWROOT$target" \
+            || say "volume $serial: cannot mount $dev on $target"
+    done
+}
+
 find_init() {
     if [ -n "$IGNITE_INIT" ]; then echo "$IGNITE_INIT"; return 0; fi
     for candidate in /sbin/init /etc/init /bin/init /bin/sh; do
@@ -272,6 +293,7 @@ main() {
     setup_network
     write_identity
     apply_files
+    mount_volumes
     init=$(find_init) || fatal "no init in the image (tried /sbin/init /etc/init /bin/init /bin/sh)"
     [ -x "$NEWROOT$init" ] || [ -L "$NEWROOT$init" ] || fatal "init $init is not executable in the image"
     move_mounts

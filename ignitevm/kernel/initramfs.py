@@ -153,6 +153,10 @@ def write_vm_layer(
     """Write the per-VM cpio: ``/ignite/files/<abs path>`` (copied at every boot),
     ``/ignite/firstboot/<abs path>`` (copied once) and ``/ignite/env`` (sourced by /init).
 
+    It also carries this ignitevm's ``/init``, which replaces the one in the kernel's initramfs
+    (the later archive wins): /init belongs to the running ignitevm, not to the day the kernel
+    was imported, so new /init features reach kernels imported before them.
+
     ``modes`` overrides file modes by destination (a Path source keeps its own mode, bytes get
     0644); ``dir_modes`` sets modes of directories /init creates (``.ssh`` defaults to 0700).
     """
@@ -161,6 +165,7 @@ def write_vm_layer(
     tmp = out.with_name(out.name + ".tmp")
     with tmp.open("wb") as fh:
         cpio = CpioWriter(fh)
+        cpio.file("init", init_script(), 0o755)
         cpio.directory("ignite", 0o700)
         cpio.directory("ignite/files", 0o755)
         cpio.directory("ignite/firstboot", 0o755)

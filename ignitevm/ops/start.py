@@ -20,6 +20,7 @@ from ignitevm.ops.vmfiles import DISK_FILE, INITRD_FILE, SSH_KEY_FILE, VM_LAYER_
 
 if TYPE_CHECKING:
     from ignitevm.spawn import LaunchPlan
+    from ignitevm.vmm.base import Disk
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +102,7 @@ def _launch_plan(svc: Services, vm: VM, d: Path, plugin_name: str, *, debug: boo
         vmlinux=vmlinux,
         initrd=d / INITRD_FILE,
         cmdline=cmdline,
-        disks=(Disk(d / DISK_FILE, "qcow2"),),
+        disks=(Disk(d / DISK_FILE, "qcow2"), *volume_disks(vm)),
         mac=mac_for_uid(vm.metadata.uid),
         accel=accel,
         network=plugin_name,
@@ -124,7 +125,8 @@ def _write_initrd(vm: VM, d: Path, base_initrd: Path) -> None:
 
     files, firstboot = vm_files(vm, d)
     layer = d / VM_LAYER_FILE
-    write_vm_layer(layer, files=files, firstboot=firstboot, modes={_AUTH_KEYS: 0o600})
+    env = {"IGNITE_VOLUMES": volume_mounts(vm)} if vm.spec.storage.volumes else None
+    write_vm_layer(layer, files=files, firstboot=firstboot, env=env, modes={_AUTH_KEYS: 0o600})
     tmp = d / (INITRD_FILE + ".tmp")
     with open(tmp, "wb") as out:
         for part in (base_initrd, layer):
@@ -134,6 +136,26 @@ def _write_initrd(vm: VM, d: Path, base_initrd: Path) -> None:
 
 
 _AUTH_KEYS = "/root/.ssh/authorized_keys"
+
+
+def volume_disks(vm: VM) -> tuple[Disk, ...]:
+    """`--volumes`: each host block device (or image file) as a virtio disk with a serial the
+    guest's /init finds it by."""
+    from ignitevm.vmm.base import Disk
+
+    return tuple(
+        Disk(Path(v.block_device.path), "raw", serial=f"ignite-{v.name}")
+        for v in vm.spec.storage.volumes
+        if v.block_device is not None
+    )
+
+
+def volume_mounts(vm: VM) -> str:
+    """IGNITE_VOLUMES for /init: "SERIAL:/mount/path ..." (docs/internals.md)."""
+    paths = {m.name: m.mount_path for m in vm.spec.storage.volume_mounts}
+    return " ".join(
+        f"ignite-{v.name}:{paths[v.name]}" for v in vm.spec.storage.volumes if v.name in paths
+    )
 
 
 def vm_files(vm: VM, d: Path) -> tuple[dict[str, bytes | Path], dict[str, bytes | Path]]:

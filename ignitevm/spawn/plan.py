@@ -75,7 +75,8 @@ class LaunchPlan:
         for key in ("vm_dir", "vmlinux", "initrd"):
             out[key] = str(out[key])
         out["disks"] = [
-            {"path": str(d.path), "format": d.format, "readonly": d.readonly} for d in self.disks
+            {"path": str(d.path), "format": d.format, "readonly": d.readonly, "serial": d.serial}
+            for d in self.disks
         ]
         out["ports"] = [port_to_dict(p) for p in self.ports]
         out["accel"], out["vmm"], out["network"] = str(self.accel), str(self.vmm), str(self.network)
@@ -88,7 +89,7 @@ class LaunchPlan:
         for key in ("vm_dir", "vmlinux", "initrd"):
             values[key] = Path(values[key])
         values["disks"] = tuple(
-            Disk(Path(d["path"]), d["format"], bool(d.get("readonly", False)))
+            Disk(Path(d["path"]), d["format"], bool(d.get("readonly", False)), d.get("serial"))
             for d in values.get("disks", ())
         )
         values["ports"] = tuple(port_from_dict(p) for p in values.get("ports", ()))

@@ -27,6 +27,7 @@ class Disk:
     path: Path
     format: str  # "raw" | "qcow2"
     readonly: bool = False
+    serial: str | None = None  # the guest reads it in /sys/block/vdX/serial (volumes)
 
 
 @dataclass(frozen=True)

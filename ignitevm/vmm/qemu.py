@@ -45,7 +45,10 @@ def _disk_args(spec: MachineSpec) -> list[str]:
         ]
         if not disk.readonly:
             opts.append("discard=unmap")
-        args += ["-drive", ",".join(opts), "-device", f"virtio-blk-device,drive=disk{i}"]
+        device = f"virtio-blk-device,drive=disk{i}"
+        if disk.serial:
+            device += f",serial={_escape(disk.serial)}"
+        args += ["-drive", ",".join(opts), "-device", device]
     return args
 
 

@@ -132,3 +132,22 @@ def test_kernel_from_an_oci_style_rootfs(ignite: Ignite, tmp_path: Path) -> None
     listing = ignite("kernel", "ls").stdout
     assert "test/kernel:oci" in listing and "-amd64" in listing
     ignite("kernel", "rm", uid)
+
+
+def test_volume_is_mounted(ignite: Ignite, vm_name: str, tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "hello").write_text(f"volume of {vm_name}\n")
+    image = tmp_path / "vol.ext4"
+    with open(image, "wb") as f:
+        f.truncate(32 << 20)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(src), str(image)], check=True)
+    probe = tmp_path / "S60vol"
+    probe.write_text("#!/bin/sh\necho \"vol: $(cat /mnt/data/hello)\"\n")
+    probe.chmod(0o755)
+    ignite("run", "--name", vm_name, "--memory", "256MB", "-v", f"{image}:/mnt/data",
+           "--copy-files", f"{probe}:/etc/init.d/S60vol")  # fmt: skip
+    deadline = time.monotonic() + 60
+    while f"vol: volume of {vm_name}" not in ignite.console(vm_name):
+        assert time.monotonic() < deadline, ignite.console(vm_name)[-2000:]
+        time.sleep(0.5)

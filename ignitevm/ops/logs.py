@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Iterator
 
@@ -11,12 +10,12 @@ from ignitevm.errors import IgniteError
 from ignitevm.ops.services import Services
 from ignitevm.ops.vmfiles import vm_dir
 
-CONSOLE_FILE = "console.log"
-
 
 def stream_logs(svc: Services, query: str, *, follow: bool = False) -> Iterator[bytes]:
-    """The console log's bytes; with ``follow``, new output until the VM stops."""
-    from ignitevm.spawn import is_running
+    """The console log's bytes (its rotated part first); with ``follow``, new output until the
+    VM stops."""
+    from ignitevm.spawn import ConsoleFollower, is_running
+    from ignitevm.spawn.plan import CONSOLE_FILE
 
     vm = svc.store.require(Kind.VM, query)
     d = vm_dir(svc, vm)
@@ -26,20 +25,14 @@ def stream_logs(svc: Services, query: str, *, follow: bool = False) -> Iterator[
             f"VM {vm.metadata.name} has no console log yet",
             hint=f"start it: ignite start {vm.metadata.name}",
         )
-    offset, inode = 0, None
+    rotated = path.with_name(path.name + ".1")
+    if rotated.exists():
+        yield rotated.read_bytes()
+    follower = ConsoleFollower(path)
     while True:
-        alive = is_running(d)
-        try:
-            with open(path, "rb") as f:
-                st = os.fstat(f.fileno())
-                if st.st_ino != inode or st.st_size < offset:  # rotated, or a new start
-                    inode, offset = st.st_ino, 0
-                f.seek(offset)
-                while chunk := f.read(1 << 16):
-                    offset += len(chunk)
-                    yield chunk
-        except FileNotFoundError:
-            pass
+        alive = is_running(d)  # before reading, so the last output is not missed
+        if chunk := follower.read_new():
+            yield chunk
         if not follow or not alive:
             return
         time.sleep(0.1)

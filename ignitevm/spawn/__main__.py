@@ -12,8 +12,8 @@ from pathlib import Path
 
 from ignitevm.errors import ConflictError
 from ignitevm.spawn.plan import read_plan
-from ignitevm.spawn.runtime import acquire_lock
 from ignitevm.spawn.supervisor import Ready, Supervisor
+from ignitevm.store.locks import try_hold_lock
 
 # A cleanup_stale or is_running probe may hold the lock for a moment.
 LOCK_WAIT = 5.0
@@ -47,7 +47,7 @@ def main(argv: list[str]) -> int:
     )
     ready = Ready(ready_fd)
     os.chdir(vm_dir)  # QEMU's sockets may be relative to it; pid_in_dir() checks it
-    lock_fd = acquire_lock(vm_dir, wait=LOCK_WAIT)
+    lock_fd = try_hold_lock(vm_dir, wait=LOCK_WAIT)
     if lock_fd is None:
         ready.error(
             ConflictError(

@@ -20,12 +20,14 @@ from ignitevm.network.base import NetworkPlugin, require_plugin
 from ignitevm.spawn.plan import CONSOLE_FILE, SUPERVISOR_LOG, LaunchPlan
 from ignitevm.spawn.runtime import (
     RuntimeStatus,
-    acquire_lock,
-    is_locked,
     pid_in_dir,
     read_runtime,
 )
 from ignitevm.spawn.supervisor import remove_runtime_files
+from ignitevm.spawn.vmmdriver import driver_for
+from ignitevm.store.locks import is_locked, try_hold_lock
+from ignitevm.vmm.base import VMMName
+from ignitevm.vmm.firecracker import API_SOCKET
 from ignitevm.vmm.qemu import QMP_SOCKET
 from ignitevm.vmm.qmp import QMPClient, QMPError
 
@@ -237,18 +239,19 @@ def request_stop(vm_dir: Path, timeout: float) -> bool:
     (just after boot) is lost."""
     deadline = time.monotonic() + timeout
     signalled = False
+    status = read_runtime(vm_dir)
+    driver = driver_for(status.vmm if status else VMMName.QEMU, vm_dir)
     while is_running(vm_dir):
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             return False
         try:
-            with QMPClient(vm_dir / QMP_SOCKET, timeout=min(remaining, 5.0)) as qmp:
-                qmp.execute("system_powerdown")
-        except QMPError as exc:
+            driver.powerdown()
+        except IgniteError as exc:
             if not is_running(vm_dir):
                 return True
-            if not signalled:  # no QMP (yet): SIGTERM makes the supervisor press it
-                log.debug("QMP powerdown failed (%s): signalling the supervisor", exc)
+            if not signalled:  # no QMP/API (yet): SIGTERM makes the supervisor press it
+                log.debug("%s powerdown failed (%s): signalling the supervisor", driver.name, exc)
                 _signal_supervisor(vm_dir, signal.SIGTERM)
                 signalled = True
         remaining = deadline - time.monotonic()
@@ -272,6 +275,8 @@ def kill(vm_dir: Path) -> None:
         if status is None or status.vmm_pid is None:
             # Still setting up (e.g. the network): its crash path is the quickest way out.
             _signal_supervisor(vm_dir, signal.SIGKILL)
+        elif status.vmm == VMMName.FIRECRACKER:
+            _kill_vmm(vm_dir, status)  # Firecracker has no "quit": SIGKILL is its hard stop
         else:
             try:
                 with QMPClient(vm_dir / QMP_SOCKET, timeout=1.0) as qmp:
@@ -299,10 +304,11 @@ def cleanup_stale(vm_dir: Path, plugin: NetworkPlugin | None) -> None:
     files. Does nothing while the VM runs; idempotent and cheap when there is nothing to do."""
     status = read_runtime(vm_dir)
     if status is None:
-        if (vm_dir / QMP_SOCKET).exists() and not is_running(vm_dir):
+        sockets = (vm_dir / QMP_SOCKET, vm_dir / API_SOCKET)
+        if any(p.exists() for p in sockets) and not is_running(vm_dir):
             remove_runtime_files(vm_dir)
         return
-    lock_fd = acquire_lock(vm_dir)
+    lock_fd = try_hold_lock(vm_dir)
     if lock_fd is None:
         return  # a supervisor runs: nothing is stale
     try:

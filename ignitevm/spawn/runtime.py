@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import errno
-import fcntl
 import json
 import os
-import time
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -91,48 +88,6 @@ def read_runtime(vm_dir: Path) -> RuntimeStatus | None:
         return RuntimeStatus.from_dict(json.loads((vm_dir / RUNTIME_FILE).read_text()))
     except (OSError, ValueError, KeyError, TypeError):
         return None
-
-
-def open_dir_fd(vm_dir: Path) -> int:
-    return os.open(vm_dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-
-
-def try_lock(fd: int, shared: bool = False) -> bool:
-    """flock ``fd`` without blocking; False when someone else holds a conflicting lock."""
-    try:
-        fcntl.flock(fd, (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB)
-    except OSError as exc:
-        if exc.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
-            return False
-        raise
-    return True
-
-
-def acquire_lock(vm_dir: Path, wait: float = 0.0) -> int | None:
-    """Take flock(LOCK_EX) on vm_dir, retrying for ``wait`` seconds; the fd, or None if busy."""
-    fd = open_dir_fd(vm_dir)
-    deadline = time.monotonic() + wait
-    while not try_lock(fd):
-        if time.monotonic() >= deadline:
-            os.close(fd)
-            return None
-        time.sleep(0.02)
-    return fd
-
-
-def is_locked(vm_dir: Path) -> bool:
-    """True while a supervisor holds the lock on vm_dir: the one truth of "running".
-
-    The probe asks for a shared lock, which conflicts only with the supervisor's exclusive one
-    and is released at once."""
-    try:
-        fd = open_dir_fd(vm_dir)
-    except FileNotFoundError:
-        return False
-    try:
-        return not try_lock(fd, shared=True)
-    finally:
-        os.close(fd)
 
 
 def pid_in_dir(pid: int, vm_dir: Path) -> bool:

@@ -41,14 +41,11 @@ def is_locked(path: Path) -> bool:
     return False
 
 
-def hold_lock(path: Path) -> int:
-    """Take ``flock(LOCK_EX)`` on the directory ``path`` and return the fd (keep it open).
-
-    The fd is close-on-exec; ``os.set_inheritable(fd, True)`` hands it to a child. ConflictError if
-    another process holds the lock.
-    """
+def try_hold_lock(path: Path, wait: float = 0.0) -> int | None:
+    """Take ``flock(LOCK_EX)`` on the directory ``path``, retrying for ``wait`` seconds; the fd
+    (keep it open; close-on-exec), or None while another process holds the lock."""
     fd = _open_dir(path)
-    deadline = time.monotonic() + _HOLD_RETRY_SECONDS
+    deadline = time.monotonic() + wait
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -56,14 +53,23 @@ def hold_lock(path: Path) -> int:
         except BlockingIOError:
             if time.monotonic() >= deadline:
                 os.close(fd)
-                raise ConflictError(
-                    f"{path} is locked by another process (the VM is running)",
-                    hint="stop it first with `ignite stop`",
-                ) from None
+                return None
             time.sleep(0.01)
         except BaseException:
             os.close(fd)
             raise
+
+
+def hold_lock(path: Path) -> int:
+    """Like ``try_hold_lock``, but ConflictError if another process holds the lock. It retries
+    briefly: a concurrent is_locked() probe must never make a start fail."""
+    fd = try_hold_lock(path, _HOLD_RETRY_SECONDS)
+    if fd is None:
+        raise ConflictError(
+            f"{path} is locked by another process (the VM is running)",
+            hint="stop it first with `ignite stop`",
+        )
+    return fd
 
 
 @contextmanager

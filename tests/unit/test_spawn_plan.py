@@ -29,13 +29,13 @@ from ignitevm.spawn.relay import ConsoleLog, listen_unix
 from ignitevm.spawn.runtime import (
     RuntimeState,
     RuntimeStatus,
-    acquire_lock,
-    is_locked,
     pid_in_dir,
     read_runtime,
     write_runtime,
 )
 from ignitevm.spawn.supervisor import Ready, Supervisor
+from ignitevm.store.locks import is_locked
+from ignitevm.store.locks import try_hold_lock as acquire_lock
 from ignitevm.vmm.base import Disk, MachineSpec
 from ignitevm.vmm.qmp import connect_unix
 

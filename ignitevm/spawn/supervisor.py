@@ -24,15 +24,14 @@ from ignitevm.network.base import Attachment, NetworkPlugin, require_plugin
 from ignitevm.spawn.plan import ATTACH_SOCKET, CONSOLE_FILE, RUNTIME_FILE, LaunchPlan
 from ignitevm.spawn.relay import MAX_INPUT_BACKLOG, Clients, ConsoleLog, listen_unix
 from ignitevm.spawn.runtime import RuntimeState, RuntimeStatus, write_runtime
-from ignitevm.vmm.base import VMMName, with_guest_ip
-from ignitevm.vmm.qemu import QMP_SOCKET, build_qemu_argv
-from ignitevm.vmm.qmp import QMPClient, QMPError
+from ignitevm.spawn.vmmdriver import VMMDriver, driver_for
+from ignitevm.vmm.base import with_guest_ip
+from ignitevm.vmm.firecracker import API_SOCKET
+from ignitevm.vmm.qemu import QMP_SOCKET
 
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
-QMP_WAIT = 10.0  # QEMU creates its QMP socket right after parsing its command line
-HARD_STOP_GRACE = 3.0  # after QMP quit, before SIGKILL
 REPRESS_INTERVAL = 3.0  # a press before the guest's acpid listens is lost: press again
 
 
@@ -60,7 +59,7 @@ class Ready:
 
 
 def remove_runtime_files(vm_dir: Path) -> None:
-    for name in (RUNTIME_FILE, QMP_SOCKET, ATTACH_SOCKET):
+    for name in (RUNTIME_FILE, QMP_SOCKET, API_SOCKET, ATTACH_SOCKET):
         (vm_dir / name).unlink(missing_ok=True)
 
 
@@ -86,6 +85,7 @@ class Supervisor:
         self.sel = selectors.DefaultSelector()
         self.clients = Clients(self.sel)
         self.vmm: proc.Popen[bytes] | None = None
+        self.driver: VMMDriver = driver_for(plan.vmm, plan.vm_dir)
         self.status: RuntimeStatus | None = None
         self._to_vmm = bytearray()
         self._stop_requested = False
@@ -118,11 +118,6 @@ class Supervisor:
         # Written before the network is touched, so a crash from here on leaves a record.
         write_runtime(self.vm_dir, self.status)
         try:
-            if self.plan.vmm != VMMName.QEMU:
-                raise IgniteError(
-                    f"the {self.plan.vmm} VMM is not supported by this supervisor",
-                    hint="use the qemu VMM (Firecracker's guests cannot run here: no KVM)",
-                )
             plugin = require_plugin(self.plan.network)
             plugin.preflight(req)
             att = plugin.attach(req)
@@ -180,8 +175,7 @@ class Supervisor:
     def _start_vmm(self, att: Attachment) -> proc.Popen[bytes]:
         spec = self.plan.machine_spec()
         spec = replace(spec, cmdline=with_guest_ip(spec.cmdline, att, self.plan.name))
-        argv = build_qemu_argv(spec, att)
-        argv[0] = proc.require_tool(argv[0])
+        argv = self.driver.argv(spec, att)
         if att.netns is not None:
             argv = [proc.require_tool("ip"), "netns", "exec", att.netns, *argv]
         log.info("starting %s", " ".join(argv))
@@ -196,32 +190,8 @@ class Supervisor:
         assert vmm.stdin is not None and vmm.stdout is not None
         os.set_blocking(vmm.stdin.fileno(), False)
         os.set_blocking(vmm.stdout.fileno(), False)
-        self._wait_for_qmp(vmm)
+        self.driver.wait_ready(vmm, spec, att)
         return vmm
-
-    def _wait_for_qmp(self, vmm: proc.Popen[bytes]) -> None:
-        """A QEMU that rejects its command line or cannot load the kernel exits at once: report
-        that as a start failure rather than as a VM that stopped. QMP answers only once the
-        machine is set up and its main loop runs."""
-        deadline = time.monotonic() + QMP_WAIT
-        qmp = self.vm_dir / QMP_SOCKET
-        while True:
-            code = vmm.poll()
-            if code is not None:
-                raise IgniteError(
-                    f"QEMU exited with code {code} before the VM started",
-                    hint=f"see QEMU's messages in {self.vm_dir / 'supervisor.log'}",
-                )
-            if time.monotonic() > deadline:
-                raise IgniteError(f"QEMU did not answer on QMP in {QMP_WAIT:g} s")
-            if qmp.exists():
-                try:
-                    with QMPClient(qmp, timeout=max(0.1, deadline - time.monotonic())) as c:
-                        c.execute("query-status")
-                    return
-                except QMPError:
-                    pass  # it exited while we connected: reported above
-            time.sleep(0.005)
 
     def _reap(self) -> None:
         """Make sure the VMM is gone and log how it ended."""
@@ -355,10 +325,10 @@ class Supervisor:
             self.status = replace(self.status, state=RuntimeState.STOPPING)
             write_runtime(self.vm_dir, self.status)
         try:
-            self._qmp("system_powerdown")
+            self.driver.powerdown()
             log.info("sent the ACPI power button; hard stop in %g s", self.plan.stop_timeout)
             self._next_press = time.monotonic() + REPRESS_INTERVAL
-        except QMPError as exc:
+        except IgniteError as exc:
             log.warning("graceful stop impossible (%s): stopping hard", exc)
             self._stop_deadline = time.monotonic()
 
@@ -368,8 +338,8 @@ class Supervisor:
             return
         if self._kill_deadline is None and self._next_press is not None and now >= self._next_press:
             self._next_press = now + REPRESS_INTERVAL
-            with contextlib.suppress(QMPError):
-                self._qmp("system_powerdown")
+            with contextlib.suppress(IgniteError):
+                self.driver.powerdown()
         if self._kill_deadline is not None and now >= self._kill_deadline:
             log.warning("VMM %d still runs: SIGKILL", self.vmm.pid)
             self.vmm.kill()
@@ -383,11 +353,7 @@ class Supervisor:
             log.warning("the guest did not power off in time: hard stop")
             self._next_press = None
             try:
-                self._qmp("quit", timeout=1.0)
-            except QMPError as exc:
-                log.warning("QMP quit failed: %s", exc)
-            self._kill_deadline = now + HARD_STOP_GRACE
-
-    def _qmp(self, command: str, timeout: float = 2.0) -> None:
-        with QMPClient(self.vm_dir / QMP_SOCKET, timeout=timeout) as qmp:
-            qmp.execute(command)
+                self.driver.hard_stop(self.vmm)
+            except IgniteError as exc:
+                log.warning("%s hard stop failed: %s", self.driver.name, exc)
+            self._kill_deadline = now + self.driver.hard_stop_grace

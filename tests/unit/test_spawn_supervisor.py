@@ -18,6 +18,7 @@ import pytest
 
 from ignitevm.network.base import Attachment
 from ignitevm.spawn import supervisor as sup_mod
+from ignitevm.spawn import vmmdriver
 from ignitevm.spawn.plan import LaunchPlan
 from ignitevm.spawn.runtime import read_runtime
 from ignitevm.spawn.supervisor import Ready, Supervisor
@@ -87,8 +88,8 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Any
     def fake_argv(spec: MachineSpec, att: Attachment, **kw: object) -> list[str]:
         return [sys.executable, str(script), mode]
 
-    monkeypatch.setattr(sup_mod, "build_qemu_argv", fake_argv)
-    monkeypatch.setattr(sup_mod, "HARD_STOP_GRACE", 0.3)
+    monkeypatch.setattr(vmmdriver, "build_qemu_argv", fake_argv)
+    monkeypatch.setattr(vmmdriver.QemuDriver, "hard_stop_grace", 0.3)
     vm_dir = tmp_path / "vm"
     vm_dir.mkdir()
     read_fd, write_fd = os.pipe()

@@ -1,0 +1,215 @@
+"""The Firecracker provider: its command line, the API calls that configure one machine, and a
+tiny HTTP/1.1 client for its API socket (``http.client`` over AF_UNIX: no new dependency)."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ignitevm.errors import IgniteError
+from ignitevm.network.base import Attachment
+from ignitevm.vmm.base import MachineSpec
+from ignitevm.vmm.qmp import connect_unix
+
+FIRECRACKER_BINARY = "firecracker"
+API_SOCKET = "firecracker.sock"
+LOG_FILE = "firecracker.log"
+METRICS_FILE = "firecracker.metrics"
+# sockaddr_un.sun_path holds 108 bytes; a longer path is given relative to vm_dir (the cwd).
+_MAX_SOCKET_PATH = 100
+# Firecracker's ids (drives, NICs, the instance) allow letters, digits and underscores.
+_ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
+# i8042.nokbd (one of the TCG trims) would remove the keyboard controller that Firecracker's
+# SendCtrlAltDel, the graceful stop, goes through; dumbkbd keeps it without the slow probe.
+_CMDLINE_SWAPS = {"i8042.nokbd": "i8042.dumbkbd"}
+
+
+class FirecrackerError(IgniteError):
+    """The Firecracker API refused a request or could not be reached."""
+
+
+@dataclass(frozen=True)
+class APICall:
+    method: str
+    path: str
+    body: dict[str, Any] | None = None
+
+
+def socket_arg(vm_dir: Path) -> str:
+    path = str(vm_dir / API_SOCKET)
+    return path if len(path) <= _MAX_SOCKET_PATH else API_SOCKET
+
+
+def build_firecracker_argv(spec: MachineSpec, binary: str = FIRECRACKER_BINARY) -> list[str]:
+    """Firecracker with its API socket in vm_dir. The logger is set on the command line, not
+    over the API: until it is configured Firecracker logs to stdout, which is the serial
+    console the supervisor records. The log file must exist (``prepare_files``)."""
+    return [
+        binary,
+        "--api-sock", socket_arg(spec.vm_dir),
+        "--id", spec.uid if _ID.match(spec.uid) else "ignite",
+        "--log-path", str(spec.vm_dir / LOG_FILE),
+        "--level", "Info",
+        "--show-level",
+    ]  # fmt: skip
+
+
+def prepare_files(vm_dir: Path) -> None:
+    """Empty log and metrics files (Firecracker opens them, it does not create them) and no
+    socket left from an earlier run (binding would fail)."""
+    for name in (LOG_FILE, METRICS_FILE):
+        (vm_dir / name).write_bytes(b"")
+    (vm_dir / API_SOCKET).unlink(missing_ok=True)
+
+
+def firecracker_cmdline(cmdline: str) -> str:
+    return " ".join(_CMDLINE_SWAPS.get(word, word) for word in cmdline.split())
+
+
+def drive_id(index: int, serial: str | None) -> str:
+    """The drive's id, which Firecracker's virtio-blk also answers as the disk's serial."""
+    if serial and _ID.match(serial):
+        return serial
+    return f"disk{index}"
+
+
+def config_calls(spec: MachineSpec, att: Attachment) -> list[APICall]:
+    """The API requests that configure the machine, in order; InstanceStart comes after."""
+    calls = [
+        APICall("PUT", "/metrics", {"metrics_path": str(spec.vm_dir / METRICS_FILE)}),
+        APICall(
+            "PUT",
+            "/machine-config",
+            {"vcpu_count": spec.vcpus, "mem_size_mib": spec.memory_mib, "smt": False},
+        ),
+        APICall(
+            "PUT",
+            "/boot-source",
+            {
+                "kernel_image_path": str(spec.vmlinux),
+                "initrd_path": str(spec.initrd),
+                "boot_args": firecracker_cmdline(spec.cmdline),
+            },
+        ),
+    ]
+    for i, disk in enumerate(spec.disks):
+        if disk.format != "raw":
+            raise FirecrackerError(
+                f"Firecracker takes raw disks only, not {disk.format} ({disk.path})",
+                hint="Firecracker VMs use the overlay copy-on-write mode: recreate the VM",
+            )
+        ident = drive_id(i, disk.serial)
+        # No root device: /init finds the disks by label, and is_root_device would append
+        # root=/dev/vda to the command line.
+        calls.append(
+            APICall(
+                "PUT",
+                f"/drives/{ident}",
+                {
+                    "drive_id": ident,
+                    "path_on_host": str(disk.path),
+                    "is_root_device": False,
+                    "is_read_only": disk.readonly,
+                },
+            )
+        )
+    if att.tap is not None:
+        calls.append(
+            APICall(
+                "PUT",
+                "/network-interfaces/eth0",
+                {"iface_id": "eth0", "host_dev_name": att.tap, "guest_mac": spec.mac},
+            )
+        )
+    elif att.user_net:
+        raise FirecrackerError(
+            "Firecracker has no user-mode networking",
+            hint="use --network-plugin cni (or none) with --vmm firecracker",
+        )
+    return calls
+
+
+INSTANCE_START = APICall("PUT", "/actions", {"action_type": "InstanceStart"})
+CTRL_ALT_DEL = APICall("PUT", "/actions", {"action_type": "SendCtrlAltDel"})
+
+
+class _UnixHTTPConnection(http.client.HTTPConnection):
+    def __init__(self, path: Path, timeout: float) -> None:
+        super().__init__("localhost", timeout=timeout)
+        self._path = path
+
+    def connect(self) -> None:
+        self.sock = connect_unix(self._path, self.timeout or 5.0)
+
+
+class FirecrackerClient:
+    """One request per connection (Firecracker closes idle ones): ``call(APICall)``."""
+
+    def __init__(self, path: Path, timeout: float = 5.0) -> None:
+        self.path = path
+        self.timeout = timeout
+
+    def request(self, call: APICall) -> tuple[int, Any]:
+        """(HTTP status, decoded JSON body or None). Raises FirecrackerError when unreachable."""
+        conn = _UnixHTTPConnection(self.path, self.timeout)
+        try:
+            body = json.dumps(call.body) if call.body is not None else None
+            headers = {"Accept": "application/json"}
+            if body is not None:
+                headers["Content-Type"] = "application/json"
+            conn.request(call.method, call.path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+        except (OSError, http.client.HTTPException) as exc:
+            raise FirecrackerError(f"Firecracker API {self.path}: {exc}") from exc
+        finally:
+            conn.close()
+        try:
+            decoded = json.loads(data) if data.strip() else None
+        except ValueError:
+            decoded = data.decode(errors="replace")
+        return resp.status, decoded
+
+    def call(self, call: APICall) -> Any:
+        """The response body of a successful request; FirecrackerError with Firecracker's
+        ``fault_message`` otherwise."""
+        status, body = self.request(call)
+        if status >= 300:
+            fault = body.get("fault_message") if isinstance(body, dict) else body
+            raise FirecrackerError(
+                f"Firecracker refused {call.method} {call.path} (HTTP {status}): {fault}",
+                hint="see firecracker.log in the VM's directory",
+            )
+        return body
+
+    def configure(self, calls: list[APICall]) -> None:
+        for c in calls:
+            self.call(c)
+
+
+def wait_for_api(path: Path, timeout: float, alive: Any = None) -> FirecrackerClient:
+    """A client once ``GET /`` answers. ``alive()`` (optional) returning False aborts: the
+    process exited, which the caller reports."""
+    deadline = time.monotonic() + timeout
+    client = FirecrackerClient(path, timeout=1.0)
+    while True:
+        if alive is not None and not alive():
+            raise FirecrackerError("Firecracker exited before its API answered")
+        if path.exists():
+            try:
+                client.call(APICall("GET", "/"))
+                return FirecrackerClient(path)
+            except FirecrackerError:
+                pass
+        if time.monotonic() > deadline:
+            raise FirecrackerError(f"Firecracker's API did not answer in {timeout:g} s")
+        time.sleep(0.005)
+
+
+def send_ctrl_alt_del(vm_dir: Path, timeout: float = 2.0) -> None:
+    FirecrackerClient(vm_dir / API_SOCKET, timeout).call(CTRL_ALT_DEL)

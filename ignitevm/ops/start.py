@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -51,6 +52,7 @@ def start_vm(
     plugin = require_plugin(plugin_name)
     spawn.cleanup_stale(d, plugin)
     plan = _launch_plan(svc, vm, d, plugin_name, debug=debug)
+    started = time.monotonic()
     spawn.launch(plan)
     try:
         if wait:
@@ -59,7 +61,14 @@ def start_vm(
         if not debug:
             spawn.kill(d)
         raise
-    return _record_start(svc, vm, d, plugin_name)
+    recorded = _record_start(svc, vm, d, plugin_name)
+    if wait and vm.spec.ssh and plugin_name != "none":
+        # with --ssh, "booted" means sshd answers (ignite run returns ready for ignite exec)
+        from ignitevm.ops.access import require_target, wait_for_ssh
+
+        left = max(1.0, timeout - (time.monotonic() - started))
+        wait_for_ssh(require_target(svc, vm.metadata.uid), left)
+    return recorded
 
 
 def _launch_plan(svc: Services, vm: VM, d: Path, plugin_name: str, *, debug: bool) -> LaunchPlan:

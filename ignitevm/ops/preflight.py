@@ -1,0 +1,265 @@
+"""Preflight checks before a VM starts: every problem found at once, each as
+``[ERROR Name]: what. how to fix it``, then one error (``--ignore-preflight-checks`` skips some)."""
+
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+
+from ignitevm.errors import IgniteError
+from ignitevm.network.base import PortMapping
+from ignitevm.vmm.base import Accel, VMMName
+from ignitevm.vmm.choose import KVMFacts, kvm_problem, read_kvm_facts
+
+log = logging.getLogger(__name__)
+
+QEMU_BINARY = "qemu-system-x86_64"
+FIRECRACKER_BINARY = "firecracker"
+ALL = "all"
+# The kernel parameter that CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES registers: Firecracker declares
+# its devices with it, so a kernel without it sees no disk and no NIC.
+_MMIO_PARAM = b"virtio_mmio.device"
+_MMIO_CONFIG = "CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y"
+
+
+class Check(StrEnum):
+    ROOT = "Root"
+    KVM = "KVM"
+    VMM_BINARY = "VMMBinary"
+    TUN_DEVICE = "TunDevice"
+    CNI_PLUGINS = "CNIPlugins"
+    HOST_PORTS = "HostPorts"
+    KERNEL_FITS_VMM = "KernelFitsVMM"
+
+
+class PreflightError(IgniteError):
+    """One or more preflight checks failed; the message lists them all."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    check: Check
+    what: str
+    fix: str
+
+    def line(self) -> str:
+        return f"[ERROR {self.check}]: {self.what}. {self.fix}"
+
+
+@dataclass(frozen=True)
+class StartRequest:
+    """What is about to run."""
+
+    vmm: VMMName
+    network: str
+    vmlinux: Path
+    accel: Accel = Accel.AUTO  # KVM: asked for explicitly, so it must work for QEMU too
+    ports: tuple[PortMapping, ...] = ()
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    """What the checks look at; ``read_host_facts`` reads them, tests build them by hand."""
+
+    euid: int
+    kvm: KVMFacts
+    binaries: dict[str, str | None]
+    tun_exists: bool
+    missing_cni: tuple[str, ...] = ()
+    busy_ports: tuple[str, ...] = ()
+    kernel_mmio_cmdline: bool | None = None  # None: unknown
+
+
+def parse_ignored(value: str | Iterable[str] | None) -> frozenset[str]:
+    """``NAME,NAME`` or ``all`` (case-insensitive) -> the set of check names, or ``{"all"}``."""
+    if value is None:
+        return frozenset()
+    words = value.split(",") if isinstance(value, str) else [w for v in value for w in v.split(",")]
+    known = {c.value.lower(): c.value for c in Check}
+    names: set[str] = set()
+    for word in (w.strip() for w in words):
+        if not word:
+            continue
+        if word.lower() == ALL:
+            return frozenset({ALL})
+        if word.lower() not in known:
+            raise IgniteError(
+                f"unknown preflight check {word!r}",
+                hint=f"known checks: {', '.join(c.value for c in Check)}, or all",
+            )
+        names.add(known[word.lower()])
+    return frozenset(names)
+
+
+def _check_root(req: StartRequest, facts: HostFacts) -> Failure | None:
+    if req.network == "cni" and facts.euid != 0:
+        return Failure(
+            Check.ROOT,
+            "the cni network plugin needs root (network namespaces, bridges, iptables)",
+            "Run ignite as root, or use --network-plugin user",
+        )
+    return None
+
+
+def _check_kvm(req: StartRequest, facts: HostFacts) -> Failure | None:
+    needed = req.vmm == VMMName.FIRECRACKER or req.accel == Accel.KVM
+    problem = kvm_problem(facts.kvm)
+    if not needed or problem is None:
+        return None
+    who = "Firecracker" if req.vmm == VMMName.FIRECRACKER else "QEMU with --accel kvm"
+    return Failure(
+        Check.KVM,
+        f"{who} needs hardware KVM, but {problem}",
+        "Run on a host with VT-x/AMD-V (bare metal, or nested virtualization enabled), "
+        "or use --vmm qemu (TCG emulation, slower) or --vmm auto",
+    )
+
+
+def _check_binary(req: StartRequest, facts: HostFacts) -> Failure | None:
+    name = FIRECRACKER_BINARY if req.vmm == VMMName.FIRECRACKER else QEMU_BINARY
+    if facts.binaries.get(name):
+        return None
+    fix = (
+        "Put a firecracker binary on PATH (hack/fetch-firecracker.sh fetches v1.12.1)"
+        if name == FIRECRACKER_BINARY
+        else "Install it: apt-get install qemu-system-x86"
+    )
+    return Failure(Check.VMM_BINARY, f"{name} is not found on PATH", fix)
+
+
+def _check_tun(req: StartRequest, facts: HostFacts) -> Failure | None:
+    if req.network != "cni" or facts.tun_exists:
+        return None
+    return Failure(
+        Check.TUN_DEVICE,
+        "/dev/net/tun is missing: the VM's tap device cannot be created",
+        "Load the tun module (modprobe tun), or use --network-plugin user",
+    )
+
+
+def _check_cni(req: StartRequest, facts: HostFacts) -> Failure | None:
+    if req.network != "cni" or not facts.missing_cni:
+        return None
+    return Failure(
+        Check.CNI_PLUGINS,
+        f"CNI plugin(s) not found: {', '.join(facts.missing_cni)}",
+        "Install them: apt-get install containernetworking-plugins (or set IGNITE_CNI_BIN_DIR)",
+    )
+
+
+def _check_ports(req: StartRequest, facts: HostFacts) -> Failure | None:
+    if not facts.busy_ports:
+        return None
+    return Failure(
+        Check.HOST_PORTS,
+        f"host port(s) already in use: {', '.join(facts.busy_ports)}",
+        "Choose other host ports with -p, or stop what uses them",
+    )
+
+
+def _check_kernel(req: StartRequest, facts: HostFacts) -> Failure | None:
+    if req.vmm != VMMName.FIRECRACKER or facts.kernel_mmio_cmdline is not False:
+        return None
+    return Failure(
+        Check.KERNEL_FITS_VMM,
+        f"the kernel {req.vmlinux} lacks CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES: it cannot see "
+        "Firecracker's disks and NIC (Debian's kernel is such a kernel)",
+        "Use a kernel built for microVMs (ignite kernel build) with -k, or --vmm qemu",
+    )
+
+
+CHECKS: tuple[Callable[[StartRequest, HostFacts], Failure | None], ...] = (
+    _check_root,
+    _check_kvm,
+    _check_binary,
+    _check_tun,
+    _check_cni,
+    _check_ports,
+    _check_kernel,
+)
+
+
+def find_failures(
+    req: StartRequest, facts: HostFacts, ignored: frozenset[str] = frozenset()
+) -> list[Failure]:
+    failures = [f for check in CHECKS if (f := check(req, facts)) is not None]
+    for f in failures:
+        if ALL in ignored or f.check.value in ignored:
+            log.warning("ignoring preflight failure: %s", f.line())
+    return [f for f in failures if ALL not in ignored and f.check.value not in ignored]
+
+
+def require_preflight(
+    req: StartRequest, ignored: frozenset[str] = frozenset(), facts: HostFacts | None = None
+) -> None:
+    """Raise PreflightError listing every failed check that is not ignored."""
+    if ALL in ignored:
+        log.debug("preflight checks skipped (--ignore-preflight-checks all)")
+        return
+    failures = find_failures(req, facts or read_host_facts(req), ignored)
+    if failures:
+        names = ",".join(f.check.value for f in failures)
+        raise PreflightError(
+            "preflight checks failed:\n" + "\n".join(f.line() for f in failures),
+            hint=f"fix the above, or skip them with --ignore-preflight-checks {names}",
+        )
+
+
+# ---- reading the host ---------------------------------------------------------------------
+
+
+def read_host_facts(req: StartRequest) -> HostFacts:
+    from ignitevm import proc
+
+    return HostFacts(
+        euid=os.geteuid(),
+        kvm=read_kvm_facts(),
+        binaries={n: proc.find_tool(n) for n in (QEMU_BINARY, FIRECRACKER_BINARY)},
+        tun_exists=Path("/dev/net/tun").exists(),
+        missing_cni=_missing_cni() if req.network == "cni" else (),
+        busy_ports=_busy_ports(req.ports),
+        kernel_mmio_cmdline=(
+            kernel_has_mmio_cmdline(req.vmlinux) if req.vmm == VMMName.FIRECRACKER else None
+        ),
+    )
+
+
+def _missing_cni() -> tuple[str, ...]:
+    from ignitevm.network import cniconf
+
+    bin_dirs = cniconf.resolve_bin_dirs()
+    net = cniconf.find_config_list(cniconf.resolve_conf_dir())
+    types = cniconf.plugin_types(net) if net else ["bridge", "host-local", "portmap"]
+    return tuple(t for t in types if cniconf.find_plugin(t, bin_dirs) is None)
+
+
+def _busy_ports(ports: Iterable[PortMapping]) -> tuple[str, ...]:
+    from ignitevm.errors import ConflictError
+    from ignitevm.network.ports import require_free_ports
+
+    busy = []
+    for pm in ports:
+        try:
+            require_free_ports([pm])
+        except ConflictError:
+            busy.append(f"{pm.host_ip}:{pm.host_port}/{pm.protocol}")
+    return tuple(busy)
+
+
+def kernel_has_mmio_cmdline(vmlinux: Path) -> bool | None:
+    """Whether the kernel accepts ``virtio_mmio.device=`` (Firecracker's device declarations):
+    from a kernel config stored next to it (``config``), else from the vmlinux itself, which
+    carries the parameter's name only when the option is built in. None: unreadable."""
+    config = vmlinux.with_name("config")
+    try:
+        if config.is_file():
+            return any(line.strip() == _MMIO_CONFIG for line in config.read_text().splitlines())
+        with open(vmlinux, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as m:
+            return m.find(_MMIO_PARAM) >= 0
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,103 @@
+"""Which VMM a VM runs on (``--vmm`` > the VM's spec.vmm > the configuration's spec.vmm > auto)
+and the copy-on-write disks that go with it: Firecracker takes raw disks only, so its VMs use
+the ``overlay`` mode (the image's base read-only + a sparse writable ext4 ``rw.ext4``)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from ignitevm import proc
+from ignitevm.api import VM
+from ignitevm.errors import IgniteError
+from ignitevm.ops.images import base_image_path, image_of_vm
+from ignitevm.ops.services import Services
+from ignitevm.ops.vmfiles import DISK_FILE
+from ignitevm.vmm.base import Disk, VMMName
+from ignitevm.vmm.choose import AUTO, KVMFacts, VMMChoice, choose_vmm, read_kvm_facts
+
+log = logging.getLogger(__name__)
+
+RW_FILE = "rw.ext4"
+RW_LABEL = "ignite-rw"
+COW_QCOW2 = "qcow2"
+COW_OVERLAY = "overlay"
+
+
+def requested_vmm(svc: Services, vm: VM, override: str | None = None) -> tuple[str, str]:
+    """(auto|qemu|firecracker, where that came from)."""
+    for value, source in (
+        (override, "--vmm"),
+        (vm.spec.vmm, "the VM's spec.vmm"),
+        (svc.config.spec.vmm, "the configuration's spec.vmm"),
+    ):
+        if value:
+            return str(value), source
+    return AUTO, "the default"
+
+
+def resolve_vmm(
+    svc: Services,
+    vm: VM,
+    override: str | None = None,
+    *,
+    facts: KVMFacts | None = None,
+    firecracker: str | bool | None = True,
+) -> VMMChoice:
+    """The VMM and accelerator for ``vm``, the reasoning logged at debug level.
+    ``facts``/``firecracker`` (the binary, None: absent) replace host detection in tests."""
+    requested, source = requested_vmm(svc, vm, override)
+    binary = proc.find_tool("firecracker") if firecracker is True else firecracker or None
+    choice = choose_vmm(requested, facts or read_kvm_facts(), binary)
+    log.debug(
+        "VMM for %s: %s with %s (%s from %s; %s)",
+        vm.metadata.name,
+        choice.vmm,
+        choice.accel,
+        requested,
+        source,
+        choice.reason,
+    )
+    return choice
+
+
+def cow_mode(d: Path, vmm: str) -> str:
+    """``overlay`` for Firecracker and for any VM whose disk was made in that mode; else qcow2."""
+    if vmm == VMMName.FIRECRACKER or ((d / RW_FILE).exists() and not (d / DISK_FILE).exists()):
+        return COW_OVERLAY
+    return COW_QCOW2
+
+
+def create_root_disk(svc: Services, vm: VM, d: Path, base: Path, mode: str) -> None:
+    """The VM's copy-on-write disk, in O(1) whatever the image size."""
+    from ignitevm.disk.cow import create_qcow2_overlay, create_sparse_ext4
+
+    size = vm.spec.disk_size.bytes
+    if mode == COW_OVERLAY:
+        create_sparse_ext4(d / RW_FILE, size, RW_LABEL)
+    else:
+        create_qcow2_overlay(base, d / DISK_FILE, size)
+
+
+def root_disks(svc: Services, vm: VM, d: Path, mode: str) -> tuple[Disk, ...]:
+    """The disks the root is assembled from; the writable ``rw.ext4`` is made when missing
+    (a VM created for QEMU and started with --vmm firecracker: its qcow2 writes are not seen)."""
+    if mode == COW_QCOW2:
+        return (Disk(d / DISK_FILE, "qcow2"),)
+    image = image_of_vm(svc, vm.status.image.id)
+    if image is None:
+        raise IgniteError(f"the image of VM {vm.metadata.name} is no longer stored")
+    if not (d / RW_FILE).exists():
+        if (d / DISK_FILE).exists():
+            log.warning(
+                "VM %s was created with a qcow2 disk; Firecracker gets a new empty writable "
+                "layer (%s) and does not see what was written to %s",
+                vm.metadata.name,
+                RW_FILE,
+                DISK_FILE,
+            )
+        create_root_disk(svc, vm, d, base_image_path(svc, image), COW_OVERLAY)
+    return (
+        Disk(base_image_path(svc, image), "raw", readonly=True),
+        Disk(d / RW_FILE, "raw"),
+    )

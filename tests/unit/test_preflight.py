@@ -1,0 +1,161 @@
+"""Preflight checks with injected host facts: which checks apply to which start, the
+``[ERROR Name]: ...`` lines, --ignore-preflight-checks, and the kernel's virtio-mmio test."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ignitevm.errors import IgniteError
+from ignitevm.network.base import PortMapping
+from ignitevm.ops.preflight import (
+    Check,
+    HostFacts,
+    PreflightError,
+    StartRequest,
+    find_failures,
+    kernel_has_mmio_cmdline,
+    parse_ignored,
+    require_preflight,
+)
+from ignitevm.vmm.base import Accel, VMMName
+from ignitevm.vmm.choose import KVMFacts
+
+GOOD_KVM = KVMFacts(True, True, False, True)
+PVM = KVMFacts(True, True, True, False)
+ALL_BINARIES: dict[str, str | None] = {
+    "qemu-system-x86_64": "/usr/bin/qemu-system-x86_64",
+    "firecracker": "/usr/local/bin/firecracker",
+}
+
+
+def _facts(**kw: object) -> HostFacts:
+    values: dict[str, object] = {
+        "euid": 0,
+        "kvm": GOOD_KVM,
+        "binaries": ALL_BINARIES,
+        "tun_exists": True,
+        "kernel_mmio_cmdline": True,
+    }
+    values.update(kw)
+    return HostFacts(**values)  # type: ignore[arg-type]
+
+
+def _req(vmm: VMMName = VMMName.FIRECRACKER, network: str = "cni", **kw: object) -> StartRequest:
+    return StartRequest(vmm, network, Path("/k/vmlinux"), **kw)  # type: ignore[arg-type]
+
+
+def test_all_good() -> None:
+    assert find_failures(_req(), _facts()) == []
+
+
+def test_firecracker_on_nested_pvm_fails_kvm_with_a_fix() -> None:
+    (failure,) = find_failures(_req(network="none"), _facts(kvm=PVM))
+    assert failure.check == Check.KVM
+    line = failure.line()
+    assert line.startswith(
+        "[ERROR KVM]: Firecracker needs hardware KVM, but /dev/kvm is nested PVM"
+    )
+    assert "--vmm qemu" in line
+
+
+def test_qemu_needs_kvm_only_when_asked() -> None:
+    assert find_failures(_req(VMMName.QEMU, "none"), _facts(kvm=PVM)) == []
+    (failure,) = find_failures(_req(VMMName.QEMU, "none", accel=Accel.KVM), _facts(kvm=PVM))
+    assert failure.check == Check.KVM and "QEMU with --accel kvm" in failure.what
+
+
+def test_every_failure_is_listed_in_one_error() -> None:
+    facts = _facts(
+        euid=1000,
+        kvm=KVMFacts(False, False, False, False),
+        binaries={"qemu-system-x86_64": None, "firecracker": None},
+        tun_exists=False,
+        missing_cni=("bridge", "portmap"),
+        busy_ports=("0.0.0.0:8080/tcp",),
+        kernel_mmio_cmdline=False,
+    )
+    req = _req(ports=(PortMapping(8080, 80),))
+    with pytest.raises(PreflightError) as info:
+        require_preflight(req, facts=facts)
+    lines = str(info.value).splitlines()
+    assert lines[0] == "preflight checks failed:"
+    assert [line.split("]")[0] for line in lines[1:]] == [
+        "[ERROR Root",
+        "[ERROR KVM",
+        "[ERROR VMMBinary",
+        "[ERROR TunDevice",
+        "[ERROR CNIPlugins",
+        "[ERROR HostPorts",
+        "[ERROR KernelFitsVMM",
+    ]
+    assert "bridge, portmap" in lines[5] and "0.0.0.0:8080/tcp" in lines[6]
+    assert info.value.hint is not None and "--ignore-preflight-checks Root,KVM," in info.value.hint
+
+
+def test_network_checks_apply_to_cni_only() -> None:
+    facts = _facts(euid=1000, tun_exists=False, missing_cni=("bridge",))
+    assert find_failures(_req(VMMName.QEMU, "user"), facts) == []
+    names = {f.check for f in find_failures(_req(VMMName.QEMU, "cni"), facts)}
+    assert names == {Check.ROOT, Check.TUN_DEVICE, Check.CNI_PLUGINS}
+
+
+def test_kernel_check_is_for_firecracker_and_unknown_passes() -> None:
+    assert find_failures(_req(VMMName.QEMU, "none"), _facts(kernel_mmio_cmdline=False)) == []
+    assert find_failures(_req(network="none"), _facts(kernel_mmio_cmdline=None)) == []
+    (failure,) = find_failures(_req(network="none"), _facts(kernel_mmio_cmdline=False))
+    assert failure.check == Check.KERNEL_FITS_VMM and "ignite kernel build" in failure.fix
+
+
+def test_ignored_checks() -> None:
+    facts = _facts(kvm=PVM, kernel_mmio_cmdline=False)
+    req = _req(network="none")
+    require_preflight(req, parse_ignored("all"), facts=facts)
+    require_preflight(req, parse_ignored("kvm,KernelFitsVMM"), facts=facts)
+    with pytest.raises(PreflightError, match="KernelFitsVMM") as info:
+        require_preflight(req, parse_ignored("KVM"), facts=facts)
+    assert "[ERROR KVM]" not in str(info.value)
+    assert parse_ignored(["Root", "HostPorts,TunDevice"]) == {"Root", "HostPorts", "TunDevice"}
+    assert parse_ignored("") == frozenset() and parse_ignored(None) == frozenset()
+    with pytest.raises(IgniteError, match="unknown preflight check 'Nope'"):
+        parse_ignored("Nope")
+
+
+def test_kernel_has_mmio_cmdline(tmp_path: Path) -> None:
+    built = tmp_path / "a" / "vmlinux"
+    built.parent.mkdir()
+    built.write_bytes(b"\x7fELF" + b"\0" * 100 + b"virtio_mmio.device\0" + b"\0" * 10)
+    debian = tmp_path / "b" / "vmlinux"
+    debian.parent.mkdir()
+    debian.write_bytes(b"\x7fELF" + b"\0" * 100 + b"virtio_mmio.c\0")
+    assert kernel_has_mmio_cmdline(built) is True
+    assert kernel_has_mmio_cmdline(debian) is False
+    assert kernel_has_mmio_cmdline(tmp_path / "missing") is None
+    # a stored kernel config is the authority when present
+    (debian.parent / "config").write_text(
+        "CONFIG_VIRTIO_MMIO=y\nCONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y\n"
+    )
+    assert kernel_has_mmio_cmdline(debian) is True
+
+
+def test_requested_vmm_precedence() -> None:
+    from types import SimpleNamespace
+
+    from ignitevm.api import VM
+    from ignitevm.api.types import Vmm
+    from ignitevm.ops.vmmchoice import requested_vmm, resolve_vmm
+
+    svc: Any = SimpleNamespace(config=SimpleNamespace(spec=SimpleNamespace(vmm=None)))
+    vm = VM()
+    assert requested_vmm(svc, vm) == ("auto", "the default")
+    svc.config.spec.vmm = Vmm.QEMU
+    assert requested_vmm(svc, vm) == ("qemu", "the configuration's spec.vmm")
+    vm.spec.vmm = Vmm.FIRECRACKER
+    assert requested_vmm(svc, vm) == ("firecracker", "the VM's spec.vmm")
+    assert requested_vmm(svc, vm, "auto") == ("auto", "--vmm")
+    choice = resolve_vmm(svc, vm, "auto", facts=PVM, firecracker="/bin/firecracker")
+    assert (choice.vmm, choice.accel) == (VMMName.QEMU, Accel.TCG)
+    choice = resolve_vmm(svc, vm, "auto", facts=GOOD_KVM, firecracker="/bin/firecracker")
+    assert (choice.vmm, choice.accel) == (VMMName.FIRECRACKER, Accel.KVM)

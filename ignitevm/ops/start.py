@@ -17,7 +17,7 @@ from ignitevm.errors import ConflictError, IgniteError
 from ignitevm.ops.images import image_of_vm
 from ignitevm.ops.kernels import kernel_files, kernel_of_vm
 from ignitevm.ops.services import Services
-from ignitevm.ops.vmfiles import DISK_FILE, INITRD_FILE, SSH_KEY_FILE, VM_LAYER_FILE, vm_dir
+from ignitevm.ops.vmfiles import INITRD_FILE, SSH_KEY_FILE, VM_LAYER_FILE, vm_dir
 
 if TYPE_CHECKING:
     from ignitevm.spawn import LaunchPlan
@@ -36,8 +36,11 @@ def start_vm(
     timeout: float = BOOT_TIMEOUT,
     network_plugin: str | None = None,
     debug: bool = False,
+    vmm: str | None = None,
+    ignore_preflight: frozenset[str] = frozenset(),
 ) -> VM:
-    """Start a created or stopped VM; returns when its init runs (``wait``)."""
+    """Start a created or stopped VM; returns when its init runs (``wait``). ``vmm``
+    overrides the VM's choice for this start; ``ignore_preflight`` names checks to skip."""
     from ignitevm import spawn
     from ignitevm.network.base import require_plugin
 
@@ -51,7 +54,8 @@ def start_vm(
     plugin_name = network_plugin or vm.status.network.plugin or svc.default_network_plugin()
     plugin = require_plugin(plugin_name)
     spawn.cleanup_stale(d, plugin)
-    plan = _launch_plan(svc, vm, d, plugin_name, debug=debug)
+    plan = _launch_plan(svc, vm, d, plugin_name, debug=debug, vmm=vmm)
+    _preflight(plan, ignore_preflight)
     started = time.monotonic()
     spawn.launch(plan)
     try:
@@ -60,6 +64,8 @@ def start_vm(
     except IgniteError:
         if not debug:
             spawn.kill(d)
+        else:  # the VM is kept running for debugging: inspect and ps say so
+            _record_start(svc, vm, d, plugin_name)
         raise
     recorded = _record_start(svc, vm, d, plugin_name)
     if wait and vm.spec.ssh and plugin_name != "none":
@@ -71,11 +77,22 @@ def start_vm(
     return recorded
 
 
-def _launch_plan(svc: Services, vm: VM, d: Path, plugin_name: str, *, debug: bool) -> LaunchPlan:
+def _preflight(plan: LaunchPlan, ignored: frozenset[str]) -> None:
+    from ignitevm.ops.preflight import StartRequest, require_preflight
+    from ignitevm.vmm.base import VMMName
+
+    req = StartRequest(VMMName(plan.vmm), plan.network, plan.vmlinux, ports=plan.ports)
+    require_preflight(req, ignored)
+
+
+def _launch_plan(
+    svc: Services, vm: VM, d: Path, plugin_name: str, *, debug: bool, vmm: str | None = None
+) -> LaunchPlan:
     from ignitevm.kernel import kernel_cmdline
     from ignitevm.network.base import PortMapping, Protocol_
+    from ignitevm.ops.vmmchoice import cow_mode, resolve_vmm, root_disks
     from ignitevm.spawn import LaunchPlan
-    from ignitevm.vmm.base import Accel, Disk, mac_for_uid, resolve_accel
+    from ignitevm.vmm.base import Accel, mac_for_uid
 
     kernel = kernel_of_vm(svc, vm.status.kernel.id)
     if kernel is None:
@@ -90,9 +107,11 @@ def _launch_plan(svc: Services, vm: VM, d: Path, plugin_name: str, *, debug: boo
         )
     vmlinux, base_initrd = kernel_files(svc, kernel)
     _write_initrd(vm, d, base_initrd)
-    accel = resolve_accel(Accel.AUTO)
+    choice = resolve_vmm(svc, vm, vmm)
+    accel = choice.accel
+    cow = cow_mode(d, choice.vmm)
     extra = " ".join(w for w in (vm.spec.kernel.cmd_line, "ignite.debug" if debug else "") if w)
-    cmdline = kernel_cmdline(cow="qcow2", extra=extra, tcg=accel == Accel.TCG)
+    cmdline = kernel_cmdline(cow=cow, extra=extra, tcg=accel == Accel.TCG)
     cmdline += f" ignite.hostname={vm.metadata.name}"
     ports = tuple(
         PortMapping(p.host_port, p.vm_port, Protocol_(str(p.protocol)), p.bind_address or "0.0.0.0")
@@ -111,9 +130,10 @@ def _launch_plan(svc: Services, vm: VM, d: Path, plugin_name: str, *, debug: boo
         vmlinux=vmlinux,
         initrd=d / INITRD_FILE,
         cmdline=cmdline,
-        disks=(Disk(d / DISK_FILE, "qcow2"), *volume_disks(vm)),
+        disks=(*root_disks(svc, vm, d, cow), *volume_disks(vm)),
         mac=mac_for_uid(vm.metadata.uid),
         accel=accel,
+        vmm=choice.vmm,
         network=plugin_name,
         ports=ports,
     )

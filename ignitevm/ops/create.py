@@ -14,7 +14,7 @@ from ignitevm.errors import ConflictError, NotFoundError, ValidationError
 from ignitevm.ops.images import base_image_path, ensure_image
 from ignitevm.ops.kernels import ensure_kernel
 from ignitevm.ops.services import DEFAULT_IMAGE, Services
-from ignitevm.ops.vmfiles import DISK_FILE, MIN_MEMORY_MIB, SSH_KEY_FILE
+from ignitevm.ops.vmfiles import MIN_MEMORY_MIB, SSH_KEY_FILE
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +58,11 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
     vm_dir = svc.store.object_dir(Kind.VM, meta.uid)
     vm_dir.mkdir(parents=True)
     try:
-        from ignitevm.disk.cow import create_qcow2_overlay
+        from ignitevm.ops.vmmchoice import cow_mode, create_root_disk, resolve_vmm
 
-        create_qcow2_overlay(base_image_path(svc, image), vm_dir / DISK_FILE, spec.disk_size.bytes)
+        # Firecracker VMs get the overlay mode's raw writable disk instead of a qcow2 overlay
+        mode = cow_mode(vm_dir, resolve_vmm(svc, vm).vmm)
+        create_root_disk(svc, vm, vm_dir, base_image_path(svc, image), mode)
         if spec.ssh is True:
             generate_ssh_key(vm_dir / SSH_KEY_FILE, meta.name)
         svc.store.save(vm)

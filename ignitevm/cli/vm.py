@@ -41,10 +41,17 @@ def _create_options(f: Any) -> Any:
                      help="Attach a host block device or file and mount it in the VM."),
         click.option("--network-plugin", type=click.Choice(["cni", "user", "none"]),
                      default=None, help="Networking (default: the configuration's, cni)."),
+        _VMM_OPTION,
     ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)
     return f
+
+
+_VMM_OPTION = click.option(
+    "--vmm", type=click.Choice(["auto", "qemu", "firecracker"]), default=None,
+    help="VMM: auto = firecracker where hardware KVM works and it is found, else qemu.",
+)  # fmt: skip
 
 
 def _start_options(f: Any) -> Any:
@@ -54,6 +61,10 @@ def _start_options(f: Any) -> Any:
                      help="Debug the boot: /init traces; a failed boot keeps the VM."),
         click.option("--boot-timeout", type=float, default=180.0, show_default=True,
                      help="Seconds to wait for the guest's init."),
+        click.option("--ignore-preflight-checks", "ignore_preflight", default="",
+                     metavar="NAME,...|all",
+                     help="Preflight checks whose failure is only a warning (Root, KVM, "
+                          "VMMBinary, TunDevice, CNIPlugins, HostPorts, KernelFitsVMM)."),
     ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)
@@ -94,6 +105,10 @@ def _do_create(ctx: click.Context, image: str | None, params: dict[str, Any]) ->
     from ignitevm.ops.create import create_vm
 
     vm = _build_vm(ctx, image, params)
+    if params.get("vmm"):
+        from ignitevm.api.types import Vmm
+
+        vm.spec.vmm = Vmm(params["vmm"])
     app: App = ctx.obj
     return create_vm(app.services(), vm, require_name=params["require_name"])
 
@@ -120,6 +135,7 @@ def run(ctx: click.Context, /, image: str | None, **params: Any) -> None:
 
 
 def _do_start(app: App, query: str, params: dict[str, Any]) -> None:
+    from ignitevm.ops.preflight import parse_ignored
     from ignitevm.ops.start import start_vm
 
     vm = start_vm(
@@ -128,6 +144,8 @@ def _do_start(app: App, query: str, params: dict[str, Any]) -> None:
         timeout=params["boot_timeout"],
         network_plugin=params.get("network_plugin"),
         debug=params["debug"],
+        vmm=params.get("vmm"),
+        ignore_preflight=parse_ignored(params.get("ignore_preflight")),
     )
     if app.quiet:
         click.echo(vm.metadata.uid)
@@ -142,6 +160,7 @@ def _do_start(app: App, query: str, params: dict[str, Any]) -> None:
 @click.argument("vm")
 @_start_options
 @click.option("--network-plugin", type=click.Choice(["cni", "user", "none"]), default=None)
+@_VMM_OPTION
 @pass_app
 def start(app: App, /, vm: str, **params: Any) -> None:
     """Start a created or stopped VM."""

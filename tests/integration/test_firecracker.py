@@ -201,3 +201,28 @@ def test_firecracker_cni_tap_and_kill9_of_supervisor(
     assert vm_name in out
     nethost.cli("rm", "-f", vm_name)
     _assert_gone(d, pid, netns)
+
+
+def test_firecracker_disks_boot_under_qemu(ignite: Ignite, vm_name: str, fc_path: None) -> None:
+    """The disks a Firecracker VM gets (overlay mode: the image's base read-only + rw.ext4)
+    boot under QEMU and keep writes across a restart: the guest side of the Firecracker
+    layout, tested where a guest can run."""
+    ignite("create", "--name", vm_name, "--memory", "256MB", "--vmm", "firecracker",
+           "--ssh", "--network-plugin", "user")  # fmt: skip
+    d = _vm_dir(ignite, vm_name)
+    assert (d / "rw.ext4").exists() and not (d / "disk.qcow2").exists()
+    ignite("start", vm_name, "--vmm", "qemu")
+    assert ignite.inspect(vm_name)["status"]["vmm"] == "qemu"  # type: ignore[index]
+    plan = json.loads((d / "launch.json").read_text())
+    assert "ignite.cow=overlay" in plan["cmdline"]
+    assert [(Path(x["path"]).name, x["format"], x["readonly"]) for x in plan["disks"]] == [
+        ("image.ext4", "raw", True),
+        ("rw.ext4", "raw", False),
+    ]
+    mounts = ignite("exec", vm_name, "cat /proc/mounts").stdout
+    assert any(line.split()[:3] == ["overlay", "/", "overlay"] for line in mounts.splitlines())
+    ignite("exec", vm_name, "echo kept > /root/written && sync")
+    ignite("stop", vm_name)
+    ignite("start", vm_name, "--vmm", "qemu")
+    assert ignite("exec", vm_name, "cat /root/written").stdout.strip() == "kept"
+    ignite("rm", "-f", vm_name)

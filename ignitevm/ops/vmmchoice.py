@@ -14,7 +14,14 @@ from ignitevm.ops.images import base_image_path, image_of_vm
 from ignitevm.ops.services import Services
 from ignitevm.ops.vmfiles import DISK_FILE
 from ignitevm.vmm.base import Disk, VMMName
-from ignitevm.vmm.choose import AUTO, KVMFacts, VMMChoice, choose_vmm, read_kvm_facts
+from ignitevm.vmm.choose import (
+    AUTO,
+    KVMFacts,
+    VMMChoice,
+    choose_vmm,
+    kvm_problem,
+    read_kvm_facts,
+)
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +48,22 @@ def resolve_vmm(
     vm: VM,
     override: str | None = None,
     *,
+    vmlinux: Path | None = None,
     facts: KVMFacts | None = None,
     firecracker: str | bool | None = True,
 ) -> VMMChoice:
-    """The VMM and accelerator for ``vm``, the reasoning logged at debug level.
+    """The VMM and accelerator for ``vm``, the reasoning logged at debug level. ``vmlinux``:
+    auto does not pick Firecracker for a kernel that cannot see its devices.
     ``facts``/``firecracker`` (the binary, None: absent) replace host detection in tests."""
+    from ignitevm.ops.preflight import kernel_has_mmio_cmdline
+
     requested, source = requested_vmm(svc, vm, override)
     binary = proc.find_tool("firecracker") if firecracker is True else firecracker or None
-    choice = choose_vmm(requested, facts or read_kvm_facts(), binary)
+    facts = facts or read_kvm_facts()
+    fits = None
+    if requested == AUTO and vmlinux is not None and binary and kvm_problem(facts) is None:
+        fits = kernel_has_mmio_cmdline(vmlinux)
+    choice = choose_vmm(requested, facts, binary, fits)
     log.debug(
         "VMM for %s: %s with %s (%s from %s; %s)",
         vm.metadata.name,

@@ -64,8 +64,11 @@ class VMMChoice:
     reason: str
 
 
-def choose_vmm(requested: str, facts: KVMFacts, firecracker: str | None) -> VMMChoice:
-    """``requested`` is auto|qemu|firecracker; ``firecracker`` the binary found, or None.
+def choose_vmm(
+    requested: str, facts: KVMFacts, firecracker: str | None, kernel_fits: bool | None = None
+) -> VMMChoice:
+    """``requested`` is auto|qemu|firecracker; ``firecracker`` the binary found, or None;
+    ``kernel_fits``: whether the kernel has virtio-mmio command-line devices (None: unknown).
     An explicit choice is kept even when it cannot work: preflight says why."""
     problem = kvm_problem(facts)
     if requested == VMMName.FIRECRACKER:
@@ -85,6 +88,13 @@ def choose_vmm(requested: str, facts: KVMFacts, firecracker: str | None) -> VMMC
     if firecracker is None:
         return VMMChoice(
             VMMName.QEMU, Accel.KVM, "auto: qemu with KVM: KVM works but no firecracker on PATH"
+        )
+    if kernel_fits is False:
+        return VMMChoice(
+            VMMName.QEMU,
+            Accel.KVM,
+            "auto: qemu with KVM: the kernel lacks virtio-mmio command-line devices, "
+            "so it could not see Firecracker's disks",
         )
     return VMMChoice(
         VMMName.FIRECRACKER, Accel.KVM, f"auto: firecracker ({firecracker}): KVM works"

@@ -140,7 +140,7 @@ def test_kernel_has_mmio_cmdline(tmp_path: Path) -> None:
     assert kernel_has_mmio_cmdline(debian) is True
 
 
-def test_requested_vmm_precedence() -> None:
+def test_requested_vmm_precedence(tmp_path: Path) -> None:
     from types import SimpleNamespace
 
     from ignitevm.api import VM
@@ -159,3 +159,9 @@ def test_requested_vmm_precedence() -> None:
     assert (choice.vmm, choice.accel) == (VMMName.QEMU, Accel.TCG)
     choice = resolve_vmm(svc, vm, "auto", facts=GOOD_KVM, firecracker="/bin/firecracker")
     assert (choice.vmm, choice.accel) == (VMMName.FIRECRACKER, Accel.KVM)
+    debian = tmp_path / "vmlinux"
+    debian.write_bytes(b"\x7fELF virtio_mmio.c")
+    choice = resolve_vmm(
+        svc, vm, "auto", vmlinux=debian, facts=GOOD_KVM, firecracker="/bin/firecracker"
+    )
+    assert (choice.vmm, choice.accel) == (VMMName.QEMU, Accel.KVM)

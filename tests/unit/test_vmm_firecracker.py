@@ -228,3 +228,11 @@ def test_kvm_problem_and_facts(tmp_path: Path) -> None:
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu vmx sse\n")
     facts = read_kvm_facts(tmp_path / "kvm", tmp_path / "pvm", cpuinfo)
     assert facts == KVMFacts(False, False, False, True)
+
+
+def test_auto_skips_firecracker_for_a_kernel_without_mmio_cmdline() -> None:
+    choice = choose_vmm("auto", GOOD, "/bin/firecracker", kernel_fits=False)
+    assert (choice.vmm, choice.accel) == (VMMName.QEMU, Accel.KVM)
+    assert "virtio-mmio" in choice.reason
+    assert choose_vmm("auto", GOOD, "/bin/firecracker", kernel_fits=None).vmm == VMMName.FIRECRACKER
+    assert choose_vmm("firecracker", GOOD, None, kernel_fits=False).vmm == VMMName.FIRECRACKER

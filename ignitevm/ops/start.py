@@ -107,7 +107,7 @@ def _launch_plan(
         )
     vmlinux, base_initrd = kernel_files(svc, kernel)
     _write_initrd(vm, d, base_initrd)
-    choice = resolve_vmm(svc, vm, vmm)
+    choice = resolve_vmm(svc, vm, vmm, vmlinux=vmlinux)
     accel = choice.accel
     cow = cow_mode(d, choice.vmm)
     extra = " ".join(w for w in (vm.spec.kernel.cmd_line, "ignite.debug" if debug else "") if w)

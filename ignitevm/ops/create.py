@@ -12,7 +12,7 @@ from ignitevm.api import VM, Kind, generate_name, new_uid
 from ignitevm.api.types import OCIImageSource
 from ignitevm.errors import ConflictError, NotFoundError, ValidationError
 from ignitevm.ops.images import base_image_path, ensure_image
-from ignitevm.ops.kernels import ensure_kernel
+from ignitevm.ops.kernels import ensure_kernel, kernel_files
 from ignitevm.ops.services import DEFAULT_IMAGE, Services
 from ignitevm.ops.vmfiles import MIN_MEMORY_MIB, SSH_KEY_FILE
 
@@ -61,7 +61,8 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
         from ignitevm.ops.vmmchoice import cow_mode, create_root_disk, resolve_vmm
 
         # Firecracker VMs get the overlay mode's raw writable disk instead of a qcow2 overlay
-        mode = cow_mode(vm_dir, resolve_vmm(svc, vm).vmm)
+        vmlinux = kernel_files(svc, kernel)[0]
+        mode = cow_mode(vm_dir, resolve_vmm(svc, vm, vmlinux=vmlinux).vmm)
         create_root_disk(svc, vm, vm_dir, base_image_path(svc, image), mode)
         if spec.ssh is True:
             generate_ssh_key(vm_dir / SSH_KEY_FILE, meta.name)

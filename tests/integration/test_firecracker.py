@@ -226,3 +226,16 @@ def test_firecracker_disks_boot_under_qemu(ignite: Ignite, vm_name: str, fc_path
     ignite("start", vm_name, "--vmm", "qemu")
     assert ignite("exec", vm_name, "cat /root/written").stdout.strip() == "kept"
     ignite("rm", "-f", vm_name)
+
+
+def test_kernel_fits_check_on_real_kernels(ignite: Ignite) -> None:
+    """Debian's kernel cannot see Firecracker's devices; a kernel from ignite kernel build
+    (microvm.config: CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES=y) can, when one was built here."""
+    from ignitevm.ops.preflight import kernel_has_mmio_cmdline
+
+    (debian,) = (ignite.state_dir / "kernel").glob("*/vmlinux")
+    assert kernel_has_mmio_cmdline(debian) is False
+    built = sorted((ROOT / "_out" / "kbuild").glob("obj-*/vmlinux"))
+    if not built:
+        pytest.skip("no kernel built by ignite kernel build in _out/kbuild")
+    assert kernel_has_mmio_cmdline(built[-1]) is True

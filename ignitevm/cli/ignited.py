@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import signal
-import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from ignitevm.cli.app import run_cli
 from ignitevm.errors import IgniteError, ValidationError
 
 if TYPE_CHECKING:
@@ -212,35 +212,9 @@ def parse_duration(text: str) -> float:
     return total
 
 
-def _wants_debug(args: list[str]) -> bool:
-    pairs = zip(args, [*args[1:], ""], strict=True)
-    return any(a == "--log-level" and b == "debug" for a, b in pairs) or (
-        "--log-level=debug" in args
-    )
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: IgniteErrors become one `error:` line and a `hint:`."""
-    args = sys.argv[1:] if argv is None else argv
-    try:
-        cli.main(args=args, prog_name="ignited", standalone_mode=False)
-    except IgniteError as exc:
-        if _wants_debug(args):
-            log.exception("ignited failed")
-        click.echo(f"error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    sys.exit(0)
+    """Entry point of `ignited`."""
+    run_cli(cli, "ignited", argv)
 
 
 if __name__ == "__main__":

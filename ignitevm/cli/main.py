@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from pathlib import Path
 
 import click
 
-from ignitevm.cli.app import App, setup_logging
+from ignitevm.cli.app import App, run_cli, setup_logging
 from ignitevm.cli.lazy import LazyGroup
-from ignitevm.errors import IgniteError
 
 log = logging.getLogger(__name__)
 
@@ -75,35 +72,6 @@ def vm() -> None:
     """Manage VMs (every VM verb)."""
 
 
-def _wants_debug(args: list[str]) -> bool:
-    pairs = zip(args, [*args[1:], ""], strict=True)
-    flagged = any(a == "--log-level" and b == "debug" for a, b in pairs)
-    return flagged or "--log-level=debug" in args or os.environ.get("IGNITE_DEBUG") == "1"
-
-
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI and turn IgniteErrors into one clean `error:` line."""
-    args = sys.argv[1:] if argv is None else argv
-    debug = _wants_debug(args)
-    try:
-        cli.main(args=args, prog_name="ignite", standalone_mode=False)
-    except IgniteError as exc:
-        if debug:
-            log.exception("command failed")
-        click.echo(f"error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.exit(0)
-    sys.exit(0)
+    """Entry point of `ignite`."""
+    run_cli(cli, "ignite", argv)

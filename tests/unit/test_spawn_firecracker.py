@@ -1,0 +1,207 @@
+"""The supervisor running a VM under Firecracker, with a fake `firecracker` on PATH that serves
+the API on its --api-sock and plays the guest on stdio: the real argv, the configuration calls
+and InstanceStart, the console relayed into console.log and to attach clients, graceful stop by
+SendCtrlAltDel, the hard stop by SIGKILL, a refused configuration as a start failure."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from ignitevm.spawn import supervisor as sup_mod
+from ignitevm.spawn.plan import LaunchPlan
+from ignitevm.spawn.runtime import read_runtime
+from ignitevm.spawn.supervisor import Ready, Supervisor
+from ignitevm.vmm.base import Disk, MachineSpec
+
+FAKE_FIRECRACKER = r"""
+import json, os, sys, threading
+from http.server import BaseHTTPRequestHandler
+from socketserver import UnixStreamServer
+args = dict(zip(sys.argv[1::2], sys.argv[2::2]))
+if not os.path.exists(args["--log-path"]):  # like Firecracker: it opens, never creates it
+    print("no log file", file=sys.stderr); sys.exit(1)
+mode = os.environ.get("FAKE_FC_MODE", "obedient")
+def say(text):
+    os.write(1, (text + "\n").encode())
+class H(BaseHTTPRequestHandler):
+    def do_PUT(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        say("api: PUT " + self.path)
+        action = body.get("action_type")
+        if action == "InstanceStart":
+            say("fake-fc: booted")
+        elif action == "SendCtrlAltDel":
+            say("fake-fc: ctrl-alt-del, " + ("bye" if mode == "obedient" else "ignored"))
+        if mode == "refuse" and self.path == "/boot-source":
+            out = json.dumps({"fault_message": "kernel not found"}).encode()
+            self.send_response(400)
+        else:
+            out = b""
+            self.send_response(204)
+        self.send_header("Content-Length", str(len(out))); self.end_headers()
+        if out:
+            self.wfile.write(out)
+        if action == "SendCtrlAltDel" and mode == "obedient":
+            os._exit(0)
+    def do_GET(self):
+        out = json.dumps({"state": "Not started"}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(out)))
+        self.end_headers(); self.wfile.write(out)
+    def log_message(self, *a):
+        pass
+class S(UnixStreamServer):
+    def get_request(self):
+        return self.socket.accept()[0], ("local", 0)
+srv = S(args["--api-sock"], H)
+threading.Thread(target=srv.serve_forever, daemon=True).start()
+while True:
+    line = os.read(0, 4096)
+    if not line:
+        break
+    say("echo: " + line.decode().strip())
+"""
+
+
+@pytest.fixture(autouse=True)
+def _restore_signals() -> object:
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def _plan(vm_dir: Path) -> LaunchPlan:
+    spec = MachineSpec(
+        uid="0123456789abcdef",
+        name="fake",
+        vm_dir=vm_dir,
+        vcpus=1,
+        memory_mib=128,
+        vmlinux=vm_dir / "vmlinux",
+        initrd=vm_dir / "initrd",
+        cmdline="console=ttyS0 ignite.cow=overlay",
+        disks=(Disk(vm_dir / "image.ext4", "raw", readonly=True), Disk(vm_dir / "rw.ext4", "raw")),
+        mac="02:00:00:00:00:01",
+    )
+    return LaunchPlan.from_spec(spec, vmm="firecracker", network="none", stop_timeout=0.5)
+
+
+def _run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Callable[[Path], None]
+) -> tuple[int, dict[str, object]]:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "firecracker"
+    fake.write_text(f"#!{sys.executable}\n{FAKE_FIRECRACKER}")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("FAKE_FC_MODE", mode)
+    monkeypatch.setattr(sup_mod, "REPRESS_INTERVAL", 0.1)
+    vm_dir = tmp_path / "vm"
+    vm_dir.mkdir()
+    read_fd, write_fd = os.pipe()
+    errors: list[BaseException] = []
+
+    def drive() -> None:
+        try:
+            driver(vm_dir)
+        except BaseException as exc:  # reported by the main thread
+            errors.append(exc)
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    thread = threading.Thread(target=drive, daemon=True)
+    thread.start()
+    code = Supervisor(_plan(vm_dir), Ready(write_fd)).run()
+    thread.join(10)
+    ready: dict[str, object] = json.loads(os.read(read_fd, 4096))
+    os.close(read_fd)
+    if errors:
+        raise errors[0]
+    # the run's socket, runtime.json and attach socket are gone; logs stay
+    left = sorted(p.name for p in vm_dir.iterdir())
+    assert left == ["console.log", "firecracker.log", "firecracker.metrics"], left
+    return code, ready
+
+
+def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def _running(vm_dir: Path) -> bool:
+    status = read_runtime(vm_dir)
+    return status is not None and str(status.state) == "running"
+
+
+def _read_until(sock: socket.socket, needle: bytes) -> bytes:
+    sock.settimeout(5)
+    data = b""
+    while needle not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"EOF before {needle!r}; got {data!r}"
+        data += chunk
+    return data
+
+
+def test_configured_started_relayed_and_stopped_by_ctrl_alt_del(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def driver(vm_dir: Path) -> None:
+        _wait_for(lambda: _running(vm_dir) and (vm_dir / "attach.sock").exists())
+        status = read_runtime(vm_dir)
+        assert status is not None and status.vmm == "firecracker"
+        with socket.socket(socket.AF_UNIX) as a:
+            a.connect(str(vm_dir / "attach.sock"))
+            a.sendall(b"hello\n")
+            _read_until(a, b"echo: hello")
+            os.kill(os.getpid(), signal.SIGTERM)
+            _read_until(a, b"ctrl-alt-del, bye")
+
+    code, ready = _run(tmp_path, monkeypatch, "obedient", driver)
+    assert code == 0 and ready["ok"] is True
+    console = (tmp_path / "vm" / "console.log").read_text()
+    api = [line.removeprefix("api: ") for line in console.splitlines() if line.startswith("api:")]
+    assert api == [
+        "PUT /metrics",
+        "PUT /machine-config",
+        "PUT /boot-source",
+        "PUT /drives/disk0",
+        "PUT /drives/disk1",
+        "PUT /actions",  # InstanceStart
+        "PUT /actions",  # SendCtrlAltDel
+    ]
+    assert "fake-fc: booted" in console and "echo: hello" in console
+
+
+def test_hard_stop_is_sigkill_when_ctrl_alt_del_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def driver(vm_dir: Path) -> None:
+        _wait_for(lambda: _running(vm_dir))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    start = time.monotonic()
+    _run(tmp_path, monkeypatch, "deaf", driver)
+    assert time.monotonic() - start < 5
+    console = (tmp_path / "vm" / "console.log").read_text()
+    assert console.count("ctrl-alt-del ignored") >= 2  # pressed again, then killed
+
+
+def test_refused_configuration_fails_the_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    code, ready = _run(tmp_path, monkeypatch, "refuse", lambda vm_dir: None)
+    assert code == 1 and ready["ok"] is False
+    assert "boot-source" in str(ready["error"]) and "kernel not found" in str(ready["error"])

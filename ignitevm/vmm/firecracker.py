@@ -7,6 +7,7 @@ import http.client
 import json
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -192,7 +193,9 @@ class FirecrackerClient:
             self.call(c)
 
 
-def wait_for_api(path: Path, timeout: float, alive: Any = None) -> FirecrackerClient:
+def wait_for_api(
+    path: Path, timeout: float, alive: Callable[[], bool] | None = None
+) -> FirecrackerClient:
     """A client once ``GET /`` answers. ``alive()`` (optional) returning False aborts: the
     process exited, which the caller reports."""
     deadline = time.monotonic() + timeout

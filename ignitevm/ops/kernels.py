@@ -20,6 +20,7 @@ log = logging.getLogger(__name__)
 
 VMLINUX_FILE = "vmlinux"
 INITRD_FILE = "initrd.cpio"
+CONFIG_FILE = "config"  # the kernel's build config, when its source shipped one
 
 
 def kernel_files(svc: Services, kernel: Kernel) -> tuple[Path, Path]:
@@ -124,6 +125,7 @@ def _store_kernel(
     obj_dir = work / "object"
     obj_dir.mkdir()
     k.to_vmlinux(files.vmlinux, obj_dir / VMLINUX_FILE)
+    _keep_kernel_config(work, files.version, obj_dir)
     k.build_initramfs(obj_dir / INITRD_FILE, modules_dir=files.modules_dir, version=files.version)
     size = sum(p.stat().st_size for p in obj_dir.iterdir())
     kernel = Kernel(
@@ -147,6 +149,17 @@ def _store_kernel(
     svc.store.save(kernel)
     log.info("kernel %s (%s) imported, version %s", name, uid, files.version)
     return kernel
+
+
+def _keep_kernel_config(work: Path, version: str, obj_dir: Path) -> None:
+    """Keep the kernel's build config (Debian's package and many images ship
+    /boot/config-<version>) as ``config``: preflight reads it to tell whether the kernel fits
+    Firecracker (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES)."""
+    for root in (work / "deb" / "rootfs", work / "rootfs"):
+        config = root / "boot" / f"config-{version}"
+        if config.is_file() and not config.is_symlink():
+            shutil.copyfile(config, obj_dir / CONFIG_FILE)
+            return
 
 
 def ensure_kernel(svc: Services, ref: str) -> Kernel:

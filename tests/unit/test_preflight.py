@@ -165,3 +165,21 @@ def test_requested_vmm_precedence(tmp_path: Path) -> None:
         svc, vm, "auto", vmlinux=debian, facts=GOOD_KVM, firecracker="/bin/firecracker"
     )
     assert (choice.vmm, choice.accel) == (VMMName.QEMU, Accel.KVM)
+
+
+def test_kernel_import_keeps_the_config(tmp_path: Path) -> None:
+    from ignitevm.ops.kernels import CONFIG_FILE, _keep_kernel_config
+
+    boot = tmp_path / "deb" / "rootfs" / "boot"
+    boot.mkdir(parents=True)
+    (boot / "config-6.1.0-1-amd64").write_text("# CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES is not set\n")
+    obj = tmp_path / "object"
+    obj.mkdir()
+    (obj / "vmlinux").write_bytes(b"\x7fELF virtio_mmio.device")  # the config wins
+    _keep_kernel_config(tmp_path, "6.1.0-1-amd64", obj)
+    assert (obj / CONFIG_FILE).is_file()
+    assert kernel_has_mmio_cmdline(obj / "vmlinux") is False
+    other = tmp_path / "other"
+    other.mkdir()
+    _keep_kernel_config(tmp_path, "6.2.0", other)  # no config for that version: nothing
+    assert not (other / CONFIG_FILE).exists()

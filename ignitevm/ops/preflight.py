@@ -71,7 +71,7 @@ class HostFacts:
     binaries: dict[str, str | None]
     tun_exists: bool
     missing_cni: tuple[str, ...] = ()
-    busy_ports: tuple[str, ...] = ()
+    busy_ports: tuple[str, ...] = ()  # "host port 0.0.0.0:80/tcp is not free: <why>"
     kernel_mmio_cmdline: bool | None = None  # None: unknown
 
 
@@ -157,7 +157,7 @@ def _check_ports(req: StartRequest, facts: HostFacts) -> Failure | None:
         return None
     return Failure(
         Check.HOST_PORTS,
-        f"host port(s) already in use: {', '.join(facts.busy_ports)}",
+        "; ".join(facts.busy_ports),
         "Choose other host ports with -p, or stop what uses them",
     )
 
@@ -246,8 +246,8 @@ def _busy_ports(ports: Iterable[PortMapping]) -> tuple[str, ...]:
     for pm in ports:
         try:
             require_free_ports([pm])
-        except ConflictError:
-            busy.append(f"{pm.host_ip}:{pm.host_port}/{pm.protocol}")
+        except ConflictError as exc:
+            busy.append(exc.message)
     return tuple(busy)
 
 

@@ -74,7 +74,7 @@ def test_every_failure_is_listed_in_one_error() -> None:
         binaries={"qemu-system-x86_64": None, "firecracker": None},
         tun_exists=False,
         missing_cni=("bridge", "portmap"),
-        busy_ports=("0.0.0.0:8080/tcp",),
+        busy_ports=("host port 0.0.0.0:8080/tcp is not free: Address already in use",),
         kernel_mmio_cmdline=False,
     )
     req = _req(ports=(PortMapping(8080, 80),))

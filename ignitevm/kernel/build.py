@@ -331,6 +331,7 @@ def build_kernel(
     frag_file.write_text(text)
     dropped = configure(src, obj, frag_file, log_path)
     log.info("building vmlinux in %s (log: %s)", obj, log_path)
+    fresh = not (obj / "vmlinux").exists()
     build = make_argv(src, obj, "vmlinux", jobs=jobs or os.cpu_count() or 1)
     _run_logged(niced(build, niceness), log_path, "build", src)
     tmp = out.with_name(out.name + ".tmp")
@@ -341,7 +342,8 @@ def build_kernel(
     version = detect_version(tmp / "vmlinux")
     (tmp / "version").write_text(version + "\n")
     seconds = time.monotonic() - started
-    (tmp / "build-seconds").write_text(f"{seconds:.1f}\n")  # for bench/kernel.py
+    kind = "full" if fresh else "incremental"
+    (tmp / "build-seconds").write_text(f"{seconds:.1f} {kind}\n")  # for bench/kernel.py
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
     log.info("built kernel %s in %.0f s", version, seconds)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -178,6 +179,7 @@ def test_build_flow_configures_builds_and_reuses(fake_tree: Path, tmp_path: Path
     calls = (tmp_path / "make.log").read_text().splitlines()
     assert [c.split()[-1] for c in calls] == ["tinyconfig", "olddefconfig", "vmlinux"]
     assert "-j2" in calls[-1]
+    assert (result.vmlinux.parent / "build-seconds").read_text().split()[1] == "full"
     config = kb.parse_config((result.vmlinux.parent / "config").read_text())
     assert config["CONFIG_PVH"] == "y" and config["CONFIG_PCI"] is None
 
@@ -187,6 +189,25 @@ def test_build_flow_configures_builds_and_reuses(fake_tree: Path, tmp_path: Path
 
     other = kb.build_kernel(fake_tree, work, fragment=fragment + "CONFIG_X=y\n", niceness=0)
     assert not other.reused and other.key != result.key
+    assert (other.vmlinux.parent / "build-seconds").read_text().split()[1] == "incremental"
+
+
+def test_unpack_source_once(tmp_path: Path) -> None:
+    tree = tmp_path / "linux-source-6.1"
+    tree.mkdir()
+    (tree / "Makefile").write_text("VERSION = 6\n")
+    tarball = tmp_path / "linux-source-6.1.tar.xz"
+    with tarfile.open(tarball, "w:xz") as tar:
+        tar.add(tree, arcname="linux-source-6.1")
+    dest = tmp_path / "work" / "src-x"
+    top = kb.unpack_source(tarball, dest)
+    assert top == dest / "linux-source-6.1" and (top / "Makefile").read_text() == "VERSION = 6\n"
+    tarball.write_bytes(b"not read again")
+    assert kb.unpack_source(tarball, dest) == top
+    assert not dest.with_name("src-x.tmp").exists()
+    with pytest.raises(IgniteError):
+        kb.unpack_source(tarball, tmp_path / "work" / "src-y")
+    assert not (tmp_path / "work" / "src-y").exists()
 
 
 def test_build_failure_shows_the_log_tail(

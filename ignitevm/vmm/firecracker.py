@@ -3,7 +3,6 @@ tiny HTTP/1.1 client for its API socket (``http.client`` over AF_UNIX: no new de
 
 from __future__ import annotations
 
-import http.client
 import json
 import re
 import time
@@ -139,13 +138,16 @@ INSTANCE_START = APICall("PUT", "/actions", {"action_type": "InstanceStart"})
 CTRL_ALT_DEL = APICall("PUT", "/actions", {"action_type": "SendCtrlAltDel"})
 
 
-class _UnixHTTPConnection(http.client.HTTPConnection):
-    def __init__(self, path: Path, timeout: float) -> None:
-        super().__init__("localhost", timeout=timeout)
-        self._path = path
+def _connection(path: Path, timeout: float) -> Any:
+    """An ``http.client.HTTPConnection`` over the unix socket. http.client is imported here:
+    it pulls in the email package (~30 ms), which the supervisor of a QEMU VM never needs."""
+    import http.client
 
-    def connect(self) -> None:
-        self.sock = connect_unix(self._path, self.timeout or 5.0)
+    class UnixHTTPConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = connect_unix(path, timeout)
+
+    return UnixHTTPConnection("localhost", timeout=timeout)
 
 
 class FirecrackerClient:
@@ -157,7 +159,9 @@ class FirecrackerClient:
 
     def request(self, call: APICall) -> tuple[int, Any]:
         """(HTTP status, decoded JSON body or None). Raises FirecrackerError when unreachable."""
-        conn = _UnixHTTPConnection(self.path, self.timeout)
+        import http.client
+
+        conn = _connection(self.path, self.timeout)
         try:
             body = json.dumps(call.body) if call.body is not None else None
             headers = {"Accept": "application/json"}

@@ -81,11 +81,11 @@ def build_microvm_kernel(
         built, seconds = not result.reused, result.seconds
         dropped = tuple(str(d) for d in result.dropped)
         files = KernelFiles(vmlinux=result.vmlinux, version=result.version, modules_dir=None)
+        wanted = name or kernel_name(result.version)
+        _take_name(svc, wanted, key[:16])
         staging = Path(tempfile.mkdtemp(prefix="kernel-", dir=svc.store.tmp_dir()))
         try:
-            kernel = _store_kernel(
-                svc, files, digest, name or kernel_name(result.version), f"build:{src}", staging
-            )
+            kernel = _store_kernel(svc, files, digest, wanted, f"build:{src}", staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     else:
@@ -94,6 +94,16 @@ def build_microvm_kernel(
     if parsed is not None:
         archive = export_kernel(svc, kernel, parsed[0], parsed[1])
     return KernelBuildOutcome(kernel, built, seconds, dropped, archive)
+
+
+def _take_name(svc: Services, name: str, uid: str) -> None:
+    """Like a tag, the name moves to the newest build: an older build of another config keeps
+    its files (VMs refer to kernels by digest) under ``<name>-<uid prefix>``."""
+    for other in svc.store.list(Kind.KERNEL):
+        if other.metadata.name == name and other.metadata.uid != uid:
+            other.metadata.name = f"{name}-{other.metadata.uid[:8]}"
+            svc.store.save(other)
+            log.info("kernel %s renamed to %s", other.metadata.uid, other.metadata.name)
 
 
 def export_kernel(svc: Services, kernel: Kernel, kind: str, dest: Path) -> Path:

@@ -169,11 +169,12 @@ _AUTH_KEYS = "/root/.ssh/authorized_keys"
 
 def volume_disks(vm: VM) -> tuple[Disk, ...]:
     """`--volumes`: each host block device (or image file) as a virtio disk with a serial the
-    guest's /init finds it by."""
+    guest's /init finds it by (letters, digits and `_` only: Firecracker's drive ids are the
+    serials its guests see)."""
     from ignitevm.vmm.base import Disk
 
     return tuple(
-        Disk(Path(v.block_device.path), "raw", serial=f"ignite-{v.name}")
+        Disk(Path(v.block_device.path), "raw", serial=f"ignite_{v.name}")
         for v in vm.spec.storage.volumes
         if v.block_device is not None
     )
@@ -183,7 +184,7 @@ def volume_mounts(vm: VM) -> str:
     """IGNITE_VOLUMES for /init: "SERIAL:/mount/path ..." (docs/internals.md)."""
     paths = {m.name: m.mount_path for m in vm.spec.storage.volume_mounts}
     return " ".join(
-        f"ignite-{v.name}:{paths[v.name]}" for v in vm.spec.storage.volumes if v.name in paths
+        f"ignite_{v.name}:{paths[v.name]}" for v in vm.spec.storage.volumes if v.name in paths
     )
 
 

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
@@ -36,9 +37,16 @@ _PACKAGES = {
 }
 
 
+def _search_path() -> str:
+    # PATH, the sbin dirs a non-login root shell may lack, and ignite's own bin dir (a venv's
+    # bin holds tools installed with ignite, e.g. firecracker, even when it is not on PATH)
+    own = os.path.dirname(sys.executable)
+    return os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/sbin", own])
+
+
 def require_tool(name: str) -> str:
     """Return the absolute path of ``name`` or raise MissingToolError with an install hint."""
-    path = shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    path = shutil.which(name, path=_search_path())
     if path is None:
         pkg = _PACKAGES.get(name, name)
         raise MissingToolError(
@@ -48,7 +56,7 @@ def require_tool(name: str) -> str:
 
 
 def find_tool(name: str) -> str | None:
-    return shutil.which(name, path=os.environ.get("PATH", "") + ":/usr/sbin:/sbin")
+    return shutil.which(name, path=_search_path())
 
 
 def run(

@@ -77,11 +77,10 @@ def test_build_export_import_boot_to_ssh(ignite: Ignite, vm_name: str, tmp_path:
         ignite("run", "ignitevm/default:latest", "--name", vm_name, "--kernel-image",
                "t-imported:microvm", "--memory", "256MB", "--ssh", "--network-plugin", "user",
                timeout=300)  # fmt: skip
-        assert ignite("exec", vm_name, "uname -r", "--timeout", "120").stdout.strip() == version
+        ignite("exec", "--timeout", "120", vm_name, "true")  # waits for sshd
+        assert ignite("exec", vm_name, "uname", "-r").stdout.strip() == version
         # No modules anywhere: the initramfs had none to load, the kernel cannot load any.
-        assert ignite("exec", vm_name, "test -e /proc/modules || echo none").stdout.strip() == (
-            "none"
-        )
+        assert ignite("exec", vm_name, "ls /proc/modules || echo none").stdout.strip() == "none"
         ignite("stop", vm_name, "--timeout", "60")
         console = ignite.console(vm_name)
         assert "power button pressed" in console, console[-2000:]

@@ -3,6 +3,8 @@ whole build flow against a fake `make` and `merge_config.sh`."""
 
 from __future__ import annotations
 
+import io
+import json
 import os
 import stat
 import tarfile
@@ -229,3 +231,66 @@ def test_names_and_outputs() -> None:
         with pytest.raises(ValidationError):
             parse_output(bad)
     assert issubclass(kb.KernelBuildError, IgniteError)
+
+
+def test_use_case_stores_reuses_renames_and_exports(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ops.kernel_build over a fake compiler: the stored kernel, its reuse by source + config,
+    the name moving to a newer build, and the exported image's single /boot/vmlinux."""
+    from ignitevm.api import Configuration, Kind
+    from ignitevm.ops import kernel_build as ops
+    from ignitevm.ops.services import Services
+    from ignitevm.store import Store
+
+    built: list[str] = []
+
+    def fake_build(source: Path, workdir: Path, *, fragment: str, **_: object) -> kb.BuildResult:
+        built.append(fragment)
+        out = workdir / f"out-{len(built)}"
+        out.mkdir(parents=True)
+        (out / "vmlinux").write_bytes(ELF)
+        return kb.BuildResult(out / "vmlinux", "6.1.99-microvm", "k", False, 1.5)
+
+    def fake_initramfs(out: Path, *, modules_dir: Path | None, version: str) -> None:
+        assert modules_dir is None
+        out.write_bytes(b"initramfs")
+
+    monkeypatch.setattr(kb, "build_kernel", fake_build)
+    monkeypatch.setattr("ignitevm.kernel.build_initramfs", fake_initramfs)
+    svc = Services(config=Configuration(), store=Store(tmp_path / "state"))
+    tarball = tmp_path / "linux-source-6.1.tar.xz"
+    tarball.write_bytes(b"source")
+    first = ops.build_microvm_kernel(svc, source=tarball, workdir=tmp_path / "w")
+    assert first.built and first.kernel.metadata.name == "ignitevm/kernel:6.1.99-microvm"
+    assert first.kernel.status.version == "6.1.99-microvm"
+    again = ops.build_microvm_kernel(svc, source=tarball, workdir=tmp_path / "w")
+    assert not again.built and again.kernel.metadata.uid == first.kernel.metadata.uid
+    assert len(built) == 1
+
+    frag = tmp_path / "other.config"
+    frag.write_text("CONFIG_X=y\n")
+    archive = tmp_path / "k.oci.tar"
+    newer = ops.build_microvm_kernel(
+        svc, source=tarball, workdir=tmp_path / "w", fragment=frag, output=f"oci-archive:{archive}"
+    )
+    assert built == [kb.fragment_text(), "CONFIG_X=y\n"]
+    names = {k.metadata.uid: k.metadata.name for k in svc.store.list(Kind.KERNEL)}
+    old_uid = first.kernel.metadata.uid
+    assert names == {
+        newer.kernel.metadata.uid: "ignitevm/kernel:6.1.99-microvm",
+        old_uid: f"ignitevm/kernel:6.1.99-microvm-{old_uid[:8]}",
+    }
+    assert newer.archive == archive
+    with tarfile.open(archive) as outer:
+        index = json.loads(outer.extractfile("index.json").read())  # type: ignore[union-attr]
+        manifest_digest = index["manifests"][0]["digest"].partition(":")[2]
+        manifest = json.loads(outer.extractfile(f"blobs/sha256/{manifest_digest}").read())  # type: ignore[union-attr]
+        layer_digest = manifest["layers"][0]["digest"].partition(":")[2]
+        layer = outer.extractfile(f"blobs/sha256/{layer_digest}").read()  # type: ignore[union-attr]
+    assert index["manifests"][0]["annotations"]["io.containerd.image.name"] == (
+        "ignitevm/kernel:6.1.99-microvm"
+    )
+    with tarfile.open(fileobj=io.BytesIO(layer)) as inner:
+        assert inner.getnames() == ["boot", "boot/vmlinux"]
+        assert inner.extractfile("boot/vmlinux").read() == ELF  # type: ignore[union-attr]

@@ -12,7 +12,7 @@ from pathlib import Path
 from ignitevm.api import Kernel, Kind
 from ignitevm.errors import ValidationError
 from ignitevm.kernel.source import KernelFiles
-from ignitevm.ops.kernels import _store_kernel, kernel_files
+from ignitevm.ops.kernels import CONFIG_FILE, _store_kernel, kernel_files
 from ignitevm.ops.services import Services
 
 log = logging.getLogger(__name__)
@@ -85,6 +85,7 @@ def build_microvm_kernel(
         _take_name(svc, wanted, key[:16])
         staging = Path(tempfile.mkdtemp(prefix="kernel-", dir=svc.store.tmp_dir()))
         try:
+            _stage_config(result.vmlinux.with_name("config"), staging, result.version)
             kernel = _store_kernel(svc, files, digest, wanted, f"build:{src}", staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -94,6 +95,15 @@ def build_microvm_kernel(
     if parsed is not None:
         archive = export_kernel(svc, kernel, parsed[0], parsed[1])
     return KernelBuildOutcome(kernel, built, seconds, dropped, archive)
+
+
+def _stage_config(config: Path, staging: Path, version: str) -> None:
+    """Where _store_kernel keeps a kernel's config from (``rootfs/boot/config-<version>``):
+    stored as ``kernel/<uid>/config``, preflight reads it (virtio-mmio command-line devices)."""
+    if config.is_file():
+        boot = staging / "rootfs" / "boot"
+        boot.mkdir(parents=True)
+        shutil.copyfile(config, boot / f"config-{version}")
 
 
 def _take_name(svc: Services, name: str, uid: str) -> None:
@@ -107,16 +117,21 @@ def _take_name(svc: Services, name: str, uid: str) -> None:
 
 
 def export_kernel(svc: Services, kernel: Kernel, kind: str, dest: Path) -> Path:
-    """Ignite's kernel image convention: ``/boot/vmlinux``, no ``/lib/modules`` (all built in)."""
+    """Ignite's kernel image convention: ``/boot/vmlinux`` (+ ``/boot/config-<version>``), no
+    ``/lib/modules`` (everything is built in)."""
     from ignitevm.oci import write
 
     vmlinux, _ = kernel_files(svc, kernel)
+    kconfig = vmlinux.with_name(CONFIG_FILE)
     with tempfile.TemporaryDirectory(prefix="kernel-export-", dir=svc.store.tmp_dir()) as tmp:
-        root = Path(tmp) / "rootfs"
-        (root / "boot").mkdir(parents=True)
-        shutil.copyfile(vmlinux, root / "boot" / "vmlinux")
-        os.chmod(root / "boot" / "vmlinux", 0o644)
-        layer = write.layer_tar(root)
+        boot = Path(tmp) / "rootfs" / "boot"
+        boot.mkdir(parents=True)
+        shutil.copyfile(vmlinux, boot / "vmlinux")
+        if kconfig.is_file():  # as distributions ship it; `kernel import` keeps it
+            shutil.copyfile(kconfig, boot / f"config-{kernel.status.version}")
+        for path in boot.iterdir():
+            os.chmod(path, 0o644)
+        layer = write.layer_tar(boot.parent)
     tag = kernel.metadata.name if ":" in kernel.metadata.name else kernel.metadata.name + ":latest"
     config = write.image_config(
         layer,

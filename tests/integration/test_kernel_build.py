@@ -50,6 +50,10 @@ def test_export_follows_the_kernel_image_convention(
             assert (
                 kernel_files(svc, back)[0].read_bytes() == kernel_files(svc, kernel)[0].read_bytes()
             )
+            config = kernel_files(svc, kernel)[0].with_name("config")  # Debian ships one
+            assert kernel_files(svc, back)[0].with_name("config").read_bytes() == (
+                config.read_bytes()
+            )
     finally:
         ignite("kernel", "rm", "-f", "t-rt:oci", check=False)
 
@@ -72,6 +76,12 @@ def test_build_export_import_boot_to_ssh(ignite: Ignite, vm_name: str, tmp_path:
     assert imported.stdout.split()[1] == "t-imported:microvm"
     listing = ignite("kernel", "ls").stdout
     assert sum(version in line for line in listing.splitlines()) == 2, listing
+    # The kernel config travels with it (stored, exported, imported): preflight reads it to
+    # tell that Firecracker's command-line virtio-mmio devices are visible to this kernel.
+    from ignitevm.ops.preflight import kernel_has_mmio_cmdline
+
+    for stored in (uid, imported.stdout.split()[0]):
+        assert kernel_has_mmio_cmdline(ignite.state_dir / "kernel" / stored / "vmlinux") is True
 
     try:
         ignite("run", "ignitevm/default:latest", "--name", vm_name, "--kernel-image",

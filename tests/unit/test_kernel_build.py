@@ -250,6 +250,7 @@ def test_use_case_stores_reuses_renames_and_exports(
         out = workdir / f"out-{len(built)}"
         out.mkdir(parents=True)
         (out / "vmlinux").write_bytes(ELF)
+        (out / "config").write_text(fragment)
         return kb.BuildResult(out / "vmlinux", "6.1.99-microvm", "k", False, 1.5)
 
     def fake_initramfs(out: Path, *, modules_dir: Path | None, version: str) -> None:
@@ -282,6 +283,8 @@ def test_use_case_stores_reuses_renames_and_exports(
         old_uid: f"ignitevm/kernel:6.1.99-microvm-{old_uid[:8]}",
     }
     assert newer.archive == archive
+    stored = svc.store.object_dir(Kind.KERNEL, newer.kernel.metadata.uid) / "config"
+    assert stored.read_text() == "CONFIG_X=y\n"  # preflight reads it
     with tarfile.open(archive) as outer:
         index = json.loads(outer.extractfile("index.json").read())  # type: ignore[union-attr]
         manifest_digest = index["manifests"][0]["digest"].partition(":")[2]
@@ -292,5 +295,6 @@ def test_use_case_stores_reuses_renames_and_exports(
         "ignitevm/kernel:6.1.99-microvm"
     )
     with tarfile.open(fileobj=io.BytesIO(layer)) as inner:
-        assert inner.getnames() == ["boot", "boot/vmlinux"]
+        assert inner.getnames() == ["boot", "boot/config-6.1.99-microvm", "boot/vmlinux"]
+        assert inner.extractfile("boot/config-6.1.99-microvm").read() == b"CONFIG_X=y\n"  # type: ignore[union-attr]
         assert inner.extractfile("boot/vmlinux").read() == ELF  # type: ignore[union-attr]

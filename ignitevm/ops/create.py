@@ -36,7 +36,7 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
     if svc.store.exists(Kind.VM, meta.uid):
         raise ConflictError(f"a VM with uid {meta.uid} already exists")
     spec.image.oci = spec.image.oci or DEFAULT_IMAGE
-    spec.kernel.oci = spec.kernel.oci or svc.default_kernel_source()
+    spec.kernel.oci = spec.kernel.oci or _default_kernel(svc, vm)
     image = ensure_image(svc, spec.image.oci)
     kernel = ensure_kernel(svc, spec.kernel.oci)
     meta.created = datetime.now(UTC)
@@ -72,6 +72,24 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
         raise
     log.info("created VM %s (%s)", meta.name, meta.uid)
     return vm
+
+
+def _default_kernel(svc: Services, vm: VM) -> str:
+    """The configured default kernel; for a VM that asks for Firecracker, the newest kernel
+    built by `ignite kernel build` (Debian's kernel cannot see Firecracker's devices)."""
+    from ignitevm.ops.kernel_build import NAME_PREFIX
+    from ignitevm.ops.vmmchoice import requested_vmm
+
+    if requested_vmm(svc, vm)[0] != "firecracker":
+        return svc.default_kernel_source()
+    built = [k for k in svc.store.list(Kind.KERNEL) if k.metadata.name.startswith(NAME_PREFIX)]
+    if not built:
+        raise ValidationError(
+            "Firecracker needs a kernel with virtio-mmio command-line devices, and none is built",
+            hint="build one with `ignite kernel build` (or pass -k KERNEL)",
+        )
+    newest = max(built, key=lambda k: k.metadata.created or datetime.min.replace(tzinfo=UTC))
+    return newest.metadata.name
 
 
 def _free_name(svc: Services) -> str:

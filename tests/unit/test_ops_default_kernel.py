@@ -30,7 +30,7 @@ def test_firecracker_vms_get_the_newest_built_kernel(tmp_path: Path) -> None:
     svc = _svc(tmp_path)
     vm = VM()
     vm.spec.vmm = Vmm.FIRECRACKER
-    with pytest.raises(ValidationError, match="ignite kernel build"):
+    with pytest.raises(ValidationError, match="none is built"):
         _default_kernel(svc, vm)
     _kernel(svc, "ignitevm/kernel:6.1-microvm-0123abcd", "0123456789abcdef", 1)
     _kernel(svc, "ignitevm/kernel:6.1-microvm", "fedcba9876543210", 2)

@@ -12,7 +12,7 @@ from pathlib import Path
 from ignitevm.api import Kernel, Kind
 from ignitevm.errors import ValidationError
 from ignitevm.kernel.source import KernelFiles
-from ignitevm.ops.kernels import CONFIG_FILE, _store_kernel, kernel_files
+from ignitevm.ops.kernels import CONFIG_FILE, kernel_files, store_kernel
 from ignitevm.ops.services import Services
 
 log = logging.getLogger(__name__)
@@ -86,7 +86,7 @@ def build_microvm_kernel(
         staging = Path(tempfile.mkdtemp(prefix="kernel-", dir=svc.store.tmp_dir()))
         try:
             _stage_config(result.vmlinux.with_name("config"), staging, result.version)
-            kernel = _store_kernel(svc, files, digest, wanted, f"build:{src}", staging)
+            kernel = store_kernel(svc, files, digest, wanted, f"build:{src}", staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     else:
@@ -98,7 +98,7 @@ def build_microvm_kernel(
 
 
 def _stage_config(config: Path, staging: Path, version: str) -> None:
-    """Where _store_kernel keeps a kernel's config from (``rootfs/boot/config-<version>``):
+    """Where store_kernel keeps a kernel's config from (``rootfs/boot/config-<version>``):
     stored as ``kernel/<uid>/config``, preflight reads it (virtio-mmio command-line devices)."""
     if config.is_file():
         boot = staging / "rootfs" / "boot"

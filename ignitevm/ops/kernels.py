@@ -93,7 +93,7 @@ def import_kernel(
                 return found
             unpack_image(resolved, work / "rootfs", svc.fetch)
             files = k.find_kernel_in_rootfs(work / "rootfs", work / "files")
-        return _store_kernel(svc, files, digest, name or display, source or display, work)
+        return store_kernel(svc, files, digest, name or display, source or display, work)
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -116,7 +116,7 @@ def _deb_path(svc: Services, source: str) -> Path:
     return path
 
 
-def _store_kernel(
+def store_kernel(
     svc: Services, files: KernelFiles, digest: str, name: str, source: str, work: Path
 ) -> Kernel:
     from ignitevm import kernel as k
@@ -125,7 +125,7 @@ def _store_kernel(
     obj_dir = work / "object"
     obj_dir.mkdir()
     k.to_vmlinux(files.vmlinux, obj_dir / VMLINUX_FILE)
-    _keep_kernel_config(work, files.version, obj_dir)
+    keep_kernel_config(work, files.version, obj_dir)
     k.build_initramfs(obj_dir / INITRD_FILE, modules_dir=files.modules_dir, version=files.version)
     size = sum(p.stat().st_size for p in obj_dir.iterdir())
     kernel = Kernel(
@@ -151,7 +151,7 @@ def _store_kernel(
     return kernel
 
 
-def _keep_kernel_config(work: Path, version: str, obj_dir: Path) -> None:
+def keep_kernel_config(work: Path, version: str, obj_dir: Path) -> None:
     """Keep the kernel's build config (Debian's package and many images ship
     /boot/config-<version>) as ``config``: preflight reads it to tell whether the kernel fits
     Firecracker (CONFIG_VIRTIO_MMIO_CMDLINE_DEVICES)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class PluginName(StrEnum):
@@ -30,6 +30,24 @@ class PortMapping:
 
     def __str__(self) -> str:
         return f"{self.host_ip}:{self.host_port}->{self.vm_port}/{self.protocol}"
+
+    def to_dict(self) -> dict[str, object]:
+        """The JSON form kept in launch.json, runtime.json and network.json."""
+        return {
+            "host_port": self.host_port,
+            "vm_port": self.vm_port,
+            "protocol": str(self.protocol),
+            "host_ip": self.host_ip,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PortMapping:
+        return cls(
+            int(data["host_port"]),
+            int(data["vm_port"]),
+            Protocol_(data.get("protocol", "tcp")),
+            str(data.get("host_ip", "0.0.0.0")),
+        )
 
 
 @dataclass(frozen=True)

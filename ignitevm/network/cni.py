@@ -27,7 +27,7 @@ import ignitevm
 from ignitevm import proc
 from ignitevm.errors import IgniteError
 from ignitevm.network import cniconf, netns, tc
-from ignitevm.network.base import Attachment, NetworkRequest, PluginName, PortMapping, Protocol_
+from ignitevm.network.base import Attachment, NetworkRequest, PluginName, PortMapping
 from ignitevm.network.cniexec import (
     CNIPluginError,
     CNIRuntime,
@@ -198,7 +198,7 @@ class CNINetwork:
             netns=netns_name(req.vm_uid),
             container_id=container_id(req.vm_uid),
             network=net.to_json(),
-            ports=[asdict(p) for p in req.ports],
+            ports=[p.to_dict() for p in req.ports],
             last_ip=old.last_ip if old else None,
             last_network=old.last_network if old else None,
         )
@@ -360,7 +360,7 @@ class CNINetwork:
             tc.restore_addresses(ns, record.ifname, record.tap, record.cidrs)
         net = cniconf.NetworkConfigList.from_json(record.network) if record.network else None
         if net is not None:
-            ports = tuple(_port_from_json(p) for p in record.ports)
+            ports = tuple(PortMapping.from_dict(p) for p in record.ports)
             args = replace(
                 self._runtime_args(req, record, tuple(record.requested_ips)), ports=ports
             )
@@ -394,15 +394,6 @@ class CNINetwork:
 
 def _split_rule(rule: str) -> list[str]:
     return shlex.split(rule)
-
-
-def _port_from_json(data: dict[str, Any]) -> PortMapping:
-    return PortMapping(
-        int(data["host_port"]),
-        int(data["vm_port"]),
-        Protocol_(data.get("protocol", "tcp")),
-        str(data.get("host_ip", "0.0.0.0")),
-    )
 
 
 def _is_responder(pid: int, ns: str) -> bool:

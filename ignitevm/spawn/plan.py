@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ignitevm.errors import IgniteError
-from ignitevm.network.base import NetworkRequest, PluginName, PortMapping, Protocol_
+from ignitevm.network.base import NetworkRequest, PluginName, PortMapping
 from ignitevm.vmm.base import Accel, Disk, MachineSpec, VMMName
 
 PLAN_FILE = "launch.json"
@@ -78,7 +78,7 @@ class LaunchPlan:
             {"path": str(d.path), "format": d.format, "readonly": d.readonly, "serial": d.serial}
             for d in self.disks
         ]
-        out["ports"] = [port_to_dict(p) for p in self.ports]
+        out["ports"] = [p.to_dict() for p in self.ports]
         out["accel"], out["vmm"], out["network"] = str(self.accel), str(self.vmm), str(self.network)
         out["extra"] = dict(self.extra)
         return out
@@ -92,7 +92,7 @@ class LaunchPlan:
             Disk(Path(d["path"]), d["format"], bool(d.get("readonly", False)), d.get("serial"))
             for d in values.get("disks", ())
         )
-        values["ports"] = tuple(port_from_dict(p) for p in values.get("ports", ()))
+        values["ports"] = tuple(PortMapping.from_dict(p) for p in values.get("ports", ()))
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -112,24 +112,6 @@ def read_plan(vm_dir: Path) -> LaunchPlan:
             f"cannot read the launch plan {path}: {exc}",
             hint="start the VM again with ignite start",
         ) from exc
-
-
-def port_to_dict(pm: PortMapping) -> dict[str, Any]:
-    return {
-        "host_port": pm.host_port,
-        "vm_port": pm.vm_port,
-        "protocol": str(pm.protocol),
-        "host_ip": pm.host_ip,
-    }
-
-
-def port_from_dict(data: dict[str, Any]) -> PortMapping:
-    return PortMapping(
-        int(data["host_port"]),
-        int(data["vm_port"]),
-        Protocol_(data.get("protocol", "tcp")),
-        str(data.get("host_ip", "0.0.0.0")),
-    )
 
 
 def write_json_atomic(path: Path, data: Any) -> None:

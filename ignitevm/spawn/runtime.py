@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ignitevm.network.base import NetworkRequest, PortMapping
-from ignitevm.spawn.plan import RUNTIME_FILE, port_from_dict, port_to_dict, write_json_atomic
+from ignitevm.spawn.plan import RUNTIME_FILE, write_json_atomic
 
 
 class RuntimeState(StrEnum):
@@ -55,7 +55,7 @@ class RuntimeStatus:
             "vm_uid": self.vm_uid,
             "vm_name": self.vm_name,
             "mac": self.mac,
-            "ports": [port_to_dict(p) for p in self.ports],
+            "ports": [p.to_dict() for p in self.ports],
         }
 
     @classmethod
@@ -74,7 +74,7 @@ class RuntimeStatus:
             vm_uid=str(data.get("vm_uid", "")),
             vm_name=str(data.get("vm_name", "")),
             mac=str(data.get("mac", "")),
-            ports=tuple(port_from_dict(p) for p in data.get("ports", ())),
+            ports=tuple(PortMapping.from_dict(p) for p in data.get("ports", ())),
         )
 
 

@@ -16,7 +16,6 @@ import os
 import shlex
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -26,6 +25,7 @@ from typing import Any
 import ignitevm
 from ignitevm import proc
 from ignitevm.errors import IgniteError
+from ignitevm.fsutil import write_json_atomic
 from ignitevm.network import cniconf, netns, tc
 from ignitevm.network.base import Attachment, NetworkRequest, PluginName, PortMapping
 from ignitevm.network.cniexec import (
@@ -90,17 +90,7 @@ class NetworkRecord:
 
     def save(self, vm_dir: Path) -> None:
         vm_dir.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=vm_dir, prefix=".network-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as fh:
-                json.dump(asdict(self), fh, indent=2)
-                fh.write("\n")
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.replace(tmp, vm_dir / RECORD_NAME)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_json_atomic(vm_dir / RECORD_NAME, asdict(self), fsync=True)
 
 
 def host_nameservers(

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ignitevm.errors import IgniteError, MissingToolError
+from ignitevm.fsutil import write_json_atomic
 
 log = logging.getLogger(__name__)
 
@@ -131,15 +131,7 @@ def write_default_config(conf_dir: Path) -> Path:
     """Write Ignite's default config list atomically (several VMs may start at once)."""
     conf_dir.mkdir(parents=True, exist_ok=True)
     target = conf_dir / DEFAULT_CONF_NAME
-    fd, tmp = tempfile.mkstemp(dir=conf_dir, prefix=".ignite-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(default_conflist(), fh, indent=2)
-            fh.write("\n")
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json_atomic(target, default_conflist())
     log.info("wrote the default CNI network configuration %s", target)
     return target
 

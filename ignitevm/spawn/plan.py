@@ -5,13 +5,12 @@ Plain JSON and dataclasses (no pydantic) keep the long-lived supervisor process 
 from __future__ import annotations
 
 import json
-import os
-import threading
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from ignitevm.errors import IgniteError
+from ignitevm.fsutil import write_json_atomic
 from ignitevm.network.base import NetworkRequest, PluginName, PortMapping
 from ignitevm.vmm.base import Accel, Disk, MachineSpec, VMMName
 
@@ -112,19 +111,3 @@ def read_plan(vm_dir: Path) -> LaunchPlan:
             f"cannot read the launch plan {path}: {exc}",
             hint="start the VM again with ignite start",
         ) from exc
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temp file in the same directory and rename it over ``path``.
-
-    The temp name is unique per process and thread (no ``tempfile``: it would add ~15 ms of
-    imports to every supervisor start)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise

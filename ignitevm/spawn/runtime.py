@@ -9,8 +9,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from ignitevm.fsutil import write_json_atomic
 from ignitevm.network.base import NetworkRequest, PortMapping
-from ignitevm.spawn.plan import RUNTIME_FILE, write_json_atomic
+from ignitevm.spawn.plan import RUNTIME_FILE
 
 
 class RuntimeState(StrEnum):

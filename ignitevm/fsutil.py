@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,3 +28,19 @@ def write_json_atomic(path: Path, data: Any, *, fsync: bool = False) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+@contextmanager
+def unix_socket_address(path: Path) -> Iterator[str]:
+    """The address to bind or connect a unix socket at ``path``: the path itself, or, when it is
+    longer than sun_path allows, the same file reached through ``/proc/self/fd/<dirfd>`` (the
+    directory fd stays open while the address is in use)."""
+    target = str(path)
+    if len(target.encode()) <= 100:
+        yield target
+        return
+    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        yield f"/proc/self/fd/{dir_fd}/{path.name}"
+    finally:
+        os.close(dir_fd)

@@ -10,6 +10,8 @@ import socket
 from pathlib import Path
 from typing import BinaryIO
 
+from ignitevm.fsutil import unix_socket_address
+
 log = logging.getLogger(__name__)
 
 # A client that does not read this much backlog is disconnected rather than slowing the VM.
@@ -122,19 +124,12 @@ def listen_unix(path: Path) -> socket.socket:
     through ``/proc/self/fd/<dirfd>``, as clients connect to it (vmm.qmp.connect_unix)."""
     path.unlink(missing_ok=True)
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    dir_fd = None
     try:
-        target = str(path)
-        if len(target.encode()) > 100:
-            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            target = f"/proc/self/fd/{dir_fd}/{path.name}"
-        sock.bind(target)
+        with unix_socket_address(path) as address:
+            sock.bind(address)
     except BaseException:
         sock.close()
         raise
-    finally:
-        if dir_fd is not None:
-            os.close(dir_fd)
     os.chmod(path, 0o600)
     sock.listen(8)
     sock.setblocking(False)

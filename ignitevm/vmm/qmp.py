@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 from pathlib import Path
@@ -11,6 +10,7 @@ from types import TracebackType
 from typing import Any
 
 from ignitevm.errors import IgniteError
+from ignitevm.fsutil import unix_socket_address
 
 
 class QMPError(IgniteError):
@@ -22,19 +22,12 @@ def connect_unix(path: Path, timeout: float) -> socket.socket:
     directory is then reached through ``/proc/self/fd``."""
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.settimeout(timeout)
-    dir_fd = None
     try:
-        target = str(path)
-        if len(target.encode()) > 100:
-            dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-            target = f"/proc/self/fd/{dir_fd}/{path.name}"
-        sock.connect(target)
+        with unix_socket_address(path) as address:
+            sock.connect(address)
     except BaseException:
         sock.close()
         raise
-    finally:
-        if dir_fd is not None:
-            os.close(dir_fd)
     return sock
 
 

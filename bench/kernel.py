@@ -28,6 +28,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import build_default_image, fetch_kernel_deb, print_rows
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 
@@ -114,11 +116,8 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
-    fetch = [PY, "-m", "ignitevm.kernel.apt", str(ROOT / "_out/cache/debs")]
-    deb = Path(subprocess.run(fetch, check=True, capture_output=True, text=True).stdout.strip())
-    archive = ROOT / "_out/images/default.oci.tar"
-    subprocess.run([PY, str(ROOT / "images/build.py"), "--output", f"oci-archive:{archive}"],
-                   check=True, capture_output=True)  # fmt: skip
+    deb = fetch_kernel_deb()
+    archive = build_default_image()
     work = Path(tempfile.mkdtemp(prefix="ignite-kernelbench-"))
     ig = Ignite(work, deb)
     try:
@@ -149,9 +148,7 @@ def main() -> None:
             extra = f"ratio {ratio:.2f}" if kernel != "debian:bookworm" else ""
             rows.append((f"run -> {stage}, {label}", _stats(values), extra, ""))
     rows[-1] = (*rows[-1][:3], f"{args.rounds} rounds, medians (min-max)")
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print_rows(rows)
 
 
 if __name__ == "__main__":

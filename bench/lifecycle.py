@@ -24,6 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from _common import build_default_image, fetch_kernel_deb, print_rows
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 MARKER = b"ignitevm-init: exec "
@@ -182,11 +184,8 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root (QEMU, disks)")
-    fetch = [PY, "-m", "ignitevm.kernel.apt", str(ROOT / "_out/cache/debs")]
-    deb = Path(subprocess.run(fetch, check=True, capture_output=True, text=True).stdout.strip())
-    archive = ROOT / "_out/images/default.oci.tar"
-    subprocess.run([PY, str(ROOT / "images/build.py"), "--output", f"oci-archive:{archive}"],
-                   check=True, capture_output=True)  # fmt: skip
+    deb = fetch_kernel_deb()
+    archive = build_default_image()
     work = Path(tempfile.mkdtemp(prefix="ignite-bench-"))
     rows: list[tuple[str, str, str, str]] = []
     b = Bench(work, deb)
@@ -218,9 +217,7 @@ def main() -> None:
         for uid in b.ignite("-q", "ps", "-a").split():
             b.ignite("rm", "-f", uid)
         shutil.rmtree(work, ignore_errors=True)
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print_rows(rows)
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _common import build_default_image, fetch_kernel_deb, print_rows
+
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
 PAYLOAD = 64 << 20
@@ -141,11 +143,8 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         raise SystemExit("run as root")
-    fetch = [PY, "-m", "ignitevm.kernel.apt", str(ROOT / "_out/cache/debs")]
-    deb = Path(subprocess.run(fetch, check=True, capture_output=True, text=True).stdout.strip())
-    archive = ROOT / "_out/images/default.oci.tar"
-    subprocess.run([PY, str(ROOT / "images/build.py"), "--output", f"oci-archive:{archive}"],
-                   check=True, capture_output=True)  # fmt: skip
+    deb = fetch_kernel_deb()
+    archive = build_default_image()
     work = Path(tempfile.mkdtemp(prefix="ignite-netbench-"))
     h = Host(work, deb)
     try:
@@ -164,9 +163,7 @@ def main() -> None:
          f"loopback {t['loopback']:.0f} MiB/s", f"ratio {t['raw'] / t['loopback']:.3f}"),
         ("host->guest via ignite exec (SSH)", f"{t['ssh']:.1f} MiB/s", "", "64 MiB"),
     ]  # fmt: skip
-    widths = [max(len(r[i]) for r in rows) for i in range(4)]
-    for r in rows:
-        print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
+    print_rows(rows)
 
 
 if __name__ == "__main__":

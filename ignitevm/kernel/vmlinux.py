@@ -1,4 +1,4 @@
-"""Turn a kernel image (ELF vmlinux or compressed bzImage) into the uncompressed ELF QEMU boots via PVH.
+"""Turn a kernel image (ELF vmlinux or bzImage) into the uncompressed ELF QEMU boots via PVH.
 
 Decompressing Debian's XZ bzImage costs ~5 s under TCG at every boot; doing it once here is the
 single biggest boot-time saving (see DESIGN.md).
@@ -111,7 +111,7 @@ def _bzimage_payload(blob: bytes) -> bytes | None:
 
 
 def decompress_kernel(blob: bytes) -> bytes:
-    """Return the ELF inside ``blob`` (itself if already ELF); raise IgniteError if none is found."""
+    """Return the ELF inside ``blob`` (itself if already ELF); IgniteError if there is none."""
     if blob.startswith(ELF_MAGIC):
         return blob
     payload = _bzimage_payload(blob)

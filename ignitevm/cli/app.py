@@ -41,7 +41,8 @@ def setup_logging(level: str) -> None:
     numeric = getattr(logging, level.upper(), logging.INFO)
     logging.basicConfig(
         level=numeric,
-        format="%(levelname).1s %(name)s: %(message)s"
+        # at debug level, milliseconds since the start: where the time of a command goes
+        format="%(relativeCreated)6.0f %(levelname).1s %(name)s: %(message)s"
         if numeric <= logging.DEBUG
         else "%(message)s",
     )

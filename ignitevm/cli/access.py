@@ -27,10 +27,10 @@ _timeout = click.option(
 def ssh(app: App, vm: str, identity: Path | None, timeout: float) -> None:
     """Open an interactive SSH session to a VM (system OpenSSH, the VM's key)."""
     from ignitevm import proc
-    from ignitevm.ops.access import require_target, wait_for_ssh
+    from ignitevm.ops.access import connect, require_target
 
     target = require_target(app.services(), vm, identity)
-    wait_for_ssh(target, timeout)
+    connect(target, timeout)
     proc.exec_replace(target.argv(timeout=timeout))
 
 
@@ -46,10 +46,10 @@ def exec_(
 ) -> None:
     """Run COMMAND in a VM; its exit code is ignite's. stdin is passed through."""
     from ignitevm import proc
-    from ignitevm.ops.access import remote_command, require_target, wait_for_ssh
+    from ignitevm.ops.access import connect, remote_command, require_target
 
     target = require_target(app.services(), vm, identity)
-    wait_for_ssh(target, timeout)
+    connect(target, timeout)
     sys.stdout.flush()
     proc.exec_replace([*target.argv(tty=tty, timeout=timeout), remote_command(list(command))])
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ignitevm import proc
 from ignitevm.errors import IgniteError, NotFoundError, ValidationError
-from ignitevm.ops.access import SSHTarget, require_target, wait_for_ssh
+from ignitevm.ops.access import SSHTarget, connect, require_target
 from ignitevm.ops.services import Services
 
 
@@ -35,12 +35,12 @@ def copy(svc: Services, src: str, dst: str, *, identity: Path | None = None,
         )
     if d is not None:
         target = require_target(svc, d[0], identity)
-        wait_for_ssh(target, timeout)
+        connect(target, timeout)
         _to_vm(target, Path(src), d[1], timeout)
     else:
         assert s is not None
         target = require_target(svc, s[0], identity)
-        wait_for_ssh(target, timeout)
+        connect(target, timeout)
         _from_vm(target, s[1], Path(dst), timeout)
 
 

@@ -69,11 +69,15 @@ def start_vm(
         raise
     recorded = _record_start(svc, vm, d, plugin_name)
     if wait and vm.spec.ssh and plugin_name != "none":
-        # with --ssh, "booted" means sshd answers (ignite run returns ready for ignite exec)
-        from ignitevm.ops.access import require_target, wait_for_ssh
+        # with --ssh, "booted" means sshd answers (ignite run returns ready for ignite exec);
+        # with a key of ours, that a login works: the VM's shared connection is then open
+        from ignitevm.ops.access import connect, require_target, wait_for_ssh
 
         left = max(1.0, timeout - (time.monotonic() - started))
-        wait_for_ssh(require_target(svc, vm.metadata.uid), left)
+        if vm.spec.ssh is True:
+            connect(require_target(svc, vm.metadata.uid), left)
+        else:  # the user's own public key: we cannot log in, sshd's banner has to do
+            wait_for_ssh(require_target(svc, vm.metadata.uid, any_key=True), left)
     return recorded
 
 

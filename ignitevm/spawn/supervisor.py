@@ -24,6 +24,7 @@ from ignitevm.network.base import Attachment, NetworkPlugin, require_plugin
 from ignitevm.spawn.plan import ATTACH_SOCKET, CONSOLE_FILE, RUNTIME_FILE, LaunchPlan
 from ignitevm.spawn.relay import MAX_INPUT_BACKLOG, Clients, ConsoleLog, listen_unix
 from ignitevm.spawn.runtime import RuntimeState, RuntimeStatus, write_runtime
+from ignitevm.spawn.sshmux import close_master
 from ignitevm.spawn.vmmdriver import VMMDriver, driver_for
 from ignitevm.vmm.base import with_guest_ip
 from ignitevm.vmm.firecracker import API_SOCKET
@@ -59,6 +60,7 @@ class Ready:
 
 
 def remove_runtime_files(vm_dir: Path) -> None:
+    close_master(vm_dir)  # the shared SSH connection lives as long as the run
     for name in (RUNTIME_FILE, QMP_SOCKET, API_SOCKET, ATTACH_SOCKET):
         (vm_dir / name).unlink(missing_ok=True)
 

@@ -168,6 +168,27 @@ def test_ssh_exec_cp_ports_and_pings(nethost: NetHost, vm_name: str, tmp_path: P
     finally:
         server.kill()
 
+    # every exec/cp above shared the one connection `run --ssh` opened; stop closes it
+    d = _vm_dir(nethost, vm_name)
+    assert _ssh_masters(d), "no shared SSH connection"
+    nethost.cli("stop", vm_name)
+    assert not _ssh_masters(d)
+
+
+def _ssh_masters(vm_dir: Path) -> list[int]:
+    """pids of ssh processes whose control socket belongs to ``vm_dir``."""
+    from ignitevm.spawn.sshmux import control_path
+
+    needle = f"ControlPath={control_path(vm_dir)}".encode()
+    pids = []
+    for p in Path("/proc").iterdir():
+        try:
+            if p.name.isdigit() and needle in (p / "cmdline").read_bytes():
+                pids.append(int(p.name))
+        except OSError:
+            continue
+    return pids
+
 
 def _exec(host: NetHost, vm: str, command: str) -> list[str]:
     return ["env", f"IGNITE_STATE_DIR={host.ignite.state_dir}", sys.executable, "-m",
@@ -182,6 +203,14 @@ def test_two_vms_reach_each_other(nethost: NetHost, vm_name: str) -> None:
     ip_b = nethost.ip_of(b)
     assert ip_b != nethost.ip_of(a)
     assert "1 packets received" in nethost.cli("exec", a, "ping", "-c", "1", "-W", "3", ip_b)
+    # kill -9 of the supervisor: the cleanup of the next command closes the shared connection
+    d = _vm_dir(nethost, a)
+    assert _ssh_masters(d)
+    rt = json.loads((d / "runtime.json").read_text())
+    os.kill(int(rt["supervisor_pid"]), signal.SIGKILL)
+    time.sleep(0.5)
+    nethost.cli("rm", "-f", a)
+    assert not _ssh_masters(d)
 
 
 def _leases(host: NetHost) -> list[str]:

@@ -21,6 +21,13 @@ log = logging.getLogger(__name__)
 VMLINUX_FILE = "vmlinux"
 INITRD_FILE = "initrd.cpio"
 CONFIG_FILE = "config"  # the kernel's build config, when its source shipped one
+MODULES_FILE = "modules.ext4"  # the whole modules tree, attached read-only to every VM
+
+
+def modules_disk(svc: Services, kernel: Kernel) -> Path | None:
+    """The kernel's modules disk (label ignite-modules), None for a kernel without modules."""
+    path = svc.store.object_dir(Kind.KERNEL, kernel.metadata.uid) / MODULES_FILE
+    return path if path.is_file() else None
 
 
 def kernel_files(svc: Services, kernel: Kernel) -> tuple[Path, Path]:
@@ -127,6 +134,10 @@ def store_kernel(
     k.to_vmlinux(files.vmlinux, obj_dir / VMLINUX_FILE)
     keep_kernel_config(work, files.version, obj_dir)
     k.build_initramfs(obj_dir / INITRD_FILE, modules_dir=files.modules_dir, version=files.version)
+    if files.modules_dir is not None:
+        # the guest's modprobe finds every module (br_netfilter, nf_tables, ...) there, as in
+        # Ignite, where the kernel's modules were copied into each VM; here one disk is shared
+        k.build_modules_image(files.modules_dir, obj_dir / MODULES_FILE, version=files.version)
     size = sum(p.stat().st_size for p in obj_dir.iterdir())
     kernel = Kernel(
         metadata=ObjectMeta(name=name, uid=uid, created=datetime.now(UTC)),

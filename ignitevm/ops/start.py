@@ -11,11 +11,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ignitevm.api import VM, Kind
+from ignitevm.api import VM, Kernel, Kind
 from ignitevm.api.types import Runtime, Vmm
 from ignitevm.errors import ConflictError, IgniteError
 from ignitevm.ops.images import image_of_vm
-from ignitevm.ops.kernels import kernel_files, kernel_of_vm
+from ignitevm.ops.kernels import kernel_files, kernel_of_vm, modules_disk
 from ignitevm.ops.services import Services
 from ignitevm.ops.vmfiles import INITRD_FILE, SSH_KEY_FILE, VM_LAYER_FILE, vm_dir
 
@@ -134,13 +134,21 @@ def _launch_plan(
         vmlinux=vmlinux,
         initrd=d / INITRD_FILE,
         cmdline=cmdline,
-        disks=(*root_disks(svc, vm, d, cow), *volume_disks(vm)),
+        disks=(*root_disks(svc, vm, d, cow), *volume_disks(vm), *_modules(svc, kernel)),
         mac=mac_for_uid(vm.metadata.uid),
         accel=accel,
         vmm=choice.vmm,
         network=plugin_name,
         ports=ports,
     )
+
+
+def _modules(svc: Services, kernel: Kernel) -> tuple[Disk, ...]:
+    """The kernel's modules disk, read-only (shared by its VMs); /init mounts it by label."""
+    from ignitevm.vmm.base import Disk
+
+    path = modules_disk(svc, kernel)
+    return () if path is None else (Disk(path, "raw", readonly=True),)
 
 
 def _free_port() -> int:

@@ -129,6 +129,9 @@ def test_ssh_exec_cp_ports_and_pings(nethost: NetHost, vm_name: str, tmp_path: P
     assert nethost.cli("exec", vm_name, "uname", "-r").strip() == kernel["status"]["version"]
     assert nethost.cli("exec", vm_name, "cat", "/etc/motd") == motd.read_text()
     assert nethost.run(*_exec(nethost, vm_name, "exit 3"), check=False).returncode == 3
+    # every module of the kernel is there for modprobe (the kernel's shared modules disk)
+    nethost.cli("exec", vm_name, "modprobe", "br_netfilter")
+    assert "br_netfilter" in nethost.cli("exec", vm_name, "cat", "/proc/modules")
 
     key = _vm_dir(nethost, vm_name) / "id_ed25519"
     ssh = nethost.run("ssh", "-i", str(key), "-p", "2222", "-o", "StrictHostKeyChecking=no",

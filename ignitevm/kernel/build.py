@@ -298,6 +298,27 @@ def configure(src: Path, obj: Path, fragment: Path, log_path: Path) -> list[Drop
     return dropped
 
 
+def prune_workdir(workdir: Path, key: str, src_id: str) -> list[str]:
+    """Remove what older builds left in ``workdir`` (other configs' outputs and logs, other
+    sources' trees: 1.5 GB each); stored kernels are copies, so nothing stored depends on them.
+    Returns the names removed."""
+    keep = {f"out-{key[:16]}", f"build-{key[:16]}.log", f"fragment-{key[:16]}.config",
+            f"src-{src_id[:16]}", f"obj-{src_id[:16]}"}  # fmt: skip
+    removed = []
+    for entry in sorted(workdir.iterdir()):
+        if entry.name in keep or not entry.name.startswith(("out-", "build-", "fragment-",
+                                                            "src-", "obj-")):  # fmt: skip
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    if removed:
+        log.info("removed older builds from %s: %s", workdir, ", ".join(removed))
+    return removed
+
+
 def build_kernel(
     source: Path | None,
     workdir: Path,
@@ -347,4 +368,5 @@ def build_kernel(
     shutil.rmtree(out, ignore_errors=True)
     os.rename(tmp, out)
     log.info("built kernel %s in %.0f s", version, seconds)
+    prune_workdir(workdir, key, src_id)
     return BuildResult(out / "vmlinux", version, key, False, seconds, tuple(dropped))

@@ -211,6 +211,10 @@ class Store:
         shutil.rmtree(grave, ignore_errors=True)
         if grave.exists():
             log.warning("could not remove all of %s; remove it by hand", grave)
+        # graves a crash left mid-removal: already out of the store, safe to finish (a
+        # concurrent delete removing its own at the same time only makes rmtree skip entries)
+        for stale in self.tmp_dir().glob(f"deleted-{kind.dir}-*"):
+            shutil.rmtree(stale, ignore_errors=True)
 
     # --- internals ---------------------------------------------------------------------------
 

@@ -298,3 +298,21 @@ def test_use_case_stores_reuses_renames_and_exports(
         assert inner.getnames() == ["boot", "boot/config-6.1.99-microvm", "boot/vmlinux"]
         assert inner.extractfile("boot/config-6.1.99-microvm").read() == b"CONFIG_X=y\n"  # type: ignore[union-attr]
         assert inner.extractfile("boot/vmlinux").read() == ELF  # type: ignore[union-attr]
+
+
+def test_prune_workdir_keeps_only_the_current_build(tmp_path: Path) -> None:
+    from ignitevm.kernel.build import prune_workdir
+
+    key, src = "a" * 64, "b" * 64
+    current = [f"out-{key[:16]}", f"src-{src[:16]}", f"obj-{src[:16]}"]
+    old = [f"out-{'c' * 16}", f"src-{'d' * 16}", f"obj-{'d' * 16}"]
+    for name in current + old:
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "file").write_text("x")
+    for name in (f"build-{key[:16]}.log", f"build-{'c' * 16}.log", f"fragment-{'c' * 16}.config"):
+        (tmp_path / name).write_text("x")
+    (tmp_path / "notes.txt").write_text("mine")
+    removed = prune_workdir(tmp_path, key, src)
+    assert sorted(removed) == sorted([*old, f"build-{'c' * 16}.log", f"fragment-{'c' * 16}.config"])
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left == sorted([*current, f"build-{key[:16]}.log", "notes.txt"])

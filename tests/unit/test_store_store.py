@@ -199,6 +199,20 @@ def test_delete(tmp_path: Path) -> None:
     store.delete(Kind.VM, vm.metadata.uid)  # idempotent
 
 
+def test_delete_finishes_what_a_crash_left(tmp_path: Path) -> None:
+    store = Store(tmp_path)
+    left = store.tmp_dir() / "deleted-vm-0123456789abcdef-00000000"
+    (left / "sub").mkdir(parents=True)
+    (left / "sub" / "disk.qcow2").write_bytes(b"x")
+    other = store.tmp_dir() / "import-in-progress"
+    other.mkdir()
+    vm = make_vm("next")
+    store.save(vm)
+    store.delete(Kind.VM, vm.metadata.uid)
+    assert not left.exists()
+    assert other.exists()  # only graves are swept
+
+
 def _bump_labels(root: str, uid: str, worker: int, count: int) -> None:
     store = Store(Path(root))
 

@@ -55,6 +55,10 @@ def _common_options(f: Any) -> Any:
                      help="VMs acted on in parallel."),
         click.option("--boot-timeout", type=float, default=None,
                      help="Seconds to wait for a VM's init (default as ignite start)."),
+        click.option("--ignore-preflight-checks", "ignore_preflight", default="",
+                     metavar="NAME,...|all",
+                     help="Preflight checks whose failure is only a warning when a VM starts "
+                          "(as ignite start)."),
     ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)
@@ -159,6 +163,7 @@ def _serve(g: Globals, params: dict[str, Any], source: ManifestSource) -> None:
     from ignitevm.gitops.opsbridge import ServicesOps
     from ignitevm.gitops.plan import owner_value
     from ignitevm.gitops.reconcile import Reconciler
+    from ignitevm.ops.preflight import parse_ignored
     from ignitevm.ops.services import build_services
 
     interval = parse_duration(params["interval"])
@@ -167,7 +172,12 @@ def _serve(g: Globals, params: dict[str, Any], source: ManifestSource) -> None:
     if addr is None:
         addr = "" if once else DEFAULT_METRICS_ADDR
     svc = build_services(g.ignite_config)
-    ops = ServicesOps(svc, params["network_plugin"], boot_timeout=params["boot_timeout"])
+    ops = ServicesOps(
+        svc,
+        params["network_plugin"],
+        boot_timeout=params["boot_timeout"],
+        ignore_preflight=parse_ignored(params["ignore_preflight"]),
+    )
     metrics = Metrics()
     reconciler = Reconciler(ops, owner_value(params["host"]), metrics, workers=params["workers"])
     stop = threading.Event()

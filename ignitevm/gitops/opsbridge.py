@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Any
 
 from ignitevm.api import VM
 from ignitevm.gitops.plan import ActualVM
@@ -18,6 +19,7 @@ class ServicesOps:
     network_plugin: str | None = None  # None: the configuration's
     boot_timeout: float | None = None  # None: ops.start's default
     stop_timeout: float = STOP_TIMEOUT
+    ignore_preflight: frozenset[str] = frozenset()  # as `ignite start --ignore-preflight-checks`
     # two workers creating VMs of one image not yet imported would both import it
     _import_locks: dict[str, threading.Lock] = field(default_factory=dict)
     _guard: threading.Lock = field(default_factory=threading.Lock)
@@ -47,10 +49,14 @@ class ServicesOps:
     def start(self, uid: str) -> None:
         from ignitevm.ops.start import start_vm
 
-        if self.boot_timeout is None:
-            start_vm(self.svc, uid, network_plugin=self.network_plugin)
-        else:
-            start_vm(self.svc, uid, network_plugin=self.network_plugin, timeout=self.boot_timeout)
+        kw: dict[str, Any] = {} if self.boot_timeout is None else {"timeout": self.boot_timeout}
+        start_vm(
+            self.svc,
+            uid,
+            network_plugin=self.network_plugin,
+            ignore_preflight=self.ignore_preflight,
+            **kw,
+        )
 
     def stop(self, uid: str) -> None:
         from ignitevm.ops.stop import stop_vm
@@ -61,6 +67,16 @@ class ServicesOps:
         from ignitevm.ops.remove import remove_vm
 
         remove_vm(self.svc, uid, force=True)
+
+    def set_metadata(self, uid: str, labels: dict[str, str], annotations: dict[str, str]) -> None:
+        from ignitevm.api import Kind
+
+        def update(vm: VM) -> VM:
+            vm.metadata.labels = dict(labels)
+            vm.metadata.annotations = dict(annotations)
+            return vm
+
+        self.svc.store.update(Kind.VM, uid, update)
 
     def _lock_for(self, image: str) -> threading.Lock:
         with self._guard:

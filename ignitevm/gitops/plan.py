@@ -2,9 +2,9 @@
 
 Ownership: ignited labels the VMs it creates ``ignite.weave.works/owner=<owner>`` (``ignited``,
 or ``ignited/<host>`` with ``--host``) and annotates them with the hash of the manifest's name and
-spec.
-Only VMs with its own owner value are ever stopped, replaced or removed; a VM a person made (no
-label) or another ignited made is never touched, even when a manifest names it.
+spec. Only VMs with its own owner value are ever stopped, replaced, relabelled or removed; a
+VM a person made (no label) or another ignited made is never touched, even when a manifest
+names it. A change of labels or annotations alone is applied in place: nothing restarts.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ class ActionKind(StrEnum):
     START = "start"
     STOP = "stop"
     REPLACE = "replace"  # remove, create, start when wanted: the spec changed
+    RELABEL = "relabel"  # only labels/annotations changed: updated in place, nothing restarts
     REMOVE = "remove"  # the manifest is gone (prune)
 
 
@@ -46,6 +47,7 @@ class Action:
     uid: str
     name: str
     desired: DesiredVM | None = None  # None for REMOVE
+    relabel: bool = False  # START/STOP/RELABEL: update labels and annotations first
 
     @property
     def start_after(self) -> bool:
@@ -103,11 +105,30 @@ def make_plan(desired: ManifestSet, actual: Iterable[ActualVM], owner: str) -> P
             plan.conflicts.append(_not_ours(want, have))
             continue
         kind = _decide(want, have)
+        relabel = kind != ActionKind.REPLACE and desired_metadata(want, owner) != (
+            have.labels,
+            have.annotations,
+        )
+        if kind is None and relabel:
+            kind = ActionKind.RELABEL
         if kind is None:
             plan.adopted.append(want.uid)
         else:
-            plan.actions.append(Action(kind, want.uid, want.name, want))
+            plan.actions.append(Action(kind, want.uid, want.name, want, relabel=relabel))
     return plan
+
+
+def desired_metadata(want: DesiredVM, owner: str) -> tuple[dict[str, str], dict[str, str]]:
+    """(labels, annotations) of the VM ignited keeps for ``want``: the manifest's, marked as
+    ours (owner label, spec hash, source file)."""
+    meta = want.vm.metadata
+    labels = {**meta.labels, OWNER_LABEL: owner}
+    annotations = {
+        **meta.annotations,
+        SPEC_HASH_ANNOTATION: want.spec_hash,
+        SOURCE_ANNOTATION: want.file,
+    }
+    return labels, annotations
 
 
 def _decide(want: DesiredVM, have: ActualVM) -> ActionKind | None:

@@ -17,14 +17,12 @@ from ignitevm.errors import IgniteError
 from ignitevm.gitops.manifests import DesiredVM, ManifestSet
 from ignitevm.gitops.metrics import Metrics
 from ignitevm.gitops.plan import (
-    SOURCE_ANNOTATION,
-    SPEC_HASH_ANNOTATION,
     Action,
     ActionKind,
     ActualVM,
+    desired_metadata,
     make_plan,
 )
-from ignitevm.ops.vmfiles import OWNER_LABEL
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +35,9 @@ class VMOps(Protocol):
     def start(self, uid: str) -> None: ...
     def stop(self, uid: str) -> None: ...
     def remove(self, uid: str) -> None: ...
+    def set_metadata(
+        self, uid: str, labels: dict[str, str], annotations: dict[str, str]
+    ) -> None: ...
 
 
 @dataclass
@@ -100,13 +101,8 @@ def vm_to_create(want: DesiredVM, owner: str) -> VM:
     """A fresh VM object from the manifest: its name, uid, labels, annotations and spec, marked
     as ours (owner label, spec hash, source file); the manifest's status is what it wants, not
     what is, so it is not copied."""
+    labels, annotations = desired_metadata(want, owner)
     meta = want.vm.metadata
-    labels = {**meta.labels, OWNER_LABEL: owner}
-    annotations = {
-        **meta.annotations,
-        SPEC_HASH_ANNOTATION: want.spec_hash,
-        SOURCE_ANNOTATION: want.file,
-    }
     return VM(
         metadata=ObjectMeta(name=meta.name, uid=meta.uid, labels=labels, annotations=annotations),
         spec=want.vm.spec.model_copy(deep=True),
@@ -179,6 +175,9 @@ class Reconciler:
 
     def _apply(self, action: Action) -> None:
         kind, uid = action.kind, action.uid
+        if action.relabel:
+            assert action.desired is not None
+            self.ops.set_metadata(uid, *desired_metadata(action.desired, self.owner))
         if kind in (ActionKind.REMOVE, ActionKind.REPLACE):
             self.ops.remove(uid)
         if kind == ActionKind.STOP:

@@ -92,6 +92,11 @@ class FakeOps:
         self._call("remove", self.vms[uid].name)
         del self.vms[uid]
 
+    def set_metadata(self, uid: str, labels: dict[str, str], annotations: dict[str, str]) -> None:
+        vm = self.vms[uid]
+        self._call("relabel", vm.name)
+        self.vms[uid] = ActualVM(vm.uid, vm.name, dict(labels), dict(annotations), vm.running)
+
 
 @pytest.fixture
 def repo(tmp_path: Path) -> Path:
@@ -120,6 +125,25 @@ def test_create_start_then_nothing(repo: Path) -> None:
     assert reconcile(rec, repo) == []
     assert rec.metrics.actions["create"] == 1 and rec.metrics.actions["start"] == 1
     assert rec.metrics.vms == {"running": 1, "stopped": 0}
+
+
+def test_label_change_is_applied_in_place(repo: Path) -> None:
+    (repo / "a.yaml").write_text(manifest("a"))
+    ops = FakeOps()
+    rec = Reconciler(ops, OWNER)
+    reconcile(rec, repo)
+    text = manifest("a").replace("metadata:\n", "metadata:\n  labels:\n    tier: web\n", 1)
+    (repo / "a.yaml").write_text(text)
+    assert reconcile(rec, repo) == [("relabel", "a")]  # no remove, no restart
+    vm = next(iter(ops.vms.values()))
+    assert vm.labels == {"tier": "web", OWNER_LABEL: "ignited"} and vm.running
+    assert reconcile(rec, repo) == []
+    # with a stop wanted too: relabelled, then stopped, in one action
+    (repo / "a.yaml").write_text(
+        text.replace("tier: web", "tier: db") + "status:\n  running: false\n"
+    )
+    assert reconcile(rec, repo) == [("relabel", "a"), ("stop", "a")]
+    assert next(iter(ops.vms.values())).labels["tier"] == "db"
 
 
 def test_running_false_creates_stopped_and_stops(repo: Path) -> None:

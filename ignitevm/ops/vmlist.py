@@ -19,7 +19,7 @@ class VMView:
 
 def live_view(svc: Services, vm: VM) -> VMView:
     """Overlay the supervisor's live state on the stored object: a dead VM is never running."""
-    from ignitevm.spawn.control import runtime_status
+    from ignitevm.spawn.runtime import runtime_status
 
     status = runtime_status(vm_dir(svc, vm))
     vm.status.running = status is not None

@@ -13,26 +13,24 @@ if TYPE_CHECKING:
     from ignitevm.spawn.control import (
         ConsoleFollower,
         cleanup_stale,
-        is_running,
         kill,
         launch,
         request_stop,
-        runtime_status,
         wait_for_boot,
         wait_until_stopped,
     )
     from ignitevm.spawn.plan import LaunchPlan, read_plan
-    from ignitevm.spawn.runtime import RuntimeState, RuntimeStatus
+    from ignitevm.spawn.runtime import RuntimeState, RuntimeStatus, is_running, runtime_status
 
 _LAZY = {
     "ConsoleFollower": "control",
     "attach": "attach",
     "cleanup_stale": "control",
-    "is_running": "control",
+    "is_running": "runtime",
     "kill": "control",
     "launch": "control",
     "request_stop": "control",
-    "runtime_status": "control",
+    "runtime_status": "runtime",
     "wait_for_boot": "control",
     "wait_until_stopped": "control",
     "LaunchPlan": "plan",

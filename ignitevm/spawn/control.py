@@ -20,12 +20,13 @@ from ignitevm.network.base import NetworkPlugin, require_plugin
 from ignitevm.spawn.plan import CONSOLE_FILE, SUPERVISOR_LOG, LaunchPlan
 from ignitevm.spawn.runtime import (
     RuntimeStatus,
+    is_running,
     pid_in_dir,
     read_runtime,
 )
 from ignitevm.spawn.supervisor import remove_runtime_files
 from ignitevm.spawn.vmmdriver import driver_for
-from ignitevm.store.locks import is_locked, try_hold_lock
+from ignitevm.store.locks import try_hold_lock
 from ignitevm.vmm.base import VMMName
 from ignitevm.vmm.firecracker import API_SOCKET
 from ignitevm.vmm.qemu import QMP_SOCKET
@@ -36,19 +37,6 @@ log = logging.getLogger(__name__)
 LAUNCH_TIMEOUT = 120.0  # network setup (CNI) and QEMU start, not the boot
 KILL_TIMEOUT = 10.0
 REPRESS_INTERVAL = 3.0  # seconds between power button presses
-
-
-def is_running(vm_dir: Path) -> bool:
-    """True while the VM's supervisor holds the lock on vm_dir (DESIGN.md "State and truth")."""
-    return is_locked(vm_dir)
-
-
-def runtime_status(vm_dir: Path) -> RuntimeStatus | None:
-    """The supervisor's runtime.json while it runs; None when the VM does not run."""
-    status = read_runtime(vm_dir)
-    if status is None or not is_locked(vm_dir):
-        return None
-    return status
 
 
 def tail_lines(path: Path, count: int = 20, max_bytes: int = 16384) -> list[str]:

@@ -18,9 +18,7 @@ from ignitevm.network.base import PortMapping, Protocol_
 from ignitevm.spawn.attach import CTRL_P, CTRL_Q, DetachScanner
 from ignitevm.spawn.control import (
     cleanup_stale,
-    is_running,
     kill,
-    runtime_status,
     tail_lines,
     wait_for_boot,
 )
@@ -29,8 +27,10 @@ from ignitevm.spawn.relay import ConsoleLog, listen_unix
 from ignitevm.spawn.runtime import (
     RuntimeState,
     RuntimeStatus,
+    is_running,
     pid_in_dir,
     read_runtime,
+    runtime_status,
     write_runtime,
 )
 from ignitevm.spawn.supervisor import Ready, Supervisor

@@ -68,22 +68,33 @@ ttyS0::respawn:/sbin/getty -L 115200 ttyS0 vt100
 RCS = """\
 #!/bin/sh
 # System start: mount the API filesystems the initramfs did not hand over, then S* scripts.
-mounted() { grep -q " $1 " /proc/mounts 2>/dev/null; }
+# Shell builtins wherever a tool would do: under TCG each fork+exec costs the boot ~30 ms.
+MOUNTS=" "
+if [ -r /proc/mounts ]; then
+    while read -r _dev mp _rest; do MOUNTS="$MOUNTS$mp "; done </proc/mounts
+fi
+mounted() { case "$MOUNTS" in *" $1 "*) return 0 ;; esac; return 1; }
 mounted /proc || mount -t proc proc /proc
 mounted /sys || mount -t sysfs sysfs /sys
 mounted /dev || mount -t devtmpfs devtmpfs /dev
-mkdir -p /dev/pts /dev/shm
+[ -d /dev/pts ] && [ -d /dev/shm ] || mkdir -p /dev/pts /dev/shm
 mounted /dev/pts || mount -t devpts -o gid=5,mode=620 devpts /dev/pts
 mounted /dev/shm || mount -t tmpfs -o mode=1777 tmpfs /dev/shm
 mounted /run || mount -t tmpfs -o mode=0755 tmpfs /run
 mounted /tmp || mount -t tmpfs -o mode=1777 tmpfs /tmp
-[ -s /etc/hostname ] && hostname -F /etc/hostname
-ip link set lo up 2>/dev/null
+# The initramfs usually set the hostname and brought lo up already.
+HOST= CURRENT=
+[ -s /etc/hostname ] && read -r HOST </etc/hostname
+read -r CURRENT </proc/sys/kernel/hostname 2>/dev/null
+[ -n "$HOST" ] && [ "$HOST" != "$CURRENT" ] && hostname "$HOST"
+FLAGS=0
+read -r FLAGS </sys/class/net/lo/flags 2>/dev/null
+[ $((FLAGS & 1)) -eq 1 ] || ip link set lo up 2>/dev/null
 mkdir -p /run/sshd /var/log
 for script in /etc/init.d/S[0-9]*; do
     [ -x "$script" ] && "$script" start
 done
-echo "ignitevm-default: sysinit done, $(hostname) up"
+echo "ignitevm-default: sysinit done, ${HOST:-$CURRENT} up"
 """
 
 RCK = """\
@@ -102,7 +113,7 @@ SSHD = """\
 #!/bin/sh
 # Respawned by init. -R makes host keys at the first connection (persisted in /etc/dropbear),
 # -s refuses passwords: log in with a key (ignite run --ssh).
-mkdir -p /etc/dropbear
+[ -d /etc/dropbear ] || mkdir -p /etc/dropbear
 echo "ignitevm-default: sshd (dropbear) listening on port 22" >/dev/console
 exec /usr/sbin/dropbear -F -E -R -s -p 22 2>>/var/log/dropbear.log
 """

@@ -55,6 +55,21 @@ def read_module(path: Path) -> bytes:
     return data
 
 
+SIGNATURE_MAGIC = b"~Module signature appended~\n"
+
+
+def strip_signature(ko: bytes) -> bytes:
+    """The module without its appended signature (``scripts/sign-file``'s layout: the PKCS#7
+    blob, ``struct module_signature`` whose last 4 bytes are the blob's big-endian length, the
+    magic). Unchanged when it carries none or the trailer does not add up."""
+    if not ko.endswith(SIGNATURE_MAGIC):
+        return ko
+    info_end = len(ko) - len(SIGNATURE_MAGIC)
+    sig_len = int.from_bytes(ko[info_end - 4 : info_end], "big")
+    end = info_end - 12 - sig_len
+    return ko[:end] if end > 0 else ko
+
+
 def modinfo(elf: bytes) -> dict[str, str]:
     """The ``.modinfo`` section of a 64-bit little-endian module as a dict (last value wins)."""
     if elf[:4] != b"\x7fELF" or elf[4] != 2 or elf[5] != 1:

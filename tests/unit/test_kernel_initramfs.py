@@ -20,7 +20,7 @@ from ignitevm.kernel import (
     resolve_modules,
     write_vm_layer,
 )
-from ignitevm.kernel.modules import modinfo
+from ignitevm.kernel.modules import SIGNATURE_MAGIC, modinfo, strip_signature
 
 
 def fake_module(name: str, depends: str = "") -> bytes:
@@ -95,6 +95,32 @@ def test_modules_dep_wins_when_present(modules_dir: Path) -> None:
     (modules_dir / "modules.dep").write_text("kernel/ext4.ko: kernel/jbd2.ko\nkernel/jbd2.ko:\n")
     names = [m.name for m in resolve_modules(modules_dir)]
     assert names.index("jbd2") < names.index("ext4")
+
+
+def signed(module: bytes, sig: bytes = b"\x30\x82PKCS7-blob") -> bytes:
+    """``module`` as scripts/sign-file leaves it: blob, struct module_signature, magic."""
+    info = bytes([0, 0, 2, 0, 0, 0, 0, 0]) + len(sig).to_bytes(4, "big")
+    return module + sig + info + SIGNATURE_MAGIC
+
+
+def test_strip_signature() -> None:
+    module = fake_module("ext4")
+    assert strip_signature(signed(module)) == module
+    assert strip_signature(module) == module  # unsigned: unchanged
+    broken = module + (10**6).to_bytes(12, "big") + SIGNATURE_MAGIC  # length beyond the file
+    assert strip_signature(broken) == broken
+
+
+def test_initramfs_modules_are_unsigned_copies(modules_dir: Path, tmp_path: Path) -> None:
+    if shutil.which("busybox") is None:
+        pytest.skip("busybox-static not installed")
+    ext4 = modules_dir / "kernel/ext4.ko"
+    plain = ext4.read_bytes()
+    ext4.write_bytes(signed(plain))
+    out = tmp_path / "initrd.cpio"
+    build_initramfs(out, modules_dir=modules_dir, version="6.1.0-99-test")
+    entries = {e.name: e for e in read_cpio(out.read_bytes())}
+    assert entries["lib/modules/ext4.ko"].data == plain
 
 
 def test_missing_dependency_is_an_error(modules_dir: Path) -> None:

@@ -163,6 +163,7 @@ def _serve(g: Globals, params: dict[str, Any], source: ManifestSource) -> None:
     from ignitevm.gitops.opsbridge import ServicesOps
     from ignitevm.gitops.plan import owner_value
     from ignitevm.gitops.reconcile import Reconciler
+    from ignitevm.gitops.source import GitSource, gitops_workdir
     from ignitevm.ops.preflight import parse_ignored
     from ignitevm.ops.services import build_services
 
@@ -172,6 +173,11 @@ def _serve(g: Globals, params: dict[str, Any], source: ManifestSource) -> None:
     if addr is None:
         addr = "" if once else DEFAULT_METRICS_ADDR
     svc = build_services(g.ignite_config)
+    if isinstance(source, GitSource) and source.workdir is None:
+        # in the state dir, not a temp dir: a restart fetches only what is new and can fall
+        # back on the last checkout while the repository is unreachable
+        source.workdir = gitops_workdir(svc.store.root, source.url, source.branch, params["host"])
+        source.persistent = True
     ops = ServicesOps(
         svc,
         params["network_plugin"],

@@ -69,6 +69,14 @@ class Daemon:
             if exc.hint:
                 log.error("hint: %s", exc.hint)
             if self._snapshot is None:
+                # a restarted ignited: the checkout its previous run left, if there is one
+                self._snapshot = self.source.last_good()
+                if self._snapshot is not None:
+                    log.warning(
+                        "using the checkout of the previous run (%s) until the source answers",
+                        self._snapshot.revision[:12],
+                    )
+                    return self._snapshot
                 return None
             return Snapshot(
                 self._snapshot.root, self._snapshot.revision, self._snapshot.revision_time, False

@@ -45,6 +45,7 @@ class Snapshot:
 
 class ManifestSource(Protocol):
     def sync(self) -> Snapshot: ...
+    def last_good(self) -> Snapshot | None: ...
     def close(self) -> None: ...
 
 
@@ -69,6 +70,9 @@ class DirectorySource:
         changed, self._fingerprint = fingerprint != self._fingerprint, fingerprint
         return Snapshot(self.root, changed=changed)
 
+    def last_good(self) -> Snapshot | None:
+        return None  # a directory is read where it is, or not at all
+
     def close(self) -> None:
         pass
 
@@ -83,17 +87,23 @@ class GitAuth:
 
 @dataclass
 class GitSource:
-    """A shallow clone of ``url`` (``branch``, default the remote's HEAD) in a private temp dir;
-    every ``sync`` fetches and checks out the newest commit. On a failed fetch the last good
-    checkout stays and the error is raised for the caller to report."""
+    """A shallow clone of ``url`` (``branch``, default the remote's HEAD) in ``workdir`` (None:
+    a private temp dir); every ``sync`` fetches and checks out the newest commit. On a failed
+    fetch the last good checkout stays and the error is raised for the caller to report.
+
+    ``persistent``: the workdir outlives the process (ignited keeps it in the state dir), so a
+    restarted ignited fetches only what is new, and ``last_good`` offers the previous run's
+    checkout while the repository cannot be reached."""
 
     url: str
     branch: str | None = None
     path: str = ""  # a sub-directory of the repository holding the manifests
     auth: GitAuth = field(default_factory=GitAuth)
     workdir: Path | None = None
+    persistent: bool = False
     _commit: str = ""
     _commit_time: float = 0.0
+    _lock_fd: int | None = None
 
     def __post_init__(self) -> None:
         _check_path(self.path)
@@ -106,6 +116,8 @@ class GitSource:
         if self.workdir is None:
             self.workdir = Path(tempfile.mkdtemp(prefix="ignited-git-"))
         self.workdir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if self.persistent and self._lock_fd is None:
+            self._lock_fd = _lock_workdir(self.workdir, self.url)
         return self.workdir
 
     def sync(self) -> Snapshot:
@@ -125,8 +137,27 @@ class GitSource:
             log.info("checked out %s of %s", commit[:12], redact(self.url))
         return Snapshot(repo / self.path, self._commit, self._commit_time, changed)
 
+    def last_good(self) -> Snapshot | None:
+        """The checkout a previous run left in a persistent workdir, if it has a commit."""
+        repo = self.checkout
+        if not self.persistent or not (repo / ".git").is_dir():
+            return None
+        git = proc.find_tool("git")
+        if git is None:
+            return None
+        try:
+            commit = self._git(git, "rev-parse", "--verify", "--quiet", "HEAD^{commit}").strip()
+            stamp = self._git(git, "show", "-s", "--format=%ct", commit).strip()
+        except SourceError:
+            return None  # an empty or broken clone: nothing to fall back to
+        self._commit, self._commit_time = commit, float(stamp or 0)
+        return Snapshot(repo / self.path, commit, self._commit_time, True)
+
     def close(self) -> None:
-        if self.workdir is not None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+        if self.workdir is not None and not self.persistent:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def _init(self, git: str, repo: Path) -> None:
@@ -171,6 +202,34 @@ class GitSource:
             helper.write_text(_ASKPASS)
             helper.chmod(0o700)
         return helper
+
+
+def gitops_workdir(state_dir: Path, url: str, branch: str | None, host: str | None) -> Path:
+    """Where ignited keeps its checkout of ``url``: ``<state>/gitops/<key>``, one per
+    (repository, branch, --host), so a restart finds it again."""
+    import hashlib
+
+    key = hashlib.sha256(f"{url}\0{branch or ''}\0{host or ''}".encode()).hexdigest()[:16]
+    return state_dir / "gitops" / key
+
+
+def _lock_workdir(workdir: Path, url: str) -> int:
+    """flock on ``<workdir>.lock`` for as long as the source lives: two ignited on one
+    checkout would fight over it."""
+    import fcntl
+
+    path = workdir.with_name(workdir.name + ".lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise SourceError(
+            f"another ignited follows {redact(url)} with this branch and --host on this machine "
+            f"(its checkout {workdir} is in use)",
+            hint="stop the other one, or give this one another --host",
+        ) from None
+    return fd
 
 
 def _git_problem(stderr: str) -> str:

@@ -24,12 +24,16 @@ class FlakySource:
     root: Path
     fail_on: set[int] = field(default_factory=set)
     calls: int = 0
+    previous_run: Snapshot | None = None  # what last_good offers
 
     def sync(self) -> Snapshot:
         n, self.calls = self.calls, self.calls + 1
         if n in self.fail_on:
             raise SourceError("repository unreachable")
         return Snapshot(self.root, revision=f"c{n}", revision_time=float(n), changed=True)
+
+    def last_good(self) -> Snapshot | None:
+        return self.previous_run
 
     def close(self) -> None:
         pass
@@ -53,6 +57,17 @@ def test_no_snapshot_yet_is_an_error(tmp_path: Path) -> None:
     daemon = Daemon(FlakySource(tmp_path, fail_on={0}), Reconciler(FakeOps(), OWNER))
     with pytest.raises(SourceError, match="could not be read"):
         daemon.run_once()
+
+
+def test_restart_with_source_away_uses_the_previous_checkout(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(manifest("a"))
+    previous = Snapshot(tmp_path, revision="old", revision_time=1.0, changed=True)
+    ops = FakeOps()
+    rec = Reconciler(ops, OWNER)
+    daemon = Daemon(FlakySource(tmp_path, fail_on={0}, previous_run=previous), rec)
+    result = daemon.run_once()
+    assert [o.action.kind for o in result.outcomes] == ["create"]
+    assert rec.metrics.commit == "old" and rec.metrics.errors["source"] == 1
 
 
 def test_run_forever_passes_on_interval_and_stops(tmp_path: Path) -> None:

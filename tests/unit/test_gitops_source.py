@@ -11,7 +11,14 @@ from pathlib import Path
 import pytest
 
 from ignitevm.errors import ValidationError
-from ignitevm.gitops.source import DirectorySource, GitAuth, GitSource, SourceError, _ssh_command
+from ignitevm.gitops.source import (
+    DirectorySource,
+    GitAuth,
+    GitSource,
+    SourceError,
+    _ssh_command,
+    gitops_workdir,
+)
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 
@@ -88,6 +95,33 @@ def test_unreachable_keeps_last_checkout(upstream: Path, source_dir: Path, tmp_p
     assert (first.root / "vms" / "a.yaml").exists()
     (tmp_path / "moved").rename(upstream)
     assert not src.sync().changed
+
+
+def test_persistent_checkout_survives_a_restart(upstream: Path, tmp_path: Path) -> None:
+    work = gitops_workdir(tmp_path / "state", f"file://{upstream}", None, None)
+    assert work.parent == tmp_path / "state" / "gitops"
+    src = GitSource(f"file://{upstream}", path="vms", workdir=work, persistent=True)
+    first = src.sync()
+    # a second ignited on the same checkout is refused while the first runs
+    with pytest.raises(SourceError, match="another ignited follows"):
+        GitSource(f"file://{upstream}", workdir=work, persistent=True).sync()
+    src.close()
+    assert (work / "repo" / "vms" / "a.yaml").exists()  # kept for the next run
+
+    # the next run, with the repository away: the previous checkout stands in
+    upstream.rename(tmp_path / "moved")
+    again = GitSource(f"file://{upstream}", path="vms", workdir=work, persistent=True)
+    with pytest.raises(SourceError):
+        again.sync()
+    fallback = again.last_good()
+    assert fallback is not None and fallback.revision == first.revision
+    assert fallback.root == first.root and (fallback.root / "a.yaml").exists()
+    # back again: nothing new, so nothing changed
+    (tmp_path / "moved").rename(upstream)
+    assert not again.sync().changed
+    again.close()
+    # a temp-dir source has no previous run
+    assert GitSource(f"file://{upstream}").last_good() is None
 
 
 def test_unknown_branch(upstream: Path, source_dir: Path) -> None:

@@ -15,7 +15,6 @@ from ignitevm.network.base import NetworkRequest, PluginName, PortMapping
 from ignitevm.vmm.base import Accel, Disk, MachineSpec, VMMName
 
 PLAN_FILE = "launch.json"
-RUNTIME_FILE = "runtime.json"
 CONSOLE_FILE = "console.log"
 ATTACH_SOCKET = "attach.sock"
 SUPERVISOR_LOG = "supervisor.log"

@@ -11,8 +11,9 @@ from typing import Any
 
 from ignitevm.fsutil import write_json_atomic
 from ignitevm.network.base import NetworkRequest, PortMapping
-from ignitevm.spawn.plan import RUNTIME_FILE
 from ignitevm.store.locks import is_locked
+
+RUNTIME_FILE = "runtime.json"
 
 
 class RuntimeState(StrEnum):

@@ -21,9 +21,9 @@ from typing import Any
 from ignitevm import proc
 from ignitevm.errors import IgniteError
 from ignitevm.network.base import Attachment, NetworkPlugin, require_plugin
-from ignitevm.spawn.plan import ATTACH_SOCKET, CONSOLE_FILE, RUNTIME_FILE, LaunchPlan
+from ignitevm.spawn.plan import ATTACH_SOCKET, CONSOLE_FILE, LaunchPlan
 from ignitevm.spawn.relay import MAX_INPUT_BACKLOG, Clients, ConsoleLog, listen_unix
-from ignitevm.spawn.runtime import RuntimeState, RuntimeStatus, write_runtime
+from ignitevm.spawn.runtime import RUNTIME_FILE, RuntimeState, RuntimeStatus, write_runtime
 from ignitevm.spawn.sshmux import close_master
 from ignitevm.spawn.vmmdriver import VMMDriver, driver_for
 from ignitevm.vmm.base import with_guest_ip

@@ -7,12 +7,24 @@ import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
 if TYPE_CHECKING:
     from ignitevm.ops.services import Services
+
+
+def ignore_preflight_option() -> Any:
+    """``--ignore-preflight-checks``, the same for `ignite start/run` and `ignited`."""
+    return click.option(
+        "--ignore-preflight-checks",
+        "ignore_preflight",
+        default="",
+        metavar="NAME,...|all",
+        help="Preflight checks whose failure is only a warning when a VM starts (Root, KVM, "
+        "VMMBinary, TunDevice, CNIPlugins, HostPorts, KernelFitsVMM).",
+    )
 
 
 @dataclass

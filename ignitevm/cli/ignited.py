@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ignitevm.cli.app import run_cli
+from ignitevm.cli.app import ignore_preflight_option, run_cli
 from ignitevm.errors import IgniteError, ValidationError
 
 if TYPE_CHECKING:
@@ -55,10 +55,7 @@ def _common_options(f: Any) -> Any:
                      help="VMs acted on in parallel."),
         click.option("--boot-timeout", type=float, default=None,
                      help="Seconds to wait for a VM's init (default as ignite start)."),
-        click.option("--ignore-preflight-checks", "ignore_preflight", default="",
-                     metavar="NAME,...|all",
-                     help="Preflight checks whose failure is only a warning when a VM starts "
-                          "(as ignite start)."),
+        ignore_preflight_option(),
     ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)

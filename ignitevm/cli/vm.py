@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from ignitevm.cli.app import App, pass_app
+from ignitevm.cli.app import App, ignore_preflight_option, pass_app
 from ignitevm.cli.output import format_age, format_bytes, print_table
 
 if TYPE_CHECKING:
@@ -61,10 +61,7 @@ def _start_options(f: Any) -> Any:
                      help="Debug the boot: /init traces; a failed boot keeps the VM."),
         click.option("--boot-timeout", type=float, default=180.0, show_default=True,
                      help="Seconds to wait for the guest's init."),
-        click.option("--ignore-preflight-checks", "ignore_preflight", default="",
-                     metavar="NAME,...|all",
-                     help="Preflight checks whose failure is only a warning (Root, KVM, "
-                          "VMMBinary, TunDevice, CNIPlugins, HostPorts, KernelFitsVMM)."),
+        ignore_preflight_option(),
     ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)

@@ -214,21 +214,17 @@ def gitops_workdir(state_dir: Path, url: str, branch: str | None, host: str | No
 
 
 def _lock_workdir(workdir: Path, url: str) -> int:
-    """flock on ``<workdir>.lock`` for as long as the source lives: two ignited on one
-    checkout would fight over it."""
-    import fcntl
+    """flock on the workdir for as long as the source lives (the store's directory lock): two
+    ignited on one checkout would fight over it."""
+    from ignitevm.store.locks import try_hold_lock
 
-    path = workdir.with_name(workdir.name + ".lock")
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        os.close(fd)
+    fd = try_hold_lock(workdir)
+    if fd is None:
         raise SourceError(
             f"another ignited follows {redact(url)} with this branch and --host on this machine "
             f"(its checkout {workdir} is in use)",
             hint="stop the other one, or give this one another --host",
-        ) from None
+        )
     return fd
 
 

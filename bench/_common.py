@@ -1,14 +1,27 @@
-"""What the VM benches share: the kernel package and default image they boot, and the table."""
+"""What the benches share: timing, the kernel package and default image they boot, the table."""
 
 from __future__ import annotations
 
+import statistics
 import subprocess
 import sys
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
+
+
+def timed(fn: Callable[[], object]) -> float:
+    """Seconds ``fn()`` took."""
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def median_of(n: int, fn: Callable[[], object]) -> float:
+    return statistics.median(timed(fn) for _ in range(n))
 
 
 def fetch_kernel_deb() -> Path:

@@ -15,9 +15,9 @@ import os
 import shutil
 import sys
 import tempfile
-import time
-from collections.abc import Callable
 from pathlib import Path
+
+from _common import timed
 
 from ignitevm import proc
 from ignitevm.disk.base import build_base_image, measure_tree, plan_size
@@ -60,12 +60,6 @@ def build_image(work: Path) -> Path:
     proc.run(["tar", "-C", layout, "-cf", archive, "."])
     shutil.rmtree(layout)
     return archive
-
-
-def timed(fn: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def run_ignitevm(archive: Path, work: Path) -> dict[str, float]:

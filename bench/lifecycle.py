@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from _common import build_default_image, fetch_kernel_deb, print_rows
+from _common import build_default_image, fetch_kernel_deb, median_of, print_rows, timed
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -51,16 +51,6 @@ class Bench:
     def vm_dir(self, name: str) -> Path:
         uid = json.loads(self.ignite("inspect", "vm", name))["metadata"]["uid"]
         return self.state / "vm" / uid
-
-
-def timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def median_of(n: int, fn: Callable[[], object]) -> float:
-    return statistics.median(timed(fn) for _ in range(n))
 
 
 def run_cmd(*argv: str) -> Callable[[], object]:

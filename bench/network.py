@@ -26,10 +26,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
 
-from _common import build_default_image, fetch_kernel_deb, print_rows
+from _common import build_default_image, fetch_kernel_deb, median_of, print_rows
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -118,11 +117,11 @@ def throughput(h: Host) -> dict[str, float]:
     time.sleep(2)
     raw = _send(h, ip, 5001)
     listener.wait(timeout=60)
-    warm = statistics.median(_timed(lambda: h.ignite("exec", "tput", "true")) for _ in range(5))
+    warm = median_of(5, lambda: h.ignite("exec", "tput", "true"))
     d = h.state / "vm" / json.loads(h.ignite("inspect", "vm", "tput"))["metadata"]["uid"]
     # -i bypasses the shared connection: the same command making a connection of its own
     own = ("exec", "-i", str(d / "id_ed25519"), "tput", "true")
-    fresh = statistics.median(_timed(lambda: h.ignite(*own)) for _ in range(5))
+    fresh = median_of(5, lambda: h.ignite(*own))
     data = os.urandom(PAYLOAD)
     start = time.perf_counter()
     h.ignite("exec", "tput", "cat >/dev/null", input=data)
@@ -147,11 +146,6 @@ def throughput(h: Host) -> dict[str, float]:
     return {"raw": mib / raw, "ssh": mib / ssh, "loopback": mib / loop, "warm": warm,
             "fresh": fresh}  # fmt: skip
 
-
-def _timed(fn: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
 
 
 def main() -> None:

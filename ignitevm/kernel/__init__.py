@@ -1,6 +1,6 @@
 """Kernels: Debian packages or OCI kernel images -> ELF vmlinux + initramfs; the guest's /init."""
 
-from ignitevm.kernel.cmdline import host_tsc_khz, kernel_cmdline
+from ignitevm.kernel.cmdline import kernel_cmdline
 from ignitevm.kernel.cpio import CpioEntry, CpioWriter, read_cpio
 from ignitevm.kernel.initramfs import build_initramfs, init_script, write_vm_layer
 from ignitevm.kernel.modules import resolve_modules
@@ -18,7 +18,6 @@ __all__ = [
     "detect_version",
     "extract_deb",
     "find_kernel_in_rootfs",
-    "host_tsc_khz",
     "init_script",
     "kernel_cmdline",
     "read_cpio",

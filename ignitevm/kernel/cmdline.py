@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from ignitevm import hostinfo
 
-# Each saves 0.3-1 s of boot under TCG (DESIGN.md, measured).
+# Each saves 0.3-1 s of boot under TCG (docs/kernel.md, measured).
 TRIMS = (
     "mitigations=off",
     "nowatchdog",
@@ -16,22 +16,6 @@ TRIMS = (
     "8250.nr_uarts=1",
     "cryptomgr.notests",
 )
-
-
-def host_tsc_khz(cpuinfo: Path = Path("/proc/cpuinfo")) -> int | None:
-    """The host CPU clock in kHz from the first "cpu MHz" line, or None."""
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return None
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "cpu MHz":
-            try:
-                return round(float(value.strip()) * 1000)
-            except ValueError:
-                return None
-    return None
 
 
 def kernel_cmdline(
@@ -49,7 +33,7 @@ def kernel_cmdline(
     """
     words = ["console=ttyS0", "reboot=k", "panic=1", *TRIMS]
     if tcg:
-        khz = tsc_khz if tsc_khz is not None else host_tsc_khz()
+        khz = tsc_khz if tsc_khz is not None else hostinfo.tsc_khz()
         if khz:
             words.append(f"tsc_early_khz={khz}")
     if quiet:

@@ -12,9 +12,9 @@ from enum import StrEnum
 from pathlib import Path
 
 from ignitevm.errors import IgniteError
+from ignitevm.hostinfo import KVMFacts, kvm_problem, read_kvm_facts
 from ignitevm.network.base import PortMapping
 from ignitevm.vmm.base import Accel, VMMName
-from ignitevm.vmm.choose import KVMFacts, kvm_problem, read_kvm_facts
 
 log = logging.getLogger(__name__)
 

@@ -10,18 +10,12 @@ from pathlib import Path
 from ignitevm import proc
 from ignitevm.api import VM
 from ignitevm.errors import IgniteError
+from ignitevm.hostinfo import KVMFacts, kvm_problem, read_kvm_facts
 from ignitevm.ops.images import base_image_path, image_of_vm
 from ignitevm.ops.services import Services
 from ignitevm.ops.vmfiles import DISK_FILE
 from ignitevm.vmm.base import Disk, VMMName
-from ignitevm.vmm.choose import (
-    AUTO,
-    KVMFacts,
-    VMMChoice,
-    choose_vmm,
-    kvm_problem,
-    read_kvm_facts,
-)
+from ignitevm.vmm.choose import AUTO, VMMChoice, choose_vmm
 
 log = logging.getLogger(__name__)
 

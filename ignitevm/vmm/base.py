@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ipaddress
-import os
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -55,34 +54,13 @@ def mac_for_uid(uid: str) -> str:
     return "02:" + ":".join(f"{b:02x}" for b in digest[:5])
 
 
-def kvm_works(
-    dev_kvm: Path = Path("/dev/kvm"),
-    pvm_module: Path = Path("/sys/module/kvm_pvm"),
-    cpuinfo: Path = Path("/proc/cpuinfo"),
-) -> bool:
-    """True when /dev/kvm is usable hardware virtualization.
-
-    A nested PVM /dev/kvm (kvm_pvm loaded, no vmx/svm) opens fine but hangs ordinary guest
-    kernels (DESIGN.md, platform facts), so it counts as not working."""
-    if not os.access(dev_kvm, os.R_OK | os.W_OK) or pvm_module.exists():
-        return False
-    try:
-        text = cpuinfo.read_text()
-    except OSError:
-        return False
-    for line in text.splitlines():
-        key, sep, value = line.partition(":")
-        if sep and key.strip() == "flags":
-            flags = value.split()
-            return "vmx" in flags or "svm" in flags
-    return False
-
-
 def resolve_accel(accel: str, *, kvm_ok: bool | None = None) -> Accel:
     """``auto`` becomes ``kvm`` when hardware virtualization works, else ``tcg``."""
     chosen = Accel(accel)
     if chosen != Accel.AUTO:
         return chosen
+    from ignitevm.hostinfo import kvm_works
+
     ok = kvm_works() if kvm_ok is None else kvm_ok
     return Accel.KVM if ok else Accel.TCG
 

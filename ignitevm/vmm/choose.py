@@ -1,60 +1,14 @@
 """Which VMM runs a VM, and why: Firecracker where hardware KVM works and its binary is found,
-else QEMU with KVM, else QEMU TCG (DESIGN.md "Providers")."""
+else QEMU with KVM, else QEMU TCG (docs/firecracker.md)."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 
+from ignitevm.hostinfo import KVMFacts, kvm_problem
 from ignitevm.vmm.base import Accel, VMMName
 
 AUTO = "auto"
-
-
-@dataclass(frozen=True)
-class KVMFacts:
-    """What the host offers; read by ``read_kvm_facts``, built by hand in tests."""
-
-    dev_kvm_exists: bool
-    dev_kvm_usable: bool  # open for reading and writing by this user
-    nested_pvm: bool  # kvm_pvm is loaded: /dev/kvm opens, guests hang
-    hw_virt: bool  # vmx or svm in the CPU flags
-
-
-def read_kvm_facts(
-    dev_kvm: Path = Path("/dev/kvm"),
-    pvm_module: Path = Path("/sys/module/kvm_pvm"),
-    cpuinfo: Path = Path("/proc/cpuinfo"),
-) -> KVMFacts:
-    flags: list[str] = []
-    try:
-        for line in cpuinfo.read_text().splitlines():
-            key, sep, value = line.partition(":")
-            if sep and key.strip() == "flags":
-                flags = value.split()
-                break
-    except OSError:
-        pass
-    return KVMFacts(
-        dev_kvm_exists=dev_kvm.exists(),
-        dev_kvm_usable=os.access(dev_kvm, os.R_OK | os.W_OK),
-        nested_pvm=pvm_module.exists(),
-        hw_virt="vmx" in flags or "svm" in flags,
-    )
-
-
-def kvm_problem(facts: KVMFacts) -> str | None:
-    """Why KVM cannot run guests here, or None when it can (same rule as ``kvm_works``)."""
-    if not facts.dev_kvm_exists:
-        return "/dev/kvm does not exist (no KVM module loaded, or no hardware virtualization)"
-    if not facts.dev_kvm_usable:
-        return "/dev/kvm is not readable and writable by this user"
-    if facts.nested_pvm:
-        return "/dev/kvm is nested PVM (kvm_pvm is loaded): ordinary guest kernels hang under it"
-    if not facts.hw_virt:
-        return "the CPU offers no hardware virtualization (no vmx/svm flag)"
-    return None
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from ignitevm.vmm.base import kvm_works
+from ignitevm.hostinfo import kvm_works
 from ignitevm.vmm.firecracker import API_SOCKET, APICall, FirecrackerClient
 from tests.integration.conftest import ROOT, Ignite
 from tests.integration.test_access import NetHost, nethost  # noqa: F401  (fixture)

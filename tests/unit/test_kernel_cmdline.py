@@ -2,7 +2,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ignitevm.kernel import host_tsc_khz, kernel_cmdline
+from ignitevm.hostinfo import tsc_khz as host_tsc_khz
+from ignitevm.kernel import kernel_cmdline
 from ignitevm.kernel.cmdline import TRIMS
 
 

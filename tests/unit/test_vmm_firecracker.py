@@ -15,11 +15,12 @@ from typing import Any
 
 import pytest
 
+from ignitevm.hostinfo import KVMFacts, kvm_problem, read_kvm_facts
 from ignitevm.network.base import Attachment
 from ignitevm.spawn.vmmdriver import FirecrackerDriver, QemuDriver, driver_for
 from ignitevm.vmm import firecracker as fc
 from ignitevm.vmm.base import Accel, Disk, MachineSpec, VMMName
-from ignitevm.vmm.choose import KVMFacts, choose_vmm, kvm_problem, read_kvm_facts
+from ignitevm.vmm.choose import choose_vmm
 
 GOOD = KVMFacts(dev_kvm_exists=True, dev_kvm_usable=True, nested_pvm=False, hw_virt=True)
 PVM = KVMFacts(dev_kvm_exists=True, dev_kvm_usable=True, nested_pvm=True, hw_virt=False)

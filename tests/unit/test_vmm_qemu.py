@@ -11,13 +11,13 @@ from pathlib import Path
 
 import pytest
 
+from ignitevm.hostinfo import kvm_works
 from ignitevm.network.base import Attachment, PortMapping, Protocol_
 from ignitevm.vmm.base import (
     Accel,
     Disk,
     MachineSpec,
     guest_ip_arg,
-    kvm_works,
     mac_for_uid,
     resolve_accel,
     with_guest_ip,

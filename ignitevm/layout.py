@@ -1,0 +1,54 @@
+"""Every file name of the state directory, in one place (docs/architecture.md "State directory").
+
+No imports, no logic: the store, ops/, spawn/, vmm/ and network/ all ask this module where a
+file of a VM, image or kernel directory lives. A file that is not named here does not exist.
+"""
+
+# --- every object directory (<state>/<kind>/<uid>/) --------------------------------------------
+METADATA = "metadata.json"  # the API object, written atomically
+META_LOCK = ".meta.lock"  # serializes metadata writers of one object
+
+
+class ImageFiles:
+    """``image/<uid>/``."""
+
+    BASE = "image.ext4"  # the read-only base filesystem (label ignite-image), sparse
+
+
+class KernelFiles:
+    """``kernel/<uid>/``."""
+
+    VMLINUX = "vmlinux"  # uncompressed ELF kernel (PVH boot)
+    INITRD = "initrd.cpio"  # the kernel's base initramfs: busybox, modules, /init
+    CONFIG = "config"  # the kernel's build config, when its source shipped one
+    MODULES = "modules.ext4"  # the whole modules tree (label ignite-modules), read-only to VMs
+
+
+class VMFiles:
+    """``vm/<uid>/``: what create, start and the supervisor keep for one VM."""
+
+    # disks (create)
+    DISK = "disk.qcow2"  # qcow2 copy-on-write mode: the overlay over the image's base
+    RW = "rw.ext4"  # overlay copy-on-write mode: the writable upper disk (label ignite-rw)
+    # boot files (start)
+    VM_LAYER = "vm-layer.cpio"  # this VM's files: hostname, keys, copy-files, /init
+    INITRD = "initrd"  # the kernel's initramfs with the VM layer appended
+    # SSH (create --ssh, exec/cp/ssh)
+    SSH_KEY = "id_ed25519"  # and id_ed25519.pub
+    SSH_PUBKEY = "id_ed25519.pub"
+    KNOWN_HOSTS = "known_hosts"  # the VM's host key, pinned at the first connection
+    SSH_CONTROL = "ssh.ctl"  # the shared SSH connection's socket while the VM runs
+    SSH_LOCK = "ssh.lock"  # one opener of the shared connection at a time
+    # the supervisor's run
+    PLAN = "launch.json"  # what to run (written by launch)
+    RUNTIME = "runtime.json"  # the live record: pids, addresses, ports, network plugin
+    SUPERVISOR_LOG = "supervisor.log"  # the supervisor's and the VMM's stderr
+    CONSOLE = "console.log"  # the serial console; rotated to console.log.1
+    CONSOLE_OLD = "console.log.1"
+    ATTACH_SOCKET = "attach.sock"  # ignite attach
+    NETWORK = "network.json"  # the cni plugin's record: what DEL needs, the last address
+    # the VMMs' own files
+    QMP_SOCKET = "qmp.sock"  # QEMU
+    FC_API_SOCKET = "firecracker.sock"  # Firecracker's API
+    FC_LOG = "firecracker.log"
+    FC_METRICS = "firecracker.metrics"

@@ -29,8 +29,10 @@ TOOLS = ("skopeo", "umoci", "mkfs.ext4")
 # (paths copied into the layer, paths deleted in it: whiteouts)
 LAYERS: list[tuple[list[str], list[str]]] = [
     (["/usr/lib/python3.11"], []),
-    (["/usr/share/man/man3", "/usr/share/man/man7", "/usr/share/man/man8",
-      "/usr/share/doc/git"], ["/usr/lib/python3.11/test"]),
+    (
+        ["/usr/share/man/man3", "/usr/share/man/man7", "/usr/share/man/man8", "/usr/share/doc/git"],
+        ["/usr/lib/python3.11/test"],
+    ),
     (["/usr/bin/buildah", "/usr/bin/docker-registry"], ["/usr/lib/python3.11/email"]),
 ]
 
@@ -83,11 +85,15 @@ def run_ignitevm(archive: Path, work: Path) -> dict[str, float]:
 def run_baseline(archive: Path, work: Path) -> dict[str, float]:
     layout, bundle = work / "oci", work / "bundle"
     times = {
-        "fetch/resolve": timed(lambda: proc.run(
-            ["skopeo", "copy", "-q", f"oci-archive:{archive}", f"oci:{layout}:bench"],
-            timeout=600)),
-        "unpack": timed(lambda: proc.run(
-            ["umoci", "unpack", "--image", f"{layout}:bench", bundle], timeout=600)),
+        "fetch/resolve": timed(
+            lambda: proc.run(
+                ["skopeo", "copy", "-q", f"oci-archive:{archive}", f"oci:{layout}:bench"],
+                timeout=600,
+            )
+        ),
+        "unpack": timed(
+            lambda: proc.run(["umoci", "unpack", "--image", f"{layout}:bench", bundle], timeout=600)
+        ),
     }
     rootfs = bundle / "rootfs"
 
@@ -97,9 +103,31 @@ def run_baseline(archive: Path, work: Path) -> dict[str, float]:
         out = work / "baseline.ext4"
         with open(out, "wb") as f:
             f.truncate(size)
-        proc.run(["mkfs.ext4", "-q", "-F", "-t", "ext4", "-b", "4096", "-I", "256",
-                  "-i", str(ratio), "-J", "size=4", "-L", "ignite-image",
-                  "-E", "root_owner=0:0", "-d", rootfs, out], timeout=600)
+        proc.run(
+            [
+                "mkfs.ext4",
+                "-q",
+                "-F",
+                "-t",
+                "ext4",
+                "-b",
+                "4096",
+                "-I",
+                "256",
+                "-i",
+                str(ratio),
+                "-J",
+                "size=4",
+                "-L",
+                "ignite-image",
+                "-E",
+                "root_owner=0:0",
+                "-d",
+                rootfs,
+                out,
+            ],
+            timeout=600,
+        )
 
     times["mkfs"] = timed(mkfs)
     return times
@@ -116,8 +144,10 @@ def main() -> int:
         return 2
     missing = [t for t in TOOLS if proc.find_tool(t) is None]
     if missing:
-        print(f"missing tools: {', '.join(missing)} (apt-get install skopeo umoci e2fsprogs)",
-              file=sys.stderr)
+        print(
+            f"missing tools: {', '.join(missing)} (apt-get install skopeo umoci e2fsprogs)",
+            file=sys.stderr,
+        )
         return 2
     (REPO / "_out").mkdir(exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="bench-import-", dir=REPO / "_out"))
@@ -141,8 +171,10 @@ def main() -> int:
                 if prev is None or times["total"] < prev["total"]:
                     best[name] = times
                 shutil.rmtree(side_dir)
-        print(f"image: {archive.stat().st_size / 1e6:.0f} MB oci-archive, {len(LAYERS)} layers, "
-              f"rootfs {rootfs_mb:.0f} MB; best of {args.rounds} rounds")
+        print(
+            f"image: {archive.stat().st_size / 1e6:.0f} MB oci-archive, {len(LAYERS)} layers, "
+            f"rootfs {rootfs_mb:.0f} MB; best of {args.rounds} rounds"
+        )
         print(f"{'step':<16}{'ignitevm s':>12}{'baseline s':>12}{'ratio':>8}")
         for step in ("fetch/resolve", "unpack", "mkfs", "total"):
             ours, theirs = best["ignitevm"][step], best["baseline"][step]

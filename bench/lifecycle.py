@@ -77,7 +77,7 @@ def bare_boot(vm_dir: Path, work: Path) -> float:
 
     # the same disks (the kernel's read-only modules disk too), with a fresh root overlay
     disks = (replace(plan.disks[0], path=fresh), *plan.disks[1:])
-    spec = replace(plan.machine_spec(), disks=disks, vm_dir=work)
+    spec = replace(plan.machine, disks=disks, vm_dir=work)
     argv = build_qemu_argv(spec, Attachment())
     start = time.perf_counter()
     qemu = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=work)

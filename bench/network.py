@@ -147,7 +147,6 @@ def throughput(h: Host) -> dict[str, float]:
             "fresh": fresh}  # fmt: skip
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=3)

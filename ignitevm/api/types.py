@@ -206,6 +206,15 @@ class PortMapping(Model):
     protocol: Protocol = Field(default=Protocol.TCP)
     bind_address: str | None = None
 
+    @classmethod
+    def parse(cls, text: str) -> "PortMapping":
+        """``[ip:]host:vm[/tcp|udp]``, as Ignite's ``--ports`` takes it."""
+        from ignitevm.api.ports import parse_port_mapping
+
+        host_ip, host_port, vm_port, protocol = parse_port_mapping(text)
+        return cls(host_port=host_port, vm_port=vm_port, protocol=Protocol(protocol),
+                   bind_address=None if host_ip == "0.0.0.0" else host_ip)  # fmt: skip
+
     def __str__(self) -> str:
         # Ignite's PortMapping.String()
         return f"{self.bind_address or '0.0.0.0'}:{self.host_port}->{self.vm_port}/{self.protocol}"

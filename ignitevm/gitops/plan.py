@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 
 from ignitevm.gitops.manifests import DesiredVM, ManifestSet
-from ignitevm.ops.vmfiles import OWNER_LABEL
 
+# ignited marks the VMs it creates with this label; `ignite ps` shows it.
+OWNER_LABEL = "ignite.weave.works/owner"
 SPEC_HASH_ANNOTATION = "ignite.weave.works/gitops-spec-hash"
 SOURCE_ANNOTATION = "ignite.weave.works/gitops-source"
 

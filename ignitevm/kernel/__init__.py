@@ -5,14 +5,14 @@ from ignitevm.kernel.cpio import CpioEntry, CpioWriter, read_cpio
 from ignitevm.kernel.initramfs import build_initramfs, init_script, write_vm_layer
 from ignitevm.kernel.modules import resolve_modules
 from ignitevm.kernel.modules_disk import MODULES_LABEL, build_modules_image
-from ignitevm.kernel.source import KernelFiles, extract_deb, find_kernel_in_rootfs
+from ignitevm.kernel.source import FoundKernel, extract_deb, find_kernel_in_rootfs
 from ignitevm.kernel.vmlinux import detect_version, to_vmlinux
 
 __all__ = [
     "MODULES_LABEL",
     "CpioEntry",
     "CpioWriter",
-    "KernelFiles",
+    "FoundKernel",
     "build_initramfs",
     "build_modules_image",
     "detect_version",

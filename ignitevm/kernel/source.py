@@ -20,7 +20,7 @@ _MODULE_ROOTS = ("lib/modules", "usr/lib/modules")
 
 
 @dataclass(frozen=True)
-class KernelFiles:
+class FoundKernel:
     vmlinux: Path  # uncompressed ELF
     version: str  # e.g. "6.1.0-28-amd64"
     modules_dir: Path | None  # .../lib/modules/<version>, or None (everything built in)
@@ -94,7 +94,7 @@ def _extract_data_tar(deb: Path, dest: Path) -> None:
             ) from exc
 
 
-def extract_deb(deb: Path, workdir: Path) -> KernelFiles:
+def extract_deb(deb: Path, workdir: Path) -> FoundKernel:
     """Unpack a Debian ``linux-image-*.deb``: the ELF kernel to ``workdir/vmlinux``, its modules
     under ``workdir/rootfs/lib/modules/<version>``."""
     if not deb.is_file():
@@ -169,7 +169,7 @@ def _find_modules(rootfs: Path, version: str | None) -> Path | None:
     return dirs[0] if len(dirs) == 1 else None
 
 
-def find_kernel_in_rootfs(rootfs: Path, workdir: Path) -> KernelFiles:
+def find_kernel_in_rootfs(rootfs: Path, workdir: Path) -> FoundKernel:
     """Ignite's kernel image convention: ``/boot/vmlinux`` or ``/boot/vmlinuz-*`` plus
     ``/lib/modules/<version>``. The ELF kernel is written to ``workdir/vmlinux``."""
     image = _find_image(rootfs)
@@ -190,4 +190,4 @@ def find_kernel_in_rootfs(rootfs: Path, workdir: Path) -> KernelFiles:
     if modules is not None and modules.name != version:
         log.warning("modules directory %s does not match kernel version %s", modules, version)
     log.debug("kernel %s: %s, modules %s", version, image, modules)
-    return KernelFiles(vmlinux=vmlinux, version=version, modules_dir=modules)
+    return FoundKernel(vmlinux=vmlinux, version=version, modules_dir=modules)

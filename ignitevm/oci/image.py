@@ -93,8 +93,7 @@ def _warn_platform(image: ResolvedImage, platform: str) -> None:
     want = parse_platform(platform)
     have_os, have_arch = image.config.get("os"), image.config.get("architecture")
     if (have_os, have_arch) != (want.os, want.architecture) and have_arch is not None:
-        log.warning("image %s is built for %s/%s, not %s", image.name, have_os, have_arch,
-                    platform)
+        log.warning("image %s is built for %s/%s, not %s", image.name, have_os, have_arch, platform)
 
 
 def _resolve_registry(text: str, opts: FetchOptions) -> ResolvedImage:
@@ -127,8 +126,10 @@ def unpack_image(image: ResolvedImage, dest: Path, opts: FetchOptions) -> None:
     ``dest``; on any error the caller removes ``dest``.
     """
     if image.source is None:
-        raise ValidationError(f"image {image.name} has no source to read its layers from",
-                              hint="get the image from resolve_image()")
+        raise ValidationError(
+            f"image {image.name} has no source to read its layers from",
+            hint="get the image from resolve_image()",
+        )
     dest.mkdir(parents=True, exist_ok=True)
     if any(dest.iterdir()):
         raise ValidationError(f"{dest} is not empty", hint="unpack into a new directory")

@@ -100,8 +100,9 @@ class LayerApplier:
         finally:
             self._drop_cache()
 
-    def apply_member(self, member: tarfile.TarInfo, tar: tarfile.TarFile | None,
-                     source: IO[bytes] | None = None) -> None:
+    def apply_member(
+        self, member: tarfile.TarInfo, tar: tarfile.TarFile | None, source: IO[bytes] | None = None
+    ) -> None:
         """Apply one entry; its data comes from ``tar`` (streaming) or ``source``."""
         parts = split_name(member.name, self._layer)
         try:
@@ -146,8 +147,13 @@ class LayerApplier:
             hint="the image is malicious or broken; it was not imported",
         )
 
-    def _apply(self, parts: Parts, member: tarfile.TarInfo, tar: tarfile.TarFile | None,
-               source: IO[bytes] | None) -> None:
+    def _apply(
+        self,
+        parts: Parts,
+        member: tarfile.TarInfo,
+        tar: tarfile.TarFile | None,
+        source: IO[bytes] | None,
+    ) -> None:
         if not parts:
             if not member.isdir():
                 raise self._refuse(member, "the root can only be a directory")
@@ -177,20 +183,32 @@ class LayerApplier:
         elif member.issym():
             os.symlink(member.linkname, base, dir_fd=pfd)
             self._chown(pfd, base, member)
-            os.utime(base, dir_fd=pfd, follow_symlinks=False,
-                     ns=(_ns(member.mtime), _ns(member.mtime)))
+            os.utime(
+                base, dir_fd=pfd, follow_symlinks=False, ns=(_ns(member.mtime), _ns(member.mtime))
+            )
         elif member.islnk():
             self._hardlink(pfd, base, member)
         elif member.ischr() or member.isblk() or member.isfifo():
             self._make_node(pfd, base, member)
         else:
-            log.debug("layer %s: skipping entry %r of tar type %r",
-                      self._layer, member.name, member.type)
+            log.debug(
+                "layer %s: skipping entry %r of tar type %r", self._layer, member.name, member.type
+            )
 
-    def _write_file(self, pfd: int, base: str, member: tarfile.TarInfo,
-                    tar: tarfile.TarFile | None, source: IO[bytes] | None) -> None:
-        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=pfd)
+    def _write_file(
+        self,
+        pfd: int,
+        base: str,
+        member: tarfile.TarInfo,
+        tar: tarfile.TarFile | None,
+        source: IO[bytes] | None,
+    ) -> None:
+        fd = os.open(
+            base,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=pfd,
+        )
         try:
             if member.size:
                 self._copy_data(fd, member, tar, source)
@@ -201,8 +219,13 @@ class LayerApplier:
         finally:
             os.close(fd)
 
-    def _copy_data(self, fd: int, member: tarfile.TarInfo, tar: tarfile.TarFile | None,
-                   source: IO[bytes] | None) -> None:
+    def _copy_data(
+        self,
+        fd: int,
+        member: tarfile.TarInfo,
+        tar: tarfile.TarFile | None,
+        source: IO[bytes] | None,
+    ) -> None:
         if source is None and tar is not None:
             if member.issparse() or tar.fileobj is None:
                 source = tar.extractfile(member)
@@ -224,7 +247,7 @@ class LayerApplier:
             remaining -= len(data)
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
 
     def _hardlink(self, pfd: int, base: str, member: tarfile.TarInfo) -> None:
         target = split_name(member.linkname, self._layer)
@@ -248,22 +271,23 @@ class LayerApplier:
                 os.close(tfd)
 
     def _make_node(self, pfd: int, base: str, member: tarfile.TarInfo) -> None:
-        kind = stat.S_IFIFO if member.isfifo() else (
-            stat.S_IFCHR if member.ischr() else stat.S_IFBLK)
+        kind = (
+            stat.S_IFIFO if member.isfifo() else (stat.S_IFCHR if member.ischr() else stat.S_IFBLK)
+        )
         device = 0 if member.isfifo() else os.makedev(member.devmajor, member.devminor)
         try:
             os.mknod(base, kind | 0o600, device, dir_fd=pfd)
         except PermissionError:
             # Unprivileged (tests, rootless): a device node cannot be created; the VM's
             # devtmpfs provides the real ones.
-            log.debug("layer %s: not allowed to create device %r; skipped",
-                      self._layer, member.name)
+            log.debug(
+                "layer %s: not allowed to create device %r; skipped", self._layer, member.name
+            )
             return
         self._chown(pfd, base, member)
         # The node was just created by us, so following (it is no symlink) is safe.
         os.chmod(base, member.mode & 0o7777, dir_fd=pfd)
-        os.utime(base, dir_fd=pfd, follow_symlinks=False,
-                 ns=(_ns(member.mtime), _ns(member.mtime)))
+        os.utime(base, dir_fd=pfd, follow_symlinks=False, ns=(_ns(member.mtime), _ns(member.mtime)))
 
     def _whiteout(self, parts: Parts, member: tarfile.TarInfo) -> None:
         pfd = self._open_dir(parts[:-1], create=False, strict=True, member=member)
@@ -275,7 +299,7 @@ class LayerApplier:
             elif parts[-1].startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
                 log.debug("layer %s: ignoring aufs metadata %r", self._layer, member.name)
             else:
-                name = parts[-1][len(WHITEOUT_PREFIX):]
+                name = parts[-1][len(WHITEOUT_PREFIX) :]
                 if name in ("", ".", ".."):
                     raise self._refuse(member, "whiteout of no name, '.' or '..'")
                 # A whiteout hides lower layers only, not entries of its own layer.
@@ -349,8 +373,9 @@ class LayerApplier:
                 os.close(self._cache[1])
             self._cache = None
 
-    def _open_dir(self, parts: Parts, *, create: bool, strict: bool,
-                  member: tarfile.TarInfo | None = None) -> int | None:
+    def _open_dir(
+        self, parts: Parts, *, create: bool, strict: bool, member: tarfile.TarInfo | None = None
+    ) -> int | None:
         """Open ``parts`` below the root without following any symlink.
 
         Missing components are created (``create``) or end the walk with None. A symlink or
@@ -377,8 +402,10 @@ class LayerApplier:
                     st = os.stat(name, dir_fd=cur, follow_symlinks=False)
                     what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
                     raise self._refuse(
-                        member, f"its parent {'/'.join(parts)!r} passes through {name!r}, "
-                        f"which is {what}; writing through it is refused") from None
+                        member,
+                        f"its parent {'/'.join(parts)!r} passes through {name!r}, "
+                        f"which is {what}; writing through it is refused",
+                    ) from None
                 if cur != self.root_fd:
                     os.close(cur)
                 cur = nfd
@@ -405,12 +432,13 @@ class LayerApplier:
         for key, value in member.pax_headers.items():
             if not key.startswith(_XATTR_PREFIX):
                 continue
-            attr = key[len(_XATTR_PREFIX):]
+            attr = key[len(_XATTR_PREFIX) :]
             try:
                 os.setxattr(fd, attr, value.encode("utf-8", "surrogateescape"))
             except OSError as exc:
-                log.debug("layer %s: cannot set xattr %s on %r: %s",
-                          self._layer, attr, member.name, exc)
+                log.debug(
+                    "layer %s: cannot set xattr %s on %r: %s", self._layer, attr, member.name, exc
+                )
 
 
 @contextmanager

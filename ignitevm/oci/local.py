@@ -121,8 +121,10 @@ def resolve_layout(kind: SourceKind, text: str, platform: str) -> ResolvedImage:
     bundle = Bundle(path)
     try:
         if not bundle.exists("index.json"):
-            raise IgniteError(f"{path} is not an OCI image layout (no index.json)",
-                              hint="docker save output is docker-archive:FILE")
+            raise IgniteError(
+                f"{path} is not an OCI image layout (no index.json)",
+                hint="docker save output is docker-archive:FILE",
+            )
         index = load_json(bundle.read("index.json"), f"{path}: index.json")
         desc = select_by_name(index, name, str(path))
         if desc is None:
@@ -131,10 +133,13 @@ def resolve_layout(kind: SourceKind, text: str, platform: str) -> ResolvedImage:
             except NotFoundError:
                 raise NotFoundError(
                     f"{path} holds several images ({_layout_names(index)}) and none is "
-                    f"for {platform}", hint="name one after the path: oci-archive:FILE:NAME"
+                    f"for {platform}",
+                    hint="name one after the path: oci-archive:FILE:NAME",
                 ) from None
-        while is_index(desc, None) or desc.get("mediaType") in (MediaType.OCI_INDEX,
-                                                                 MediaType.DOCKER_LIST):
+        while is_index(desc, None) or desc.get("mediaType") in (
+            MediaType.OCI_INDEX,
+            MediaType.DOCKER_LIST,
+        ):
             nested = load_json(bundle.read_blob(desc["digest"], "index"), f"{path}: index")
             desc = select_platform(nested, platform, str(path))
         manifest_digest = str(desc["digest"])
@@ -142,9 +147,7 @@ def resolve_layout(kind: SourceKind, text: str, platform: str) -> ResolvedImage:
         manifest = parse_manifest(doc, f"{path}: manifest", desc.get("mediaType"))
         config_bytes = bundle.read_blob(manifest.config_digest, "config")
         layers = tuple(
-            LayerDescriptor(
-                lay.digest, lay.media_type, lay.size, location=blob_name(lay.digest)
-            )
+            LayerDescriptor(lay.digest, lay.media_type, lay.size, location=blob_name(lay.digest))
             for lay in manifest.layers
         )
     finally:
@@ -167,8 +170,10 @@ def resolve_docker_archive(text: str) -> ResolvedImage:
     bundle = Bundle(path)
     try:
         if not bundle.exists("manifest.json"):
-            raise IgniteError(f"{path} is not a docker save archive (no manifest.json)",
-                              hint="an OCI layout tar is oci-archive:FILE")
+            raise IgniteError(
+                f"{path} is not a docker save archive (no manifest.json)",
+                hint="an OCI layout tar is oci-archive:FILE",
+            )
         entries = json.loads(bundle.read("manifest.json"))
         entry = _pick_docker_entry(entries, name, path)
         config_bytes = bundle.read(str(entry["Config"]))
@@ -177,17 +182,25 @@ def resolve_docker_archive(text: str) -> ResolvedImage:
         diff_ids = list((config.get("rootfs") or {}).get("diff_ids") or [])
         layer_names = [str(n) for n in entry.get("Layers") or []]
         if len(diff_ids) != len(layer_names):
-            raise IgniteError(f"{path}: {len(layer_names)} layers but "
-                              f"{len(diff_ids)} diff_ids in the config",
-                              hint="the archive is corrupt")
+            raise IgniteError(
+                f"{path}: {len(layer_names)} layers but {len(diff_ids)} diff_ids in the config",
+                hint="the archive is corrupt",
+            )
         layers = tuple(
-            LayerDescriptor(str(diff), MediaType.OCI_LAYER, bundle.size(lname),
-                            diff_id=str(diff), verify_diff_id=True, location=lname)
+            LayerDescriptor(
+                str(diff),
+                MediaType.OCI_LAYER,
+                bundle.size(lname),
+                diff_id=str(diff),
+                verify_diff_id=True,
+                location=lname,
+            )
             for diff, lname in zip(diff_ids, layer_names, strict=True)
         )
     except (KeyError, TypeError, ValueError) as exc:
-        raise IgniteError(f"{path}: malformed manifest.json: {exc!r}",
-                          hint="the archive is corrupt") from exc
+        raise IgniteError(
+            f"{path}: malformed manifest.json: {exc!r}", hint="the archive is corrupt"
+        ) from exc
     finally:
         bundle.close()
     return ResolvedImage(
@@ -207,8 +220,10 @@ def _pick_docker_entry(entries: Any, name: str | None, path: Path) -> dict[str, 
     if name is None:
         if len(entries) > 1:
             tags = [t for e in entries for t in e.get("RepoTags") or []]
-            raise ValidationError(f"{path} holds {len(entries)} images: {', '.join(tags)}",
-                                  hint="name one: docker-archive:FILE:REPO:TAG")
+            raise ValidationError(
+                f"{path} holds {len(entries)} images: {', '.join(tags)}",
+                hint="name one: docker-archive:FILE:REPO:TAG",
+            )
         return dict(entries[0])
     for entry in entries:
         tags = entry.get("RepoTags") or []
@@ -243,8 +258,9 @@ def resolve_tarball(text: str) -> ResolvedImage:
     path = Path(text).absolute()
     if not path.is_file():
         raise NotFoundError(f"{path} does not exist", hint="tar:FILE names a rootfs tarball")
-    return _synthetic(SourceKind.TAR, path, sha256_file(path), MediaType.OCI_LAYER,
-                      path.stat().st_size)
+    return _synthetic(
+        SourceKind.TAR, path, sha256_file(path), MediaType.OCI_LAYER, path.stat().st_size
+    )
 
 
 def resolve_directory(text: str) -> ResolvedImage:
@@ -255,8 +271,10 @@ def resolve_directory(text: str) -> ResolvedImage:
     listing: list[str] = []
     total = 0
     for rel, st, link in walk_tree(path):
-        listing.append(f"{rel}\0{st.st_mode:o}\0{st.st_uid}\0{st.st_gid}\0{st.st_size}\0"
-                       f"{st.st_mtime_ns}\0{link}")
+        listing.append(
+            f"{rel}\0{st.st_mode:o}\0{st.st_uid}\0{st.st_gid}\0{st.st_size}\0"
+            f"{st.st_mtime_ns}\0{link}"
+        )
         total += st.st_size if stat.S_ISREG(st.st_mode) else 0
     digest = sha256_bytes("\n".join(listing).encode("utf-8", "surrogateescape"))
     return _synthetic(SourceKind.DIR, path, digest, MediaType.DIRECTORY, total)

@@ -58,10 +58,12 @@ class ReadAhead:
         except IgniteError as exc:
             self._put(exc)
         except Exception as exc:  # zlib.error, lzma.LZMAError, zstd errors, OSError, EOFError
-            self._put(IgniteError(
-                f"layer {self._label}: cannot read or decompress: {type(exc).__name__}: {exc}",
-                hint="the layer is corrupt or truncated; fetch the image again",
-            ))
+            self._put(
+                IgniteError(
+                    f"layer {self._label}: cannot read or decompress: {type(exc).__name__}: {exc}",
+                    hint="the layer is corrupt or truncated; fetch the image again",
+                )
+            )
 
     def _next_chunk(self) -> bool:
         if self._eof:

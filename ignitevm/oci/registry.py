@@ -129,7 +129,9 @@ class RegistryClient:
                 if total > MAX_DOCUMENT:
                     raise IgniteError(
                         f"registry {self.ref.registry}: {what} is larger than "
-                        f"{MAX_DOCUMENT >> 20} MiB", hint="this is not an image manifest/config")
+                        f"{MAX_DOCUMENT >> 20} MiB",
+                        hint="this is not an image manifest/config",
+                    )
                 chunks.append(chunk)
         except self._errors() as exc:
             raise self._network_error(exc) from exc
@@ -215,8 +217,7 @@ class RegistryClient:
             raise self._network_error(exc) from exc
         if resp.status_code in (401, 403):
             raise IgniteError(
-                f"the token service of {self.ref.registry} refused access to "
-                f"{self.ref.repository}",
+                f"the token service of {self.ref.registry} refused access to {self.ref.repository}",
                 hint=self._cred_hint(),
             )
         self._check(resp, "token")

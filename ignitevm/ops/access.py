@@ -11,15 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ignitevm import proc
-from ignitevm.api import VM, Kind
+from ignitevm.api import VM
 from ignitevm.errors import IgniteError, NotFoundError
+from ignitevm.layout import VMFiles
 from ignitevm.ops.services import Services
-from ignitevm.ops.vmfiles import KNOWN_HOSTS_FILE, SSH_KEY_FILE, vm_dir
+from ignitevm.ops.vmlist import require_vm, vm_dir
 from ignitevm.spawn.sshmux import control_path, master_alive
 
 log = logging.getLogger(__name__)
 
-MASTER_LOCK_FILE = "ssh.lock"
 MASTER_IDLE = "10m"  # an unused master goes away after this; the VM's stop closes it anyway
 
 
@@ -78,13 +78,13 @@ def require_target(
     ``any_key``: the caller only waits for sshd, a VM made with the user's own key will do."""
     from ignitevm.spawn import runtime_status
 
-    vm = svc.store.require(Kind.VM, query)
+    vm = require_vm(svc, query)
     d = vm_dir(svc, vm)
     status = runtime_status(d)
     name = vm.metadata.name
     if status is None:
         raise IgniteError(f"VM {name} is not running", hint=f"start it: ignite start {name}")
-    key = identity or d / SSH_KEY_FILE
+    key = identity or d / VMFiles.SSH_KEY
     # a key given with -i is honoured: the master authenticated with the VM's own key
     control = control_path(d) if identity is None else None
     if not key.is_file() and not any_key:
@@ -97,13 +97,13 @@ def require_target(
         if forward is None:
             raise IgniteError(f"VM {name} publishes no SSH port", hint="run it with -p PORT:22")
         host = "127.0.0.1" if forward.host_ip in ("0.0.0.0", "") else forward.host_ip
-        return SSHTarget(vm, host, forward.host_port, key, d / KNOWN_HOSTS_FILE, control)
+        return SSHTarget(vm, host, forward.host_port, key, d / VMFiles.KNOWN_HOSTS, control)
     if not status.ip_addresses:
         raise IgniteError(
             f"VM {name} has no network address (network plugin {status.network})",
             hint="run it with --network-plugin cni (or user)",
         )
-    return SSHTarget(vm, status.ip_addresses[0], 22, key, d / KNOWN_HOSTS_FILE, control)
+    return SSHTarget(vm, status.ip_addresses[0], 22, key, d / VMFiles.KNOWN_HOSTS, control)
 
 
 def connect(target: SSHTarget, timeout: float) -> None:
@@ -124,7 +124,7 @@ def open_master(target: SSHTarget, timeout: float) -> bool:
     assert target.control is not None
     # One opener at a time: ssh that finds the socket taken would go on without it, a plain
     # background connection nobody closes.
-    with file_lock(target.known_hosts.with_name(MASTER_LOCK_FILE)):  # in the VM's dir
+    with file_lock(target.known_hosts.with_name(VMFiles.SSH_LOCK)):  # in the VM's dir
         if master_alive(target.control):
             return True
         target.control.unlink(missing_ok=True)  # a dead master's socket

@@ -9,14 +9,16 @@ from pathlib import Path
 
 from ignitevm import proc
 from ignitevm.api import VM, Kind, generate_name, new_uid
-from ignitevm.api.types import OCIImageSource
+from ignitevm.api.types import OCIImageSource, Vmm
 from ignitevm.errors import ConflictError, NotFoundError, ValidationError
+from ignitevm.layout import VMFiles
 from ignitevm.ops.images import base_image_path, ensure_image
 from ignitevm.ops.kernels import ensure_kernel, kernel_files
 from ignitevm.ops.services import DEFAULT_IMAGE, Services
-from ignitevm.ops.vmfiles import MIN_MEMORY_MIB, SSH_KEY_FILE
 
 log = logging.getLogger(__name__)
+
+MIN_MEMORY_MIB = 128
 
 
 def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
@@ -60,12 +62,13 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
     try:
         from ignitevm.ops.vmmchoice import cow_mode, create_root_disk, resolve_vmm
 
-        # Firecracker VMs get the overlay mode's raw writable disk instead of a qcow2 overlay
-        vmlinux = kernel_files(svc, kernel)[0]
-        mode = cow_mode(vm_dir, resolve_vmm(svc, vm, vmlinux=vmlinux).vmm)
-        create_root_disk(svc, vm, vm_dir, base_image_path(svc, image), mode)
+        # chosen once, here, and recorded: Firecracker VMs get the overlay mode's raw
+        # writable disk instead of a qcow2 overlay
+        choice = resolve_vmm(svc, vm, vmlinux=kernel_files(svc, kernel)[0])
+        vm.status.vmm = Vmm(choice.vmm)
+        create_root_disk(vm, vm_dir, base_image_path(svc, image), cow_mode(vm_dir, choice.vmm))
         if spec.ssh is True:
-            generate_ssh_key(vm_dir / SSH_KEY_FILE, meta.name)
+            generate_ssh_key(vm_dir / VMFiles.SSH_KEY, meta.name)
         svc.store.save(vm)
     except BaseException:
         shutil.rmtree(vm_dir, ignore_errors=True)

@@ -9,18 +9,17 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ignitevm.api import Image, Kind, ObjectMeta, Size
+from ignitevm.api import VM, Image, Kind, ObjectMeta, Size
 from ignitevm.api.types import ImageSpec, ImageStatus, OCIImageSource
 from ignitevm.errors import ConflictError, IgniteError
+from ignitevm.layout import ImageFiles
 from ignitevm.ops.services import Services
 
 log = logging.getLogger(__name__)
 
-BASE_IMAGE_FILE = "image.ext4"
-
 
 def base_image_path(svc: Services, image: Image) -> Path:
-    return svc.store.object_dir(Kind.IMAGE, image.metadata.uid) / BASE_IMAGE_FILE
+    return svc.store.object_dir(Kind.IMAGE, image.metadata.uid) / ImageFiles.BASE
 
 
 def find_image(svc: Services, query: str) -> Image | None:
@@ -61,7 +60,7 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
         unpack_image(resolved, work / "rootfs", svc.fetch)
         obj_dir = work / "object"
         obj_dir.mkdir()
-        build_base_image(work / "rootfs", obj_dir / BASE_IMAGE_FILE)
+        build_base_image(work / "rootfs", obj_dir / ImageFiles.BASE)
         image = Image(
             metadata=ObjectMeta(name=name or resolved.name, uid=uid, created=datetime.now(UTC)),
             spec=ImageSpec(oci=resolved.name),
@@ -108,6 +107,16 @@ def image_of_vm(svc: Services, digest: str) -> Image | None:
         if image.status.oci_source.id == digest:
             return image
     return None
+
+
+def require_image_of_vm(svc: Services, vm: VM) -> Image:
+    image = image_of_vm(svc, vm.status.image.id)
+    if image is None:
+        raise IgniteError(
+            f"the image of VM {vm.metadata.name} ({vm.spec.image.oci}) is no longer stored",
+            hint="recreate the VM: its disk is a copy-on-write layer over that image",
+        )
+    return image
 
 
 def remove_image(svc: Services, query: str, *, force: bool = False) -> Image:

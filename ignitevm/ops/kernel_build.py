@@ -11,8 +11,9 @@ from pathlib import Path
 
 from ignitevm.api import Kernel, Kind
 from ignitevm.errors import ValidationError
-from ignitevm.kernel.source import KernelFiles
-from ignitevm.ops.kernels import CONFIG_FILE, kernel_files, store_kernel
+from ignitevm.kernel.source import FoundKernel
+from ignitevm.layout import KernelFiles
+from ignitevm.ops.kernels import kernel_files, store_kernel
 from ignitevm.ops.services import Services
 
 log = logging.getLogger(__name__)
@@ -80,12 +81,12 @@ def build_microvm_kernel(
         result = kb.build_kernel(src, work, fragment=text, jobs=jobs, niceness=niceness)
         built, seconds = not result.reused, result.seconds
         dropped = tuple(str(d) for d in result.dropped)
-        files = KernelFiles(vmlinux=result.vmlinux, version=result.version, modules_dir=None)
+        files = FoundKernel(vmlinux=result.vmlinux, version=result.version, modules_dir=None)
         wanted = name or kernel_name(result.version)
         _take_name(svc, wanted, key[:16])
         staging = Path(tempfile.mkdtemp(prefix="kernel-", dir=svc.store.tmp_dir()))
         try:
-            _stage_config(result.vmlinux.with_name("config"), staging, result.version)
+            _stage_config(result.vmlinux.with_name(KernelFiles.CONFIG), staging, result.version)
             kernel = store_kernel(svc, files, digest, wanted, f"build:{src}", staging)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -122,7 +123,7 @@ def export_kernel(svc: Services, kernel: Kernel, kind: str, dest: Path) -> Path:
     from ignitevm.oci import write
 
     vmlinux, _ = kernel_files(svc, kernel)
-    kconfig = vmlinux.with_name(CONFIG_FILE)
+    kconfig = vmlinux.with_name(KernelFiles.CONFIG)
     with tempfile.TemporaryDirectory(prefix="kernel-export-", dir=svc.store.tmp_dir()) as tmp:
         boot = Path(tmp) / "rootfs" / "boot"
         boot.mkdir(parents=True)

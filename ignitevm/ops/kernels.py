@@ -10,30 +10,26 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ignitevm.api import Kernel, Kind, ObjectMeta, Size
+from ignitevm.api import VM, Kernel, Kind, ObjectMeta, Size
 from ignitevm.api.types import KernelSpec, KernelStatus, OCIImageSource
 from ignitevm.errors import ConflictError, IgniteError, NotFoundError, ValidationError
-from ignitevm.kernel.source import KernelFiles
+from ignitevm.kernel.source import FoundKernel
+from ignitevm.layout import KernelFiles
 from ignitevm.ops.services import Services
 
 log = logging.getLogger(__name__)
 
-VMLINUX_FILE = "vmlinux"
-INITRD_FILE = "initrd.cpio"
-CONFIG_FILE = "config"  # the kernel's build config, when its source shipped one
-MODULES_FILE = "modules.ext4"  # the whole modules tree, attached read-only to every VM
-
 
 def modules_disk(svc: Services, kernel: Kernel) -> Path | None:
     """The kernel's modules disk (label ignite-modules), None for a kernel without modules."""
-    path = svc.store.object_dir(Kind.KERNEL, kernel.metadata.uid) / MODULES_FILE
+    path = svc.store.object_dir(Kind.KERNEL, kernel.metadata.uid) / KernelFiles.MODULES
     return path if path.is_file() else None
 
 
 def kernel_files(svc: Services, kernel: Kernel) -> tuple[Path, Path]:
     """(vmlinux, base initramfs) of a stored kernel."""
     d = svc.store.object_dir(Kind.KERNEL, kernel.metadata.uid)
-    return d / VMLINUX_FILE, d / INITRD_FILE
+    return d / KernelFiles.VMLINUX, d / KernelFiles.INITRD
 
 
 def _sha256_file(path: Path) -> str:
@@ -79,7 +75,7 @@ def import_kernel(
             digest = _sha256_file(vmlinux)
             if (found := _existing(svc, digest)) is not None:
                 return found
-            files = k.KernelFiles(vmlinux, k.detect_version(vmlinux, modules), modules)
+            files = k.FoundKernel(vmlinux, k.detect_version(vmlinux, modules), modules)
         elif source is not None and source.startswith(("deb:", "apt:")):
             deb = _deb_path(svc, source)
             digest = _sha256_file(deb)
@@ -124,20 +120,24 @@ def _deb_path(svc: Services, source: str) -> Path:
 
 
 def store_kernel(
-    svc: Services, files: KernelFiles, digest: str, name: str, source: str, work: Path
+    svc: Services, files: FoundKernel, digest: str, name: str, source: str, work: Path
 ) -> Kernel:
     from ignitevm import kernel as k
 
     uid = digest.partition(":")[2][:16]
     obj_dir = work / "object"
     obj_dir.mkdir()
-    k.to_vmlinux(files.vmlinux, obj_dir / VMLINUX_FILE)
+    k.to_vmlinux(files.vmlinux, obj_dir / KernelFiles.VMLINUX)
     keep_kernel_config(work, files.version, obj_dir)
-    k.build_initramfs(obj_dir / INITRD_FILE, modules_dir=files.modules_dir, version=files.version)
+    k.build_initramfs(
+        obj_dir / KernelFiles.INITRD, modules_dir=files.modules_dir, version=files.version
+    )
     if files.modules_dir is not None:
         # the guest's modprobe finds every module (br_netfilter, nf_tables, ...) there, as in
         # Ignite, where the kernel's modules were copied into each VM; here one disk is shared
-        k.build_modules_image(files.modules_dir, obj_dir / MODULES_FILE, version=files.version)
+        k.build_modules_image(
+            files.modules_dir, obj_dir / KernelFiles.MODULES, version=files.version
+        )
     size = sum(p.stat().st_size for p in obj_dir.iterdir())
     kernel = Kernel(
         metadata=ObjectMeta(name=name, uid=uid, created=datetime.now(UTC)),
@@ -169,7 +169,7 @@ def keep_kernel_config(work: Path, version: str, obj_dir: Path) -> None:
     for root in (work / "deb" / "rootfs", work / "rootfs"):
         config = root / "boot" / f"config-{version}"
         if config.is_file() and not config.is_symlink():
-            shutil.copyfile(config, obj_dir / CONFIG_FILE)
+            shutil.copyfile(config, obj_dir / KernelFiles.CONFIG)
             return
 
 
@@ -183,6 +183,16 @@ def kernel_of_vm(svc: Services, digest: str) -> Kernel | None:
         if kernel.status.oci_source.id == digest:
             return kernel
     return None
+
+
+def require_kernel_of_vm(svc: Services, vm: VM) -> Kernel:
+    kernel = kernel_of_vm(svc, vm.status.kernel.id)
+    if kernel is None:
+        raise IgniteError(
+            f"the kernel of VM {vm.metadata.name} ({vm.status.kernel.id}) is no longer stored",
+            hint="import it again with ignite kernel import, or recreate the VM",
+        )
+    return kernel
 
 
 def remove_kernel(svc: Services, query: str, *, force: bool = False) -> Kernel:

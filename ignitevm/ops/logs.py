@@ -5,21 +5,20 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 
-from ignitevm.api import Kind
 from ignitevm.errors import IgniteError
+from ignitevm.layout import VMFiles
 from ignitevm.ops.services import Services
-from ignitevm.ops.vmfiles import vm_dir
+from ignitevm.ops.vmlist import require_vm, vm_dir
 
 
 def stream_logs(svc: Services, query: str, *, follow: bool = False) -> Iterator[bytes]:
     """The console log's bytes (its rotated part first); with ``follow``, new output until the
     VM stops."""
     from ignitevm.spawn import ConsoleFollower, is_running
-    from ignitevm.spawn.plan import CONSOLE_FILE
 
-    vm = svc.store.require(Kind.VM, query)
+    vm = require_vm(svc, query)
     d = vm_dir(svc, vm)
-    path = d / CONSOLE_FILE
+    path = d / VMFiles.CONSOLE
     if not path.exists() and not follow:
         raise IgniteError(
             f"VM {vm.metadata.name} has no console log yet",
@@ -41,7 +40,7 @@ def stream_logs(svc: Services, query: str, *, follow: bool = False) -> Iterator[
 def attach_console(svc: Services, query: str, stdin_fd: int, stdout_fd: int) -> None:
     from ignitevm.spawn import attach, is_running
 
-    vm = svc.store.require(Kind.VM, query)
+    vm = require_vm(svc, query)
     d = vm_dir(svc, vm)
     if not is_running(d):
         raise IgniteError(

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ignitevm.errors import IgniteError
 from ignitevm.hostinfo import KVMFacts, kvm_problem, read_kvm_facts
+from ignitevm.layout import KernelFiles
 from ignitevm.network.base import PortMapping
 from ignitevm.vmm.base import Accel, VMMName
 
@@ -255,7 +256,7 @@ def kernel_has_mmio_cmdline(vmlinux: Path) -> bool | None:
     """Whether the kernel accepts ``virtio_mmio.device=`` (Firecracker's device declarations):
     from a kernel config stored next to it (``config``), else from the vmlinux itself, which
     carries the parameter's name only when the option is built in. None: unreadable."""
-    config = vmlinux.with_name("config")
+    config = vmlinux.with_name(KernelFiles.CONFIG)
     try:
         if config.is_file():
             return any(line.strip() == _MMIO_CONFIG for line in config.read_text().splitlines())

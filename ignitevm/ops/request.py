@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ignitevm.api import VM, Size, load_object
-from ignitevm.api.types import FileMapping, PortMapping, Protocol, Volume, VolumeMount
+from ignitevm.api.types import FileMapping, PortMapping, Volume, VolumeMount
 from ignitevm.errors import ValidationError
 from ignitevm.ops.services import Services
 
@@ -72,7 +72,7 @@ def build_vm_request(svc: Services, req: VMRequest) -> VM:
     if req.ssh is not None:
         spec.ssh = True if req.ssh == "true" else str(Path(req.ssh).expanduser())
     spec.copy_files += [_file_mapping(text) for text in req.copy_files]
-    spec.network.ports += [_port(text) for text in req.ports]
+    spec.network.ports += [PortMapping.parse(text) for text in req.ports]
     for text in req.volumes:
         volume, mount = _volume(text, len(spec.storage.volumes))
         spec.storage.volumes.append(volume)
@@ -103,17 +103,6 @@ def _file_mapping(text: str) -> FileMapping:
             f"--copy-files {text!r} is not HOST:VM", hint="e.g. -f /etc/motd:/etc/motd"
         )
     return FileMapping(host_path=str(Path(host).expanduser()), vm_path=target)
-
-
-def _port(text: str) -> PortMapping:
-    from ignitevm.network.ports import parse_port_mapping
-
-    pm = parse_port_mapping(text)
-    bind = None if pm.host_ip == "0.0.0.0" else pm.host_ip
-    return PortMapping(
-        host_port=pm.host_port, vm_port=pm.vm_port, protocol=Protocol(pm.protocol),
-        bind_address=bind,
-    )  # fmt: skip
 
 
 def _volume(text: str, index: int) -> tuple[Volume, VolumeMount]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import logging
 
-from ignitevm.api import VM, Kind
+from ignitevm.api import VM
 from ignitevm.ops.services import Services
-from ignitevm.ops.vmfiles import vm_dir
+from ignitevm.ops.vmlist import record_state, require_vm, vm_dir
 
 log = logging.getLogger(__name__)
 
@@ -17,30 +17,20 @@ def stop_vm(svc: Services, query: str, *, force: bool = False, timeout: float = 
     """Stop gracefully; after ``timeout`` seconds (or at once with ``force``) stop hard."""
     from ignitevm import spawn
 
-    vm = svc.store.require(Kind.VM, query)
+    vm = require_vm(svc, query)
     d = vm_dir(svc, vm)
     if force:
         spawn.kill(d)
     elif not spawn.request_stop(d, timeout):
         log.warning("VM %s did not power off in %g s: stopping it hard", vm.metadata.name, timeout)
         spawn.kill(d)
-    spawn.cleanup_stale(d, None)
-    return record_stopped(svc, vm)
+    spawn.cleanup_stale(d)
+    return record_state(svc, vm, None)
 
 
 def kill_vm(svc: Services, query: str) -> VM:
     from ignitevm import spawn
 
-    vm = svc.store.require(Kind.VM, query)
+    vm = require_vm(svc, query)
     spawn.kill(vm_dir(svc, vm))
-    return record_stopped(svc, vm)
-
-
-def record_stopped(svc: Services, vm: VM) -> VM:
-    def update(current: VM) -> VM:
-        current.status.running = False
-        current.status.pid = None
-        current.status.network.ip_addresses = []
-        return current
-
-    return svc.store.update(Kind.VM, vm.metadata.uid, update)
+    return record_state(svc, vm, None)

@@ -1,13 +1,20 @@
-"""VMs as they are: the stored objects with the truth about "running" overlaid (DESIGN.md)."""
+"""VMs as they are: the stored objects with the truth about "running" overlaid
+(docs/architecture.md "State and truth"). The one mapping of a supervisor's runtime record onto
+``VM.status``, for what ps/inspect show and for what start/stop record."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ignitevm.api import VM, Kind
+from ignitevm.api.types import Runtime, Vmm
 from ignitevm.ops.services import Services
-from ignitevm.ops.vmfiles import vm_dir
+
+if TYPE_CHECKING:
+    from ignitevm.spawn.runtime import RuntimeStatus
 
 
 @dataclass(frozen=True)
@@ -17,22 +24,40 @@ class VMView:
     ports: tuple[str, ...] = ()  # published ports as they are (e.g. "0.0.0.0:2222->22/tcp")
 
 
+def vm_dir(svc: Services, vm: VM) -> Path:
+    return svc.store.object_dir(Kind.VM, vm.metadata.uid)
+
+
+def require_vm(svc: Services, query: str) -> VM:
+    """The VM a name or uid prefix names; NotFoundError / AmbiguousError otherwise."""
+    return svc.store.require(Kind.VM, query)
+
+
+def apply_runtime(vm: VM, status: RuntimeStatus | None) -> VM:
+    """Write a run's live state (None: not running) into ``vm.status``; returns ``vm``."""
+    st = vm.status
+    st.running = status is not None
+    if status is None:
+        st.network.ip_addresses = []
+        st.pid = None
+        return vm
+    st.start_time = datetime.fromtimestamp(status.started_at, UTC)
+    st.network.ip_addresses = list(status.ip_addresses)
+    st.network.plugin = status.network
+    st.pid = status.supervisor_pid
+    st.runtime = Runtime(id=str(status.supervisor_pid))
+    st.vmm = Vmm(status.vmm)
+    return vm
+
+
 def live_view(svc: Services, vm: VM) -> VMView:
     """Overlay the supervisor's live state on the stored object: a dead VM is never running."""
     from ignitevm.spawn.runtime import runtime_status
 
     status = runtime_status(vm_dir(svc, vm))
-    vm.status.running = status is not None
-    if status is None:
-        vm.status.network.ip_addresses = []
-        vm.status.pid = None
-    else:
-        vm.status.start_time = datetime.fromtimestamp(status.started_at, UTC)
-        vm.status.network.ip_addresses = list(status.ip_addresses)
-        vm.status.pid = status.supervisor_pid
-    if status is None:
-        return VMView(vm=vm, running=False, ports=tuple(str(p) for p in vm.spec.network.ports))
-    return VMView(vm=vm, running=True, ports=tuple(str(p) for p in status.ports))
+    apply_runtime(vm, status)
+    ports = status.ports if status is not None else vm.spec.network.ports
+    return VMView(vm=vm, running=status is not None, ports=tuple(str(p) for p in ports))
 
 
 def list_vms(svc: Services, *, all_: bool = True) -> list[VMView]:
@@ -41,4 +66,11 @@ def list_vms(svc: Services, *, all_: bool = True) -> list[VMView]:
 
 
 def get_vm(svc: Services, query: str) -> VMView:
-    return live_view(svc, svc.store.require(Kind.VM, query))
+    return live_view(svc, require_vm(svc, query))
+
+
+def record_state(svc: Services, vm: VM, status: RuntimeStatus | None) -> VM:
+    """Store what ``status`` says of the VM's run (after a start or a stop)."""
+    return svc.store.update(
+        Kind.VM, vm.metadata.uid, lambda current: apply_runtime(current, status)
+    )

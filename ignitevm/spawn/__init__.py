@@ -10,29 +10,23 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from ignitevm.spawn.attach import attach
-    from ignitevm.spawn.control import (
-        ConsoleFollower,
-        cleanup_stale,
-        kill,
-        launch,
-        request_stop,
-        wait_for_boot,
-        wait_until_stopped,
-    )
+    from ignitevm.spawn.client.console import ConsoleFollower, wait_for_boot
+    from ignitevm.spawn.client.launch import launch
+    from ignitevm.spawn.client.stop import cleanup_stale, kill, request_stop, wait_until_stopped
     from ignitevm.spawn.plan import LaunchPlan, read_plan
     from ignitevm.spawn.runtime import RuntimeState, RuntimeStatus, is_running, runtime_status
 
 _LAZY = {
-    "ConsoleFollower": "control",
+    "ConsoleFollower": "client.console",
     "attach": "attach",
-    "cleanup_stale": "control",
+    "cleanup_stale": "client.stop",
     "is_running": "runtime",
-    "kill": "control",
-    "launch": "control",
-    "request_stop": "control",
+    "kill": "client.stop",
+    "launch": "client.launch",
+    "request_stop": "client.stop",
     "runtime_status": "runtime",
-    "wait_for_boot": "control",
-    "wait_until_stopped": "control",
+    "wait_for_boot": "client.console",
+    "wait_until_stopped": "client.stop",
     "LaunchPlan": "plan",
     "read_plan": "plan",
     "RuntimeState": "runtime",

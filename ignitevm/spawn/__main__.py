@@ -11,9 +11,12 @@ import sys
 from pathlib import Path
 
 from ignitevm.errors import ConflictError
+from ignitevm.network.base import require_plugin
 from ignitevm.spawn.plan import read_plan
-from ignitevm.spawn.supervisor import Ready, Supervisor
+from ignitevm.spawn.protocol import Ready
+from ignitevm.spawn.supervisor import Supervisor
 from ignitevm.store.locks import try_hold_lock
+from ignitevm.vmm.driver import driver_for
 
 # A cleanup_stale or is_running probe may hold the lock for a moment.
 LOCK_WAIT = 5.0
@@ -58,11 +61,13 @@ def main(argv: list[str]) -> int:
         return 1
     try:
         plan = read_plan(vm_dir)
+        driver = driver_for(plan.vmm, vm_dir)
+        plugin = require_plugin(plan.network)
     except Exception as exc:
         ready.error(exc)
         return 1
     # The lock fd stays open (it is close-on-exec, so QEMU does not inherit it) until exit.
-    return Supervisor(plan, ready).run()
+    return Supervisor(plan, ready, driver, plugin).run()
 
 
 if __name__ == "__main__":

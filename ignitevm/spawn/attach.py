@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ignitevm.errors import IgniteError
-from ignitevm.spawn.plan import ATTACH_SOCKET
+from ignitevm.layout import VMFiles
 from ignitevm.vmm.qmp import connect_unix
 
 CTRL_P = 0x10
@@ -60,7 +60,7 @@ def attach(vm_dir: Path, stdin_fd: int, stdout_fd: int) -> None:
     """Relay the terminal to the VM's console until Ctrl-P Ctrl-Q or the VM stops. Detaching
     never stops the VM."""
     try:
-        sock = connect_unix(vm_dir / ATTACH_SOCKET, timeout=5.0)
+        sock = connect_unix(vm_dir / VMFiles.ATTACH_SOCKET, timeout=5.0)
     except OSError as exc:
         raise IgniteError(
             f"cannot attach to the VM in {vm_dir}: {exc.strerror or exc}",

@@ -1,19 +1,20 @@
-"""The supervisor's records in vm_dir: runtime.json and the lock that says "running"."""
+"""The supervisor's records in vm_dir: runtime.json and the lock that says "running".
+
+Cheap to import (ps, inspect and exec need only this): the standard library and the records."""
 
 from __future__ import annotations
 
-import json
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
 
-from ignitevm.fsutil import write_json_atomic
+from ignitevm.layout import VMFiles
 from ignitevm.network.base import NetworkRequest, PortMapping
+from ignitevm.records import RecordError, read_record, write_record
 from ignitevm.store.locks import is_locked
 
-RUNTIME_FILE = "runtime.json"
+RUNTIME_FILE = VMFiles.RUNTIME
 
 
 class RuntimeState(StrEnum):
@@ -38,61 +39,24 @@ class RuntimeStatus:
     vm_uid: str = ""
     vm_name: str = ""
     mac: str = ""
-    ports: tuple[PortMapping, ...] = field(default_factory=tuple)
+    ports: tuple[PortMapping, ...] = ()
 
     def network_request(self, vm_dir: Path) -> NetworkRequest:
         return NetworkRequest(self.vm_uid, self.vm_name, vm_dir, self.mac, self.ports)
 
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "supervisor_pid": self.supervisor_pid,
-            "vmm": self.vmm,
-            "state": str(self.state),
-            "started_at": self.started_at,
-            "vmm_pid": self.vmm_pid,
-            "vmm_started_at": self.vmm_started_at,
-            "ip_addresses": list(self.ip_addresses),
-            "netns": self.netns,
-            "tap": self.tap,
-            "network": self.network,
-            "vm_uid": self.vm_uid,
-            "vm_name": self.vm_name,
-            "mac": self.mac,
-            "ports": [p.to_dict() for p in self.ports],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> RuntimeStatus:
-        return cls(
-            supervisor_pid=int(data["supervisor_pid"]),
-            vmm=str(data["vmm"]),
-            state=RuntimeState(data.get("state", "running")),
-            started_at=float(data.get("started_at", 0.0)),
-            vmm_pid=data.get("vmm_pid"),
-            vmm_started_at=data.get("vmm_started_at"),
-            ip_addresses=tuple(data.get("ip_addresses", ())),
-            netns=data.get("netns"),
-            tap=data.get("tap"),
-            network=str(data.get("network", "none")),
-            vm_uid=str(data.get("vm_uid", "")),
-            vm_name=str(data.get("vm_name", "")),
-            mac=str(data.get("mac", "")),
-            ports=tuple(PortMapping.from_dict(p) for p in data.get("ports", ())),
-        )
-
 
 def write_runtime(vm_dir: Path, status: RuntimeStatus) -> None:
-    write_json_atomic(vm_dir / RUNTIME_FILE, status.to_dict())
+    write_record(vm_dir / RUNTIME_FILE, status)
 
 
 def is_running(vm_dir: Path) -> bool:
-    """True while the VM's supervisor holds the lock on vm_dir (DESIGN.md "State and truth")."""
+    """True while the VM's supervisor holds the lock on vm_dir (docs/architecture.md "State and
+    truth")."""
     return is_locked(vm_dir)
 
 
 def runtime_status(vm_dir: Path) -> RuntimeStatus | None:
-    """The supervisor's runtime.json while it runs; None when the VM does not run. Here, not in
-    control.py: ps, inspect and exec need only this, without control's imports (~40 ms)."""
+    """The supervisor's runtime.json while it runs; None when the VM does not run."""
     status = read_runtime(vm_dir)
     if status is None or not is_locked(vm_dir):
         return None
@@ -100,10 +64,11 @@ def runtime_status(vm_dir: Path) -> RuntimeStatus | None:
 
 
 def read_runtime(vm_dir: Path) -> RuntimeStatus | None:
-    """runtime.json as written, whether or not its supervisor still lives; None if absent."""
+    """runtime.json as written, whether or not its supervisor still lives; None if absent or
+    damaged (the cleanup then works from what the network left: network.json, the netns)."""
     try:
-        return RuntimeStatus.from_dict(json.loads((vm_dir / RUNTIME_FILE).read_text()))
-    except (OSError, ValueError, KeyError, TypeError):
+        return read_record(RuntimeStatus, vm_dir / RUNTIME_FILE)
+    except (OSError, RecordError):
         return None
 
 
@@ -115,3 +80,14 @@ def pid_in_dir(pid: int, vm_dir: Path) -> bool:
     except OSError:
         return False
     return cwd == str(vm_dir.resolve())
+
+
+def remove_runtime_files(vm_dir: Path) -> None:
+    """What one run leaves in vm_dir: the shared SSH connection (it lives as long as the run),
+    runtime.json, the attach socket and every VMM's sockets."""
+    from ignitevm.spawn.sshmux import close_master
+    from ignitevm.vmm.driver import all_runtime_files
+
+    close_master(vm_dir)
+    for name in (RUNTIME_FILE, VMFiles.ATTACH_SOCKET, *all_runtime_files()):
+        (vm_dir / name).unlink(missing_ok=True)

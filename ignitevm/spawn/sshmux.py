@@ -17,8 +17,9 @@ import tempfile
 from pathlib import Path
 
 from ignitevm import proc
+from ignitevm.layout import VMFiles
 
-CONTROL_FILE = "ssh.ctl"
+CONTROL_FILE = VMFiles.SSH_CONTROL
 # OpenSSH binds "<ControlPath>.<16 random chars>" first, then renames: sun_path holds 108 bytes.
 _MAX_PATH = 108 - 1 - 17
 

@@ -7,62 +7,34 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
-import json
 import logging
 import os
 import selectors
 import signal
 import time
 from dataclasses import replace
-from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from ignitevm import proc
 from ignitevm.errors import IgniteError
-from ignitevm.network.base import Attachment, NetworkPlugin, require_plugin
-from ignitevm.spawn.plan import ATTACH_SOCKET, CONSOLE_FILE, LaunchPlan
+from ignitevm.layout import VMFiles
+from ignitevm.network.base import Attachment, NetworkPlugin
+from ignitevm.spawn.plan import LaunchPlan
+from ignitevm.spawn.protocol import REPRESS_INTERVAL, Ready
 from ignitevm.spawn.relay import MAX_INPUT_BACKLOG, Clients, ConsoleLog, listen_unix
-from ignitevm.spawn.runtime import RUNTIME_FILE, RuntimeState, RuntimeStatus, write_runtime
-from ignitevm.spawn.sshmux import close_master
-from ignitevm.spawn.vmmdriver import VMMDriver, driver_for
+from ignitevm.spawn.runtime import (
+    RuntimeState,
+    RuntimeStatus,
+    remove_runtime_files,
+    write_runtime,
+)
 from ignitevm.vmm.base import with_guest_ip
-from ignitevm.vmm.firecracker import API_SOCKET
-from ignitevm.vmm.qemu import QMP_SOCKET
+from ignitevm.vmm.driver import VMMDriver
 
 log = logging.getLogger(__name__)
 
 PR_SET_PDEATHSIG = 1
-REPRESS_INTERVAL = 3.0  # a press before the guest's acpid listens is lost: press again
-
-
-class Ready:
-    """Tells the launching process (over an inherited pipe) that the VM started, or why not."""
-
-    def __init__(self, fd: int | None) -> None:
-        self._fd = fd
-
-    def _send(self, msg: dict[str, Any]) -> None:
-        if self._fd is None:
-            return
-        # An OSError means the launcher gave up waiting; the supervisor carries on.
-        with contextlib.suppress(OSError):
-            os.write(self._fd, json.dumps(msg).encode() + b"\n")
-        os.close(self._fd)
-        self._fd = None
-
-    def ok(self, vmm_pid: int) -> None:
-        self._send({"ok": True, "pid": os.getpid(), "vmm_pid": vmm_pid})
-
-    def error(self, exc: BaseException) -> None:
-        hint = exc.hint if isinstance(exc, IgniteError) else None
-        self._send({"ok": False, "error": str(exc), "hint": hint})
-
-
-def remove_runtime_files(vm_dir: Path) -> None:
-    close_master(vm_dir)  # the shared SSH connection lives as long as the run
-    for name in (RUNTIME_FILE, QMP_SOCKET, API_SOCKET, ATTACH_SOCKET):
-        (vm_dir / name).unlink(missing_ok=True)
 
 
 def _die_with_parent() -> Any:
@@ -80,14 +52,20 @@ def _die_with_parent() -> Any:
 
 
 class Supervisor:
-    def __init__(self, plan: LaunchPlan, ready: Ready) -> None:
+    """Runs one VM: ``plan`` says what, ``driver`` how to run its VMM, ``plugin`` its network
+    (``__main__`` picks both by name; tests pass fakes, as httpx tests pass a transport)."""
+
+    def __init__(
+        self, plan: LaunchPlan, ready: Ready, driver: VMMDriver, plugin: NetworkPlugin
+    ) -> None:
         self.plan = plan
         self.vm_dir = plan.vm_dir
         self.ready = ready
+        self.driver = driver
+        self.plugin = plugin
         self.sel = selectors.DefaultSelector()
         self.clients = Clients(self.sel)
         self.vmm: proc.Popen[bytes] | None = None
-        self.driver: VMMDriver = driver_for(plan.vmm, plan.vm_dir)
         self.status: RuntimeStatus | None = None
         self._to_vmm = bytearray()
         self._stop_requested = False
@@ -114,19 +92,17 @@ class Supervisor:
             network=str(self.plan.network),
             vm_uid=self.plan.uid,
             vm_name=self.plan.name,
-            mac=self.plan.mac,
+            mac=self.plan.machine.mac,
             ports=self.plan.ports,
         )
         # Written before the network is touched, so a crash from here on leaves a record.
         write_runtime(self.vm_dir, self.status)
         try:
-            plugin = require_plugin(self.plan.network)
-            plugin.preflight(req)
-            att = plugin.attach(req)
+            att = self.plugin.attach(req)
             try:
                 return self._run_vm(att)
             finally:
-                self._detach(plugin)
+                self._detach()
         except BaseException as exc:
             log.error("%s", exc)
             self.ready.error(exc)
@@ -135,15 +111,15 @@ class Supervisor:
             remove_runtime_files(self.vm_dir)
             log.info("supervisor exits")
 
-    def _detach(self, plugin: NetworkPlugin) -> None:
+    def _detach(self) -> None:
         try:
-            plugin.detach(self.plan.network_request())
+            self.plugin.detach(self.plan.network_request())
         except Exception:
             log.exception("network detach failed")
 
     def _run_vm(self, att: Attachment) -> int:
-        console = ConsoleLog(self.vm_dir / CONSOLE_FILE, self.plan.console_limit_bytes)
-        listener = listen_unix(self.vm_dir / ATTACH_SOCKET)
+        console = ConsoleLog(self.vm_dir / VMFiles.CONSOLE, self.plan.console_limit_bytes)
+        listener = listen_unix(self.vm_dir / VMFiles.ATTACH_SOCKET)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(wake_w)
         try:
@@ -175,7 +151,7 @@ class Supervisor:
             os.close(wake_w)
 
     def _start_vmm(self, att: Attachment) -> proc.Popen[bytes]:
-        spec = self.plan.machine_spec()
+        spec = self.plan.machine
         spec = replace(spec, cmdline=with_guest_ip(spec.cmdline, att, self.plan.name))
         argv = self.driver.argv(spec, att)
         if att.netns is not None:
@@ -355,7 +331,7 @@ class Supervisor:
             log.warning("the guest did not power off in time: hard stop")
             self._next_press = None
             try:
-                self.driver.hard_stop(self.vmm)
+                self.driver.hard_stop(self.vmm.pid)
             except IgniteError as exc:
                 log.warning("%s hard stop failed: %s", self.driver.name, exc)
             self._kill_deadline = now + self.driver.hard_stop_grace

@@ -3,23 +3,32 @@ tiny HTTP/1.1 client for its API socket (``http.client`` over AF_UNIX: no new de
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import re
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ignitevm import proc
 from ignitevm.errors import IgniteError
+from ignitevm.layout import VMFiles
 from ignitevm.network.base import Attachment
 from ignitevm.vmm.base import MachineSpec
 from ignitevm.vmm.qmp import connect_unix
 
+if TYPE_CHECKING:
+    from subprocess import Popen
+
 FIRECRACKER_BINARY = "firecracker"
-API_SOCKET = "firecracker.sock"
-LOG_FILE = "firecracker.log"
-METRICS_FILE = "firecracker.metrics"
+API_SOCKET = VMFiles.FC_API_SOCKET
+LOG_FILE = VMFiles.FC_LOG
+METRICS_FILE = VMFiles.FC_METRICS
+API_WAIT = 10.0  # Firecracker binds its API socket at once
 # sockaddr_un.sun_path holds 108 bytes; a longer path is given relative to vm_dir (the cwd).
 _MAX_SOCKET_PATH = 100
 # Firecracker's ids (drives, NICs, the instance) allow letters, digits and underscores.
@@ -220,3 +229,43 @@ def wait_for_api(
 
 def send_ctrl_alt_del(vm_dir: Path, timeout: float = 2.0) -> None:
     FirecrackerClient(vm_dir / API_SOCKET, timeout).call(CTRL_ALT_DEL)
+
+
+class FirecrackerDriver:
+    """Firecracker is configured over its API after it starts, then InstanceStart'ed."""
+
+    name = "Firecracker"
+    hard_stop_grace = 0.0  # it has no "quit": the hard stop is SIGKILL
+    runtime_files = (API_SOCKET,)
+
+    def __init__(self, vm_dir: Path) -> None:
+        self.vm_dir = vm_dir
+
+    def argv(self, spec: MachineSpec, att: Attachment) -> list[str]:
+        prepare_files(self.vm_dir)
+        return build_firecracker_argv(spec, proc.require_tool(FIRECRACKER_BINARY))
+
+    def wait_ready(self, vmm: Popen[bytes], spec: MachineSpec, att: Attachment) -> None:
+        try:
+            client = wait_for_api(
+                self.vm_dir / API_SOCKET, API_WAIT, alive=lambda: vmm.poll() is None
+            )
+            client.configure(config_calls(spec, att))
+            client.call(INSTANCE_START)
+        except IgniteError as exc:
+            code = vmm.poll()
+            if code is None:  # it waits for more configuration forever: do not leave it
+                vmm.kill()
+            elif not isinstance(exc, FirecrackerError) or "exited" in str(exc):
+                exc = IgniteError(
+                    f"Firecracker exited with code {code} before the VM started",
+                    hint=f"see {self.vm_dir / LOG_FILE} and {VMFiles.SUPERVISOR_LOG}",
+                )
+            raise exc from None
+
+    def powerdown(self) -> None:
+        send_ctrl_alt_del(self.vm_dir)
+
+    def hard_stop(self, pid: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)

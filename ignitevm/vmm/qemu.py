@@ -1,14 +1,24 @@
-"""The QEMU provider: the ``qemu-system-x86_64 -M microvm`` command line for a MachineSpec."""
+"""The QEMU provider: the ``qemu-system-x86_64 -M microvm`` command line for a MachineSpec, and
+its driver (docs/runtime.md)."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from ignitevm import proc
+from ignitevm.errors import IgniteError
+from ignitevm.layout import VMFiles
 from ignitevm.network.base import Attachment, Protocol_
 from ignitevm.vmm.base import Accel, MachineSpec, resolve_accel
 
+if TYPE_CHECKING:
+    from subprocess import Popen
+
 QEMU_BINARY = "qemu-system-x86_64"
-QMP_SOCKET = "qmp.sock"
+QMP_SOCKET = VMFiles.QMP_SOCKET
+QMP_WAIT = 10.0  # QEMU creates its QMP socket right after parsing its command line
 # sockaddr_un.sun_path holds 108 bytes; longer socket paths are used relative to vm_dir,
 # where the supervisor starts QEMU.
 _MAX_SOCKET_PATH = 100
@@ -16,7 +26,7 @@ _MAX_SOCKET_PATH = 100
 # stop); the legacy PIT/PIC are not needed with the LAPIC timer and cost boot time under TCG.
 MACHINE = "microvm,acpi=on,pit=off,pic=off,rtc=on"
 # A smaller translation cache than TCG's 1 GiB default cuts QEMU's RSS by ~45 MB
-# (DESIGN.md, measured) at no measurable boot cost for a small guest.
+# (docs/runtime.md, measured) at no measurable boot cost for a small guest.
 TCG_TB_SIZE_MIB = 32
 
 
@@ -95,3 +105,59 @@ def build_qemu_argv(spec: MachineSpec, att: Attachment, *, kvm_ok: bool | None =
         "-serial", "chardev:con",
         "-qmp", f"unix:{_escape(socket_arg(spec.vm_dir, QMP_SOCKET))},server=on,wait=off",
     ]  # fmt: skip
+
+
+class QemuDriver:
+    """QEMU: started with its whole configuration; QMP for the power button and ``quit``."""
+
+    name = "QEMU"
+    hard_stop_grace = 3.0
+    runtime_files = (QMP_SOCKET,)
+
+    def __init__(self, vm_dir: Path) -> None:
+        self.vm_dir = vm_dir
+
+    def argv(self, spec: MachineSpec, att: Attachment) -> list[str]:
+        argv = build_qemu_argv(spec, att)
+        argv[0] = proc.require_tool(argv[0])
+        return argv
+
+    def wait_ready(self, vmm: Popen[bytes], spec: MachineSpec, att: Attachment) -> None:
+        """A QEMU that rejects its command line or cannot load the kernel exits at once: report
+        that as a start failure rather than as a VM that stopped. QMP answers only once the
+        machine is set up and its main loop runs."""
+        from ignitevm.vmm.qmp import QMPClient, QMPError
+
+        deadline = time.monotonic() + QMP_WAIT
+        qmp = self.vm_dir / QMP_SOCKET
+        while True:
+            code = vmm.poll()
+            if code is not None:
+                raise IgniteError(
+                    f"QEMU exited with code {code} before the VM started",
+                    hint=f"see QEMU's messages in {self.vm_dir / VMFiles.SUPERVISOR_LOG}",
+                )
+            if time.monotonic() > deadline:
+                raise IgniteError(f"QEMU did not answer on QMP in {QMP_WAIT:g} s")
+            if qmp.exists():
+                try:
+                    with QMPClient(qmp, timeout=max(0.1, deadline - time.monotonic())) as c:
+                        c.execute("query-status")
+                    return
+                except QMPError:
+                    pass  # it exited while we connected: reported above
+            time.sleep(0.005)
+
+    def qmp(
+        self, command: str, timeout: float, arguments: dict[str, object] | None = None
+    ) -> object:
+        from ignitevm.vmm.qmp import QMPClient
+
+        with QMPClient(self.vm_dir / QMP_SOCKET, timeout=timeout) as client:
+            return client.execute(command, arguments)
+
+    def powerdown(self) -> None:
+        self.qmp("system_powerdown", 2.0)
+
+    def hard_stop(self, pid: int) -> None:
+        self.qmp("quit", 1.0)

@@ -28,8 +28,10 @@ def require_root_and_tools(*tools: str) -> None:
         pytest.skip("needs root")
     missing = [t for t in tools if proc.find_tool(t) is None]
     if missing:
-        pytest.skip(f"needs {', '.join(missing)} (apt-get install docker-registry "
-                    "apache2-utils skopeo umoci buildah)")
+        pytest.skip(
+            f"needs {', '.join(missing)} (apt-get install docker-registry "
+            "apache2-utils skopeo umoci buildah)"
+        )
 
 
 def free_port() -> int:
@@ -71,8 +73,9 @@ def _wait_ready(host: str, child: proc.Popen[bytes], log: Path) -> None:
 
 
 @pytest.fixture(params=["anonymous", "htpasswd"])
-def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-             ) -> Iterator[Registry]:
+def registry(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registry]:
     """docker-registry on 127.0.0.1:<free port>, storage in tmp; once anonymous and once
     with htpasswd Basic auth (credentials in a config.json of a tmp Docker config dir)."""
     require_root_and_tools("docker-registry", "htpasswd", "skopeo")
@@ -82,8 +85,10 @@ def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     config: dict[str, object] = {
         "version": 0.1,
         "log": {"level": "info", "accesslog": {"disabled": False}},
-        "storage": {"filesystem": {"rootdirectory": str(base / "storage")},
-                    "delete": {"enabled": True}},
+        "storage": {
+            "filesystem": {"rootdirectory": str(base / "storage")},
+            "delete": {"enabled": True},
+        },
         "http": {"addr": host},
     }
     docker_dir = base / "docker"
@@ -98,8 +103,9 @@ def registry(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFa
     (base / "config.yml").write_text(json.dumps(config))
     log = base / "registry.log"
     with open(log, "wb") as out:
-        child = proc.start(["docker-registry", "serve", str(base / "config.yml")],
-                           stdout=out, stderr=proc.STDOUT)
+        child = proc.start(
+            ["docker-registry", "serve", str(base / "config.yml")], stdout=out, stderr=proc.STDOUT
+        )
     try:
         _wait_ready(host, child, log)
         yield Registry(host=host, log=log, auth=auth, config_dir=docker_dir)
@@ -202,8 +208,15 @@ def built_image(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BuiltImage
     second layer with deletions and an opaque directory, plus a small third layer."""
     require_root_and_tools("buildah", "skopeo")
     base = tmp_path_factory.mktemp("buildah")
-    argv = ["buildah", "--root", str(base / "root"), "--runroot", str(base / "run"),
-            "--storage-driver", "overlay"]
+    argv = [
+        "buildah",
+        "--root",
+        str(base / "root"),
+        "--runroot",
+        str(base / "run"),
+        "--storage-driver",
+        "overlay",
+    ]
 
     def bah(*args: str) -> str:
         return proc.output([*argv, *args], timeout=120).strip()

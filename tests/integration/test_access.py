@@ -194,8 +194,18 @@ def _ssh_masters(vm_dir: Path) -> list[int]:
 
 
 def _exec(host: NetHost, vm: str, command: str) -> list[str]:
-    return ["env", f"IGNITE_STATE_DIR={host.ignite.state_dir}", sys.executable, "-m",
-            "ignitevm.cli", "--ignite-config", str(host.ignite.config), "exec", vm, command]
+    return [
+        "env",
+        f"IGNITE_STATE_DIR={host.ignite.state_dir}",
+        sys.executable,
+        "-m",
+        "ignitevm.cli",
+        "--ignite-config",
+        str(host.ignite.config),
+        "exec",
+        vm,
+        command,
+    ]
 
 
 def test_two_vms_reach_each_other(nethost: NetHost, vm_name: str) -> None:
@@ -231,13 +241,31 @@ def _chains(host: NetHost) -> list[str]:
 def test_five_vms_start_stop_kill9_restart_rm(nethost: NetHost, vm_name: str) -> None:
     names = [f"{vm_name}-{i}" for i in range(5)]
     procs = [
-        subprocess.Popen(["nsenter", f"--net=/run/netns/{nethost.ns}", "env",
-                          f"IGNITE_STATE_DIR={nethost.ignite.state_dir}",
-                          f"IGNITE_CNI_CONF_DIR={nethost.data_dir.parent / 'net.d'}",
-                          sys.executable, "-m", "ignitevm.cli", "--ignite-config",
-                          str(nethost.ignite.config), "run", "--name", n, "--memory", "160MB",
-                          "--network-plugin", "cni", "--boot-timeout", "400"],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        subprocess.Popen(
+            [
+                "nsenter",
+                f"--net=/run/netns/{nethost.ns}",
+                "env",
+                f"IGNITE_STATE_DIR={nethost.ignite.state_dir}",
+                f"IGNITE_CNI_CONF_DIR={nethost.data_dir.parent / 'net.d'}",
+                sys.executable,
+                "-m",
+                "ignitevm.cli",
+                "--ignite-config",
+                str(nethost.ignite.config),
+                "run",
+                "--name",
+                n,
+                "--memory",
+                "160MB",
+                "--network-plugin",
+                "cni",
+                "--boot-timeout",
+                "400",
+            ],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         for n in names
     ]
     for p in procs:

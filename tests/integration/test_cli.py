@@ -143,7 +143,7 @@ def test_volume_is_mounted(ignite: Ignite, vm_name: str, tmp_path: Path) -> None
         f.truncate(32 << 20)
     subprocess.run(["mkfs.ext4", "-q", "-F", "-d", str(src), str(image)], check=True)
     probe = tmp_path / "S60vol"
-    probe.write_text("#!/bin/sh\necho \"vol: $(cat /mnt/data/hello)\"\n")
+    probe.write_text('#!/bin/sh\necho "vol: $(cat /mnt/data/hello)"\n')
     probe.chmod(0o755)
     ignite("run", "--name", vm_name, "--memory", "256MB", "-v", f"{image}:/mnt/data",
            "--copy-files", f"{probe}:/etc/init.d/S60vol")  # fmt: skip

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from ignitevm.kernel import (
-    KernelFiles,
+    FoundKernel,
     build_initramfs,
     extract_deb,
     find_kernel_in_rootfs,
@@ -37,7 +37,7 @@ def kernel_deb() -> Path:
 
 
 @pytest.fixture(scope="module")
-def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, KernelFiles]]:
+def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, FoundKernel]]:
     deb = kernel_deb()
     work = tmp_path_factory.mktemp("deb")
     try:
@@ -46,7 +46,7 @@ def kernel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Ker
         shutil.rmtree(work, ignore_errors=True)
 
 
-def test_deb_gives_elf_vmlinux_version_and_modules(kernel: tuple[Path, KernelFiles]) -> None:
+def test_deb_gives_elf_vmlinux_version_and_modules(kernel: tuple[Path, FoundKernel]) -> None:
     deb, files = kernel
     head = files.vmlinux.read_bytes()[:20]
     assert head[:4] == b"\x7fELF" and head[4] == 2  # 64-bit ELF, not the bzImage
@@ -59,7 +59,7 @@ def test_deb_gives_elf_vmlinux_version_and_modules(kernel: tuple[Path, KernelFil
     assert not (files.modules_dir / "modules.dep").exists()
 
 
-def test_initramfs_from_debian_modules(kernel: tuple[Path, KernelFiles], tmp_path: Path) -> None:
+def test_initramfs_from_debian_modules(kernel: tuple[Path, FoundKernel], tmp_path: Path) -> None:
     _, files = kernel
     out = tmp_path / "initrd.cpio"
     build_initramfs(out, modules_dir=files.modules_dir, version=files.version)
@@ -86,7 +86,7 @@ def test_initramfs_from_debian_modules(kernel: tuple[Path, KernelFiles], tmp_pat
         assert "lib/modules/ext4.ko" in listing and "init" in listing
 
 
-def test_oci_kernel_image_layout(kernel: tuple[Path, KernelFiles], tmp_path: Path) -> None:
+def test_oci_kernel_image_layout(kernel: tuple[Path, FoundKernel], tmp_path: Path) -> None:
     """Ignite's kernel images: /boot/vmlinux (here a symlink to the bzImage) + /lib/modules."""
     _, files = kernel
     assert files.modules_dir is not None
@@ -106,7 +106,7 @@ def test_oci_kernel_image_layout(kernel: tuple[Path, KernelFiles], tmp_path: Pat
 
 
 def test_extract_deb_without_dpkg(
-    kernel: tuple[Path, KernelFiles], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    kernel: tuple[Path, FoundKernel], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The pure-Python path (ar + data.tar.xz) gives the same kernel as dpkg-deb."""
     from ignitevm import proc

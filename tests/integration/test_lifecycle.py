@@ -142,9 +142,22 @@ def test_parallel_runs_all_succeed(ignite: Ignite, vm_name: str) -> None:
     env = {**os.environ, "IGNITE_STATE_DIR": str(ignite.state_dir)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "ignitevm.cli", "--ignite-config", str(ignite.config),
-             "run", "--name", f"{vm_name}-{i}", "--memory", "192MB"],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [
+                sys.executable,
+                "-m",
+                "ignitevm.cli",
+                "--ignite-config",
+                str(ignite.config),
+                "run",
+                "--name",
+                f"{vm_name}-{i}",
+                "--memory",
+                "192MB",
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         for i in range(3)
     ]

@@ -32,8 +32,9 @@ pytestmark = pytest.mark.integration
 __all__ = ["built_image", "registry"]  # fixtures, imported for pytest
 
 
-def test_registry_import_and_cache(registry: Registry, built_image: BuiltImage,
-                                   tmp_path: Path) -> None:
+def test_registry_import_and_cache(
+    registry: Registry, built_image: BuiltImage, tmp_path: Path
+) -> None:
     ref = registry.push(f"oci:{built_image.layout}:test", "ignitevm/test:1")
     opts = FetchOptions(cache_dir=tmp_path / "cache", registry_config_dir=registry.config_dir)
     image = resolve_image(ref, opts)
@@ -69,20 +70,27 @@ def test_registry_errors(registry: Registry, built_image: BuiltImage, tmp_path: 
     assert err.value.hint and "config.json" in err.value.hint
     wrong = tmp_path / "wrong"
     wrong.mkdir()
-    (wrong / "config.json").write_text(json.dumps(
-        {"auths": {registry.host: {"username": "ignite", "password": "bad"}}}))
+    (wrong / "config.json").write_text(
+        json.dumps({"auths": {registry.host: {"username": "ignite", "password": "bad"}}})
+    )
     with pytest.raises(IgniteError, match="refused the credentials"):
         resolve_image(ref, FetchOptions(cache_dir=tmp_path / "c3", registry_config_dir=wrong))
 
 
 @pytest.mark.parametrize("registry", ["anonymous"], indirect=True)  # auth is covered above
-def test_registry_zstd_layers(registry: Registry, built_image: BuiltImage,
-                              tmp_path: Path) -> None:
-    ref = registry.push(f"oci:{built_image.layout}:test", "ignitevm/zstd:1",
-                        "--format", "oci", "--dest-compress-format", "zstd")
+def test_registry_zstd_layers(registry: Registry, built_image: BuiltImage, tmp_path: Path) -> None:
+    ref = registry.push(
+        f"oci:{built_image.layout}:test",
+        "ignitevm/zstd:1",
+        "--format",
+        "oci",
+        "--dest-compress-format",
+        "zstd",
+    )
     opts = FetchOptions(cache_dir=tmp_path / "cache", registry_config_dir=registry.config_dir)
     image = resolve_image(ref, opts)
     assert {layer.media_type for layer in image.layers} == {
-        "application/vnd.oci.image.layer.v1.tar+zstd"}
+        "application/vnd.oci.image.layer.v1.tar+zstd"
+    }
     unpack_image(image, tmp_path / "rootfs", opts)
     assert tree_listing(tmp_path / "rootfs") == built_image.merged

@@ -66,8 +66,10 @@ def test_import_matches_buildah(built_image: BuiltImage, tmp_path: Path, form: s
 
 def test_import_matches_umoci_unpack(built_image: BuiltImage, tmp_path: Path) -> None:
     require_root_and_tools("umoci")
-    proc.run(["umoci", "unpack", "--image", f"{built_image.layout}:test", tmp_path / "bundle"],
-             timeout=120)
+    proc.run(
+        ["umoci", "unpack", "--image", f"{built_image.layout}:test", tmp_path / "bundle"],
+        timeout=120,
+    )
     opts = FetchOptions(cache_dir=tmp_path / "cache")
     unpack_image(resolve_image(f"oci:{built_image.layout}:test", opts), tmp_path / "rootfs", opts)
     assert tree_listing(tmp_path / "rootfs") == tree_listing(tmp_path / "bundle/rootfs")

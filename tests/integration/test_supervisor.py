@@ -29,9 +29,9 @@ from ignitevm.spawn import (
     runtime_status,
     wait_for_boot,
 )
-from ignitevm.spawn.control import wait_until_stopped
+from ignitevm.spawn.client.stop import wait_until_stopped
 from ignitevm.spawn.runtime import pid_in_dir, read_runtime
-from ignitevm.vmm.base import Disk, mac_for_uid
+from ignitevm.vmm.base import Disk, MachineSpec, mac_for_uid
 from ignitevm.vmm.qmp import connect_unix
 from tests.integration.test_supervisor_guest import MARKER, Guest, ensure_guest, make_disk
 
@@ -86,7 +86,8 @@ def _plan(guest: Guest, vm_dir: Path, **kw: object) -> LaunchPlan:
         "stop_timeout": 10.0,
     }
     values.update(kw)
-    return LaunchPlan(**values)  # type: ignore[arg-type]
+    machine = {k: values.pop(k) for k in list(values) if k in MachineSpec.__dataclass_fields__}
+    return LaunchPlan(MachineSpec(**machine), **values)  # type: ignore[arg-type]
 
 
 def _boot(guest: Guest, vm_dir: Path, **kw: object) -> int:

@@ -20,7 +20,7 @@ from ignitevm.kernel.cmdline import kernel_cmdline
 from ignitevm.network.base import Attachment
 from ignitevm.spawn import LaunchPlan, kill, launch, read_plan, wait_for_boot
 from ignitevm.spawn.runtime import read_runtime
-from ignitevm.vmm.base import Disk, mac_for_uid
+from ignitevm.vmm.base import Disk, MachineSpec, mac_for_uid
 from ignitevm.vmm.qemu import build_qemu_argv
 from tests.integration.test_supervisor_guest import MARKER, ensure_guest, make_disk
 
@@ -50,7 +50,7 @@ def _rss_outside_guest_mib(pid: int, guest_mib: int) -> float:
 
 def bare_boot(vm_dir: Path) -> float:
     """Seconds from starting QEMU by hand to the marker on its serial console."""
-    argv = build_qemu_argv(read_plan(vm_dir).machine_spec(), Attachment())
+    argv = build_qemu_argv(read_plan(vm_dir).machine, Attachment())
     start = time.monotonic()
     qemu = proc.start(argv, stdin=proc.PIPE, stdout=proc.PIPE, cwd=vm_dir)
     assert qemu.stdout is not None
@@ -99,16 +99,18 @@ def main(rounds: int) -> None:
         vm_dir = Path(tmp) / "vm" / "0123456789abcdef"
         vm_dir.mkdir(parents=True)
         plan = LaunchPlan(
-            uid=vm_dir.name,
-            name="bench",
-            vm_dir=vm_dir,
-            vcpus=1,
-            memory_mib=256,
-            vmlinux=guest.vmlinux,
-            initrd=guest.initrd,
-            cmdline=kernel_cmdline(),
-            disks=(Disk(make_disk(vm_dir / "disk.raw"), "raw"),),
-            mac=mac_for_uid(vm_dir.name),
+            MachineSpec(
+                uid=vm_dir.name,
+                name="bench",
+                vm_dir=vm_dir,
+                vcpus=1,
+                memory_mib=256,
+                vmlinux=guest.vmlinux,
+                initrd=guest.initrd,
+                cmdline=kernel_cmdline(),
+                disks=(Disk(make_disk(vm_dir / "disk.raw"), "raw"),),
+                mac=mac_for_uid(vm_dir.name),
+            ),
             boot_marker=MARKER,
         )
         plan.write()

@@ -13,13 +13,13 @@ from ignitevm.errors import IgniteError
 from ignitevm.gitops.manifests import HOST_ANNOTATION, read_manifests
 from ignitevm.gitops.metrics import Metrics
 from ignitevm.gitops.plan import (
+    OWNER_LABEL,
     SOURCE_ANNOTATION,
     SPEC_HASH_ANNOTATION,
     ActualVM,
     owner_value,
 )
 from ignitevm.gitops.reconcile import Backoff, Reconciler
-from ignitevm.ops.vmfiles import OWNER_LABEL
 
 OWNER = owner_value(None)
 

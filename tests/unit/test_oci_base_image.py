@@ -36,12 +36,13 @@ def test_build_base_image(tmp_path: Path) -> None:
     assert "Filesystem volume name:   ignite-image" in header
     assert "has_journal" in header
     assert debugfs(out, "cat /etc/hostname") == "vm\n"
-    assert "Fast link dest: \"/etc/hostname\"" in debugfs(out, "stat /link")
+    assert 'Fast link dest: "/etc/hostname"' in debugfs(out, "stat /link")
     assert "Links: 2" in debugfs(out, "stat /big")
     assert "User:     0   Group:     0" in debugfs(out, "stat /")
     # free space: at least the slack for a VM's first writes
-    free = int(next(line for line in header.splitlines() if line.startswith("Free blocks:"))
-               .split(":")[1])
+    free = int(
+        next(line for line in header.splitlines() if line.startswith("Free blocks:")).split(":")[1]
+    )
     assert free * 4096 > 0.15 * (6 << 20)
 
 

@@ -40,8 +40,13 @@ from ignitevm.oci import FetchOptions, resolve_image, unpack_image
 from ignitevm.oci.blobs import BlobCache, DigestMismatchError
 from ignitevm.oci.manifest import select_platform
 
-LOWER = [dir_("etc"), reg("etc/os-release", b"ID=test\n"), reg("bin/busybox", b"\x7fELF"),
-         sym("bin/sh", "busybox"), reg("tmp/junk", b"x")]
+LOWER = [
+    dir_("etc"),
+    reg("etc/os-release", b"ID=test\n"),
+    reg("bin/busybox", b"\x7fELF"),
+    sym("bin/sh", "busybox"),
+    reg("tmp/junk", b"x"),
+]
 UPPER = [whiteout("tmp/junk"), hard("bin/ash", "bin/busybox"), reg("etc/motd", b"hi\n")]
 EXPECTED = {
     "bin": ("dir", "0o755"),
@@ -162,8 +167,13 @@ def test_dir_rootfs_source(tmp_path: Path, opts: FetchOptions) -> None:
 
 
 def _docker_archive(tmp_path: Path, layers: list[bytes]) -> Path:
-    config = json.dumps({"architecture": "amd64", "os": "linux",
-                         "rootfs": {"type": "layers", "diff_ids": [sha(d) for d in layers]}})
+    config = json.dumps(
+        {
+            "architecture": "amd64",
+            "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": [sha(d) for d in layers]},
+        }
+    )
     archive = tmp_path / "docker.tar"
     src = tmp_path / "docker"
     src.mkdir()
@@ -173,8 +183,9 @@ def _docker_archive(tmp_path: Path, layers: list[bytes]) -> Path:
         (src / f"l{i}/layer.tar").write_bytes(data)
         names.append(f"l{i}/layer.tar")
     (src / "cfg.json").write_text(config)
-    (src / "manifest.json").write_text(json.dumps(
-        [{"Config": "cfg.json", "RepoTags": ["test/img:1"], "Layers": names}]))
+    (src / "manifest.json").write_text(
+        json.dumps([{"Config": "cfg.json", "RepoTags": ["test/img:1"], "Layers": names}])
+    )
     with tarfile.open(archive, "w") as tar:
         tar.add(src, arcname=".")
     return archive
@@ -198,13 +209,19 @@ def test_docker_archive_diff_id_mismatch(tmp_path: Path, opts: FetchOptions) -> 
 
 
 def test_platform_selection_lists_available() -> None:
-    index = {"manifests": [
-        {"digest": "sha256:" + "1" * 64, "platform": {"os": "linux", "architecture": "arm64",
-                                                      "variant": "v8"}},
-        {"digest": "sha256:" + "2" * 64, "platform": {"os": "linux", "architecture": "amd64"}},
-        {"digest": "sha256:" + "3" * 64, "platform": {"os": "unknown",
-                                                      "architecture": "unknown"}},
-    ]}
+    index = {
+        "manifests": [
+            {
+                "digest": "sha256:" + "1" * 64,
+                "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"},
+            },
+            {"digest": "sha256:" + "2" * 64, "platform": {"os": "linux", "architecture": "amd64"}},
+            {
+                "digest": "sha256:" + "3" * 64,
+                "platform": {"os": "unknown", "architecture": "unknown"},
+            },
+        ]
+    }
     assert select_platform(index, "linux/amd64", "img")["digest"].endswith("2" * 64)
     assert select_platform(index, "linux/arm64", "img")["digest"].endswith("1" * 64)
     with pytest.raises(NotFoundError) as err:
@@ -215,8 +232,9 @@ def test_platform_selection_lists_available() -> None:
 
 
 @pytest.mark.parametrize("cut", [0.5, 0.999])
-def test_truncated_gzip_layer_is_an_ignite_error(tmp_path: Path, opts: FetchOptions,
-                                                 cut: float) -> None:
+def test_truncated_gzip_layer_is_an_ignite_error(
+    tmp_path: Path, opts: FetchOptions, cut: float
+) -> None:
     data = layer_bytes([reg("f", os.urandom(200_000))], "gzip")
     write_oci_layout(tmp_path / "layout", [data], "gzip")
     image = resolve_image(f"oci:{tmp_path / 'layout'}", opts)
@@ -233,11 +251,17 @@ def test_docker_archive_with_oci_layout_inside(tmp_path: Path, opts: FetchOption
     layout = tmp_path / "saved"
     digest = write_oci_layout(layout, layers)
     manifest = json.loads((layout / "blobs/sha256" / digest[7:]).read_text())
-    (layout / "manifest.json").write_text(json.dumps([{
-        "Config": f"blobs/sha256/{manifest['config']['digest'][7:]}",
-        "RepoTags": ["ignitevm/default:latest"],
-        "Layers": [f"blobs/sha256/{sha(d)[7:]}" for d in layers],
-    }]))
+    (layout / "manifest.json").write_text(
+        json.dumps(
+            [
+                {
+                    "Config": f"blobs/sha256/{manifest['config']['digest'][7:]}",
+                    "RepoTags": ["ignitevm/default:latest"],
+                    "Layers": [f"blobs/sha256/{sha(d)[7:]}" for d in layers],
+                }
+            ]
+        )
+    )
     archive = tmp_path / "saved.tar"
     with tarfile.open(archive, "w") as tar:
         tar.add(layout, arcname=".")

@@ -29,8 +29,10 @@ DIGEST = "sha256:" + "ab" * 32
         ("ghcr.io/org/img:v1", Reference("ghcr.io", "org/img", "v1")),
         ("localhost/img", Reference("localhost", "img")),
         ("localhost:5000/a/b/c:t", Reference("localhost:5000", "a/b/c", "t")),
-        ("127.0.0.1:5000/ignitevm/default:latest",
-         Reference("127.0.0.1:5000", "ignitevm/default", "latest")),
+        (
+            "127.0.0.1:5000/ignitevm/default:latest",
+            Reference("127.0.0.1:5000", "ignitevm/default", "latest"),
+        ),
         (f"alpine@{DIGEST}", Reference("docker.io", "library/alpine", None, DIGEST)),
         (f"quay.io/x/y:1@{DIGEST}", Reference("quay.io", "x/y", "1", DIGEST)),
         ("my-registry.local:443/a__b.c-d", Reference("my-registry.local:443", "a__b.c-d")),
@@ -52,8 +54,18 @@ def test_reference_text_and_api_host() -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", " alpine", "Alpine", "alpine:", "alpine:bad tag", "alpine@sha256:123",
-     "a//b", "alpine@md5", "-lead", f"x@sha256:{'AB' * 32}"],
+    [
+        "",
+        " alpine",
+        "Alpine",
+        "alpine:",
+        "alpine:bad tag",
+        "alpine@sha256:123",
+        "a//b",
+        "alpine@md5",
+        "-lead",
+        f"x@sha256:{'AB' * 32}",
+    ],
 )
 def test_parse_reference_rejects_bad_input_naming_it(text: str) -> None:
     with pytest.raises(ValidationError) as err:
@@ -108,15 +120,18 @@ def _write_config(tmp_path: Path, doc: object) -> Path:
 
 def test_config_json_auth_forms(tmp_path: Path) -> None:
     b64 = base64.b64encode(b"alice:s3cr:et").decode()
-    cfg = _write_config(tmp_path, {
-        "auths": {
-            "127.0.0.1:5000": {"auth": b64},
-            "https://index.docker.io/v1/": {"username": "bob", "password": "pw"},
-            "https://ghcr.io": {"auth": base64.b64encode(b"carol:x").decode()},
-            "token.only": {"identitytoken": "abc"},
+    cfg = _write_config(
+        tmp_path,
+        {
+            "auths": {
+                "127.0.0.1:5000": {"auth": b64},
+                "https://index.docker.io/v1/": {"username": "bob", "password": "pw"},
+                "https://ghcr.io": {"auth": base64.b64encode(b"carol:x").decode()},
+                "token.only": {"identitytoken": "abc"},
+            },
+            "credsStore": "desktop",
         },
-        "credsStore": "desktop",
-    })
+    )
     creds = find_credentials("127.0.0.1:5000", cfg)
     assert creds is not None and (creds.username, creds.password) == ("alice", "s3cr:et")
     assert "s3cr" not in repr(creds)
@@ -135,8 +150,12 @@ def test_missing_config_means_anonymous(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "doc",
-    [{"auths": {"h": {"auth": "!!notbase64"}}}, {"auths": {"h": {"auth": "bm9jb2xvbg=="}}},
-     {"auths": []}, ["not", "an", "object"]],
+    [
+        {"auths": {"h": {"auth": "!!notbase64"}}},
+        {"auths": {"h": {"auth": "bm9jb2xvbg=="}}},
+        {"auths": []},
+        ["not", "an", "object"],
+    ],
 )
 def test_bad_config_json_is_a_validation_error(tmp_path: Path, doc: object) -> None:
     with pytest.raises(ValidationError) as err:

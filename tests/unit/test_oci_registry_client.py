@@ -53,8 +53,9 @@ def _handler(state: FakeRegistry) -> type[BaseHTTPRequestHandler]:
         def log_message(self, *args: Any) -> None:
             pass
 
-        def _send(self, code: int, body: bytes = b"", headers: dict[str, str] | None = None
-                  ) -> None:
+        def _send(
+            self, code: int, body: bytes = b"", headers: dict[str, str] | None = None
+        ) -> None:
             self.send_response(code)
             for key, value in (headers or {}).items():
                 self.send_header(key, value)
@@ -68,9 +69,14 @@ def _handler(state: FakeRegistry) -> type[BaseHTTPRequestHandler]:
                 return self._token()
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
                 realm = f"http://127.0.0.1:{state.port}/token"
-                return self._send(401, b"{}", {
-                    "WWW-Authenticate": f'Bearer realm="{realm}",service="fake",'
-                                        f'scope="repository:ns/img:pull"'})
+                return self._send(
+                    401,
+                    b"{}",
+                    {
+                        "WWW-Authenticate": f'Bearer realm="{realm}",service="fake",'
+                        f'scope="repository:ns/img:pull"'
+                    },
+                )
             _, _, repo_and_rest = self.path.partition("/v2/")
             repo, kind, ref = repo_and_rest.rsplit("/", 2)
             if repo != "ns/img":
@@ -98,21 +104,30 @@ def _handler(state: FakeRegistry) -> type[BaseHTTPRequestHandler]:
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[FakeRegistry]:
     layout = tmp_path / "layout"
-    digest = write_oci_layout(layout, [layer_bytes([reg("etc/hostname", b"fake\n")], "gzip")],
-                              "gzip")
+    digest = write_oci_layout(
+        layout, [layer_bytes([reg("etc/hostname", b"fake\n")], "gzip")], "gzip"
+    )
     manifest = (layout / "blobs/sha256" / digest[7:]).read_bytes()
-    index = json.dumps({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.index.v1+json",
-        "manifests": [
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
-             "digest": "sha256:" + "0" * 64, "size": 1,
-             "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"}},
-            {"mediaType": "application/vnd.oci.image.manifest.v1+json",
-             "digest": digest, "size": len(manifest),
-             "platform": {"os": "linux", "architecture": "amd64"}},
-        ],
-    }).encode()
+    index = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": [
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": "sha256:" + "0" * 64,
+                    "size": 1,
+                    "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"},
+                },
+                {
+                    "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                    "digest": digest,
+                    "size": len(manifest),
+                    "platform": {"os": "linux", "architecture": "amd64"},
+                },
+            ],
+        }
+    ).encode()
     state = FakeRegistry(layout, {"1": manifest, digest: manifest, "multi": index})
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     state.port = server.server_address[1]
@@ -134,8 +149,9 @@ def test_bearer_token_flow_index_and_cache(fake: FakeRegistry, tmp_path: Path) -
     ref = f"127.0.0.1:{fake.port}/ns/img:multi"
     image = resolve_image(ref, _opts(tmp_path))
     assert image.name == ref
-    assert any(p.startswith("/token?") and "scope=repository%3Ans%2Fimg%3Apull" in p
-               for p in fake.requests)
+    assert any(
+        p.startswith("/token?") and "scope=repository%3Ans%2Fimg%3Apull" in p for p in fake.requests
+    )
     unpack_image(image, tmp_path / "rootfs", _opts(tmp_path))
     assert tree(tmp_path / "rootfs")["etc/hostname"] == ("file", "0o644", "fake\n")
     blob_requests = [p for p in fake.requests if "/blobs/" in p]
@@ -149,8 +165,9 @@ def test_bearer_token_flow_index_and_cache(fake: FakeRegistry, tmp_path: Path) -
 
 
 def test_platform_not_in_index(fake: FakeRegistry, tmp_path: Path) -> None:
-    opts = FetchOptions(cache_dir=tmp_path / "cache", platform="linux/s390x",
-                        registry_config_dir=tmp_path)
+    opts = FetchOptions(
+        cache_dir=tmp_path / "cache", platform="linux/s390x", registry_config_dir=tmp_path
+    )
     with pytest.raises(NotFoundError, match="available: linux/amd64, linux/arm64/v8"):
         resolve_image(f"127.0.0.1:{fake.port}/ns/img:multi", opts)
 
@@ -163,8 +180,9 @@ def test_token_with_credentials(fake: FakeRegistry, tmp_path: Path) -> None:
     conf = tmp_path / "docker"
     conf.mkdir()
     auth = base64.b64encode(f"{USER}:{PASSWORD}".encode()).decode()
-    (conf / "config.json").write_text(json.dumps({"auths": {f"127.0.0.1:{fake.port}":
-                                                            {"auth": auth}}}))
+    (conf / "config.json").write_text(
+        json.dumps({"auths": {f"127.0.0.1:{fake.port}": {"auth": auth}}})
+    )
     assert resolve_image(ref, _opts(tmp_path, conf)).layers
 
 

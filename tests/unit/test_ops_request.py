@@ -44,9 +44,7 @@ def test_manifest_wins_over_flag_defaults_but_not_explicit_flags(tmp_path: Path)
 
 
 def test_config_defaults_apply_without_flags(tmp_path: Path) -> None:
-    config = Configuration.model_validate(
-        {"spec": {"vmDefaults": {"memory": "1GB", "cpus": 2}}}
-    )
+    config = Configuration.model_validate({"spec": {"vmDefaults": {"memory": "1GB", "cpus": 2}}})
     vm = build_vm_request(_svc(tmp_path, config), VMRequest(image="x"))
     assert vm.spec.memory == Size.parse("1GB") and vm.spec.cpus == 2
     assert vm.spec.disk_size == Size.parse("4GB")

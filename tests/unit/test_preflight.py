@@ -168,7 +168,8 @@ def test_requested_vmm_precedence(tmp_path: Path) -> None:
 
 
 def test_kernel_import_keeps_the_config(tmp_path: Path) -> None:
-    from ignitevm.ops.kernels import CONFIG_FILE, keep_kernel_config
+    from ignitevm.layout import KernelFiles
+    from ignitevm.ops.kernels import keep_kernel_config
 
     boot = tmp_path / "deb" / "rootfs" / "boot"
     boot.mkdir(parents=True)
@@ -177,9 +178,9 @@ def test_kernel_import_keeps_the_config(tmp_path: Path) -> None:
     obj.mkdir()
     (obj / "vmlinux").write_bytes(b"\x7fELF virtio_mmio.device")  # the config wins
     keep_kernel_config(tmp_path, "6.1.0-1-amd64", obj)
-    assert (obj / CONFIG_FILE).is_file()
+    assert (obj / KernelFiles.CONFIG).is_file()
     assert kernel_has_mmio_cmdline(obj / "vmlinux") is False
     other = tmp_path / "other"
     other.mkdir()
     keep_kernel_config(tmp_path, "6.2.0", other)  # no config for that version: nothing
-    assert not (other / CONFIG_FILE).exists()
+    assert not (other / KernelFiles.CONFIG).exists()

@@ -17,11 +17,14 @@ from pathlib import Path
 
 import pytest
 
+from ignitevm.network.base import NoNetwork, PluginName
 from ignitevm.spawn import supervisor as sup_mod
 from ignitevm.spawn.plan import LaunchPlan
+from ignitevm.spawn.protocol import Ready
 from ignitevm.spawn.runtime import read_runtime
-from ignitevm.spawn.supervisor import Ready, Supervisor
-from ignitevm.vmm.base import Disk, MachineSpec
+from ignitevm.spawn.supervisor import Supervisor
+from ignitevm.vmm.base import Disk, MachineSpec, VMMName
+from ignitevm.vmm.firecracker import FirecrackerDriver
 
 FAKE_FIRECRACKER = r"""
 import json, os, sys, threading
@@ -93,7 +96,7 @@ def _plan(vm_dir: Path) -> LaunchPlan:
         disks=(Disk(vm_dir / "image.ext4", "raw", readonly=True), Disk(vm_dir / "rw.ext4", "raw")),
         mac="02:00:00:00:00:01",
     )
-    return LaunchPlan.from_spec(spec, vmm="firecracker", network="none", stop_timeout=0.5)
+    return LaunchPlan(spec, vmm=VMMName.FIRECRACKER, network=PluginName.NONE, stop_timeout=0.5)
 
 
 def _run(
@@ -121,7 +124,7 @@ def _run(
 
     thread = threading.Thread(target=drive, daemon=True)
     thread.start()
-    code = Supervisor(_plan(vm_dir), Ready(write_fd)).run()
+    code = Supervisor(_plan(vm_dir), Ready(write_fd), FirecrackerDriver(vm_dir), NoNetwork()).run()
     thread.join(10)
     ready: dict[str, object] = json.loads(os.read(read_fd, 4096))
     os.close(read_fd)

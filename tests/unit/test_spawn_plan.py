@@ -15,13 +15,11 @@ import pytest
 from ignitevm import proc
 from ignitevm.errors import IgniteError
 from ignitevm.network.base import PortMapping, Protocol_
+from ignitevm.records import RecordError, from_json, to_json
+from ignitevm.spawn.__main__ import main as supervisor_main
 from ignitevm.spawn.attach import CTRL_P, CTRL_Q, DetachScanner
-from ignitevm.spawn.control import (
-    cleanup_stale,
-    kill,
-    tail_lines,
-    wait_for_boot,
-)
+from ignitevm.spawn.client.console import tail_lines, wait_for_boot
+from ignitevm.spawn.client.stop import cleanup_stale, kill
 from ignitevm.spawn.plan import LaunchPlan, read_plan
 from ignitevm.spawn.relay import ConsoleLog, listen_unix
 from ignitevm.spawn.runtime import (
@@ -33,7 +31,6 @@ from ignitevm.spawn.runtime import (
     runtime_status,
     write_runtime,
 )
-from ignitevm.spawn.supervisor import Ready, Supervisor
 from ignitevm.store.locks import is_locked
 from ignitevm.store.locks import try_hold_lock as acquire_lock
 from ignitevm.vmm.base import Disk, MachineSpec
@@ -53,9 +50,9 @@ def _plan(vm_dir: Path) -> LaunchPlan:
         disks=(Disk(vm_dir / "disk.qcow2", "qcow2"), Disk(Path("/i/base.ext4"), "raw", True)),
         mac="02:00:00:00:00:01",
     )
-    return LaunchPlan.from_spec(
+    return LaunchPlan(
         spec,
-        network="user",
+        network="user",  # type: ignore[arg-type]
         ports=(PortMapping(2222, 22), PortMapping(53, 53, Protocol_.UDP, "127.0.0.1")),
         console_limit_bytes=4096,
         boot_marker="MARK",
@@ -65,24 +62,48 @@ def _plan(vm_dir: Path) -> LaunchPlan:
 def test_plan_round_trip(tmp_path: Path) -> None:
     plan = _plan(tmp_path)
     path = plan.write()
-    assert json.loads(path.read_text())["disks"][1]["readonly"] is True
+    assert json.loads(path.read_text())["machine"]["disks"][1]["readonly"] is True
     back = read_plan(tmp_path)
     assert back == plan
-    assert back.machine_spec().disks == plan.disks
+    assert back.machine.disks == plan.machine.disks
     req = back.network_request()
     assert (req.vm_uid, req.vm_dir, req.mac, req.ports) == (
         plan.uid,
         tmp_path,
-        plan.mac,
+        plan.machine.mac,
         plan.ports,
     )
     assert not list(tmp_path.glob(".launch.json.*"))  # atomic write left no temp file
 
 
 def test_plan_ignores_unknown_fields(tmp_path: Path) -> None:
-    data = _plan(tmp_path).to_dict()
+    data = to_json(_plan(tmp_path))
     data["from_a_newer_version"] = 1
-    assert LaunchPlan.from_dict(data) == _plan(tmp_path)
+    data["machine"]["also_newer"] = [1]
+    assert from_json(LaunchPlan, data) == _plan(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda d: d.pop("machine"),
+        lambda d: d.update(vmm="bochs"),
+        lambda d: d["machine"].update(vcpus="two"),
+        lambda d: d["machine"]["disks"].append({"format": "raw"}),
+        lambda d: d.update(ports={"host_port": 1}),
+    ],
+)
+def test_a_damaged_plan_is_refused(tmp_path: Path, damage: object) -> None:
+    data = to_json(_plan(tmp_path))
+    damage(data)  # type: ignore[operator]
+    with pytest.raises(RecordError):
+        from_json(LaunchPlan, data)
+    (tmp_path / "launch.json").write_text(json.dumps(data))
+    with pytest.raises(IgniteError, match="cannot read the launch plan"):
+        read_plan(tmp_path)
+    (tmp_path / "launch.json").write_text('{"machine": {"uid"')  # truncated
+    with pytest.raises(IgniteError, match="invalid JSON"):
+        read_plan(tmp_path)
 
 
 def test_runtime_round_trip(tmp_path: Path) -> None:
@@ -114,7 +135,7 @@ def test_lock_is_the_truth(tmp_path: Path) -> None:
         assert is_locked(tmp_path) and is_running(tmp_path)
         assert runtime_status(tmp_path) is not None
         assert acquire_lock(tmp_path, wait=0.05) is None
-        cleanup_stale(tmp_path, None)  # running: nothing is touched
+        cleanup_stale(tmp_path)  # running: nothing is touched
         assert read_runtime(tmp_path) is not None
     finally:
         os.close(fd)
@@ -127,9 +148,6 @@ class RecordingPlugin:
 
     def __init__(self) -> None:
         self.detached: list[str] = []
-
-    def preflight(self, req: object) -> None:
-        return None
 
     def attach(self, req: object) -> object:
         raise AssertionError("not called")
@@ -145,10 +163,16 @@ def test_cleanup_stale_is_idempotent(tmp_path: Path) -> None:
     (tmp_path / "qmp.sock").write_text("")
     (tmp_path / "attach.sock").write_text("")
     plugin = RecordingPlugin()
-    cleanup_stale(tmp_path, plugin)  # type: ignore[arg-type]
-    assert plugin.detached == ["abc"]
+    asked: list[str] = []
+
+    def plugins(name: str) -> RecordingPlugin:
+        asked.append(name)
+        return plugin
+
+    cleanup_stale(tmp_path, plugins)  # type: ignore[arg-type]
+    assert plugin.detached == ["abc"] and asked == ["none"]  # the plugin runtime.json names
     assert sorted(p.name for p in tmp_path.iterdir()) == []
-    cleanup_stale(tmp_path, plugin)  # type: ignore[arg-type]
+    cleanup_stale(tmp_path, plugins)  # type: ignore[arg-type]
     assert plugin.detached == ["abc"]
 
 
@@ -188,20 +212,21 @@ class FailingPlugin(RecordingPlugin):
 
 def test_cleanup_stale_keeps_the_record_when_detach_fails(tmp_path: Path) -> None:
     write_runtime(tmp_path, RuntimeStatus(1, "qemu", RuntimeState.RUNNING, 0.0, network="cni"))
-    cleanup_stale(tmp_path, FailingPlugin())  # type: ignore[arg-type]
+    cleanup_stale(tmp_path, lambda name: FailingPlugin())  # type: ignore[arg-type,return-value]
     assert read_runtime(tmp_path) is not None  # the next cleanup tries again
 
 
 @pytest.mark.parametrize(
     ("change", "word"),
-    [({"network": "carrier-pigeon"}, "carrier-pigeon"), ({"vmm": "firecracker"}, "firecracker")],
+    [({"network": "carrier-pigeon"}, "carrier-pigeon"), ({"vmm": "bochs"}, "bochs")],
 )
 def test_supervisor_reports_what_it_cannot_run(
-    tmp_path: Path, change: dict[str, str], word: str
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, change: dict[str, str], word: str
 ) -> None:
-    plan = replace(_plan(tmp_path), **change)  # type: ignore[arg-type]
+    monkeypatch.chdir(tmp_path)  # the supervisor chdirs into the VM's directory
+    replace(_plan(tmp_path), **change).write()  # type: ignore[arg-type]
     read_fd, write_fd = os.pipe()
-    assert Supervisor(plan, Ready(write_fd)).run() == 1
+    assert supervisor_main([str(tmp_path), "--ready-fd", str(write_fd), "--foreground"]) == 1
     msg = json.loads(os.read(read_fd, 4096))
     os.close(read_fd)
     assert msg["ok"] is False and word in msg["error"].lower()

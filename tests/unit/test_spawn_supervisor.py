@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 
-from ignitevm.network.base import Attachment
+from ignitevm.network.base import Attachment, NoNetwork, PluginName
 from ignitevm.spawn import supervisor as sup_mod
-from ignitevm.spawn import vmmdriver
 from ignitevm.spawn.plan import LaunchPlan
+from ignitevm.spawn.protocol import Ready
 from ignitevm.spawn.runtime import read_runtime
-from ignitevm.spawn.supervisor import Ready, Supervisor
+from ignitevm.spawn.supervisor import Supervisor
 from ignitevm.vmm.base import MachineSpec
+from ignitevm.vmm.qemu import QemuDriver
 
 FAKE_QEMU = r"""
 import json, os, select, socket, sys
@@ -78,18 +79,26 @@ def _plan(vm_dir: Path, stop_timeout: float) -> LaunchPlan:
         disks=(),
         mac="02:00:00:00:00:01",
     )
-    return LaunchPlan.from_spec(spec, network="none", stop_timeout=stop_timeout)
+    return LaunchPlan(spec, network=PluginName.NONE, stop_timeout=stop_timeout)
+
+
+class FakeQemu(QemuDriver):
+    """The real QEMU driver (QMP readiness, power button, quit) around a fake QEMU script."""
+
+    hard_stop_grace = 0.3
+
+    def __init__(self, vm_dir: Path, script: Path, mode: str) -> None:
+        super().__init__(vm_dir)
+        self.script, self.mode = script, mode
+
+    def argv(self, spec: MachineSpec, att: Attachment) -> list[str]:
+        return [sys.executable, str(self.script), self.mode]
 
 
 def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Any) -> int:
     script = tmp_path / "fake_qemu.py"
     script.write_text(FAKE_QEMU)
 
-    def fake_argv(spec: MachineSpec, att: Attachment, **kw: object) -> list[str]:
-        return [sys.executable, str(script), mode]
-
-    monkeypatch.setattr(vmmdriver, "build_qemu_argv", fake_argv)
-    monkeypatch.setattr(vmmdriver.QemuDriver, "hard_stop_grace", 0.3)
     vm_dir = tmp_path / "vm"
     vm_dir.mkdir()
     read_fd, write_fd = os.pipe()
@@ -104,7 +113,8 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Any
 
     thread = threading.Thread(target=drive, daemon=True)
     thread.start()
-    code = Supervisor(_plan(vm_dir, 0.5), Ready(write_fd)).run()
+    driver = FakeQemu(vm_dir, script, mode)
+    code = Supervisor(_plan(vm_dir, 0.5), Ready(write_fd), driver, NoNetwork()).run()
     thread.join(10)
     ready = json.loads(os.read(read_fd, 4096))
     os.close(read_fd)

@@ -17,10 +17,12 @@ import pytest
 
 from ignitevm.hostinfo import KVMFacts, kvm_problem, read_kvm_facts
 from ignitevm.network.base import Attachment
-from ignitevm.spawn.vmmdriver import FirecrackerDriver, QemuDriver, driver_for
 from ignitevm.vmm import firecracker as fc
 from ignitevm.vmm.base import Accel, Disk, MachineSpec, VMMName
 from ignitevm.vmm.choose import choose_vmm
+from ignitevm.vmm.driver import driver_for
+from ignitevm.vmm.firecracker import FirecrackerDriver
+from ignitevm.vmm.qemu import QemuDriver
 
 GOOD = KVMFacts(dev_kvm_exists=True, dev_kvm_usable=True, nested_pvm=False, hw_virt=True)
 PVM = KVMFacts(dev_kvm_exists=True, dev_kvm_usable=True, nested_pvm=True, hw_virt=False)

@@ -294,3 +294,23 @@ def test_five_vms_start_stop_kill9_restart_rm(nethost: NetHost, vm_name: str) ->
     assert _chains(nethost) == []
     links = nethost.run("ip", "-o", "link").stdout.decode()
     assert "veth" not in links
+
+
+def test_restart_on_another_plugin_after_kill9_undoes_the_old_network(
+    nethost: NetHost, vm_name: str
+) -> None:
+    """A VM killed (-9) on cni and started again with --network-plugin user: the start undoes
+    the cni run with the cni plugin (what runtime.json recorded), not with the new one."""
+    nethost.cli("run", "--name", vm_name, "--memory", "160MB", "--network-plugin", "cni")
+    d = _vm_dir(nethost, vm_name)
+    assert len(_leases(nethost)) == 1 and _chains(nethost)
+    rt = json.loads((d / "runtime.json").read_text())
+    os.kill(int(rt["supervisor_pid"]), signal.SIGKILL)
+    time.sleep(0.5)
+    nethost.cli("start", vm_name, "--network-plugin", "user")
+    assert f"ignite-{d.name}" not in _ignite_netns()
+    assert _leases(nethost) == [] and _chains(nethost) == []
+    assert json.loads((d / "runtime.json").read_text())["network"] == "user"
+    nethost.cli("rm", "-f", vm_name)
+    assert f"ignite-{d.name}" not in _ignite_netns()
+    assert _leases(nethost) == [] and _chains(nethost) == []

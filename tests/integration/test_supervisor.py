@@ -204,9 +204,6 @@ class RecordingNetwork:
     def __init__(self) -> None:
         self.detached = 0
 
-    def preflight(self, req: object) -> None:
-        return None
-
     def attach(self, req: object) -> object:
         raise AssertionError("cleanup_stale must not attach")
 
@@ -227,8 +224,8 @@ def test_kill9_of_the_supervisor(guest: Guest, vm_dir: Path) -> None:
     assert runtime_status(vm_dir) is None
     assert read_runtime(vm_dir) is not None  # the record a cleanup needs is still there
     net = RecordingNetwork()
-    cleanup_stale(vm_dir, net)  # type: ignore[arg-type]
-    cleanup_stale(vm_dir, net)  # type: ignore[arg-type]
+    cleanup_stale(vm_dir, lambda name: net)  # type: ignore[arg-type,return-value]
+    cleanup_stale(vm_dir, lambda name: net)  # type: ignore[arg-type,return-value]
     assert net.detached == 1
     assert read_runtime(vm_dir) is None and not (vm_dir / "qmp.sock").exists()
     assert not _processes_in(vm_dir)

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
-from click.core import ParameterSource
 
 from ignitevm.cli.app import App, ignore_preflight_option, pass_app
 from ignitevm.cli.output import format_age, format_bytes, print_table
@@ -16,42 +16,30 @@ if TYPE_CHECKING:
     from ignitevm.api import VM
 
 
+def _setting_option(name: str) -> Callable[[Any], Any]:
+    """The flag of one VM setting (ignitevm/api/settings.py): text, checked by the setting."""
+    from ignitevm.api.settings import BY_NAME
+
+    s = BY_NAME[name]
+    extra: dict[str, Any] = {"is_flag": False, "flag_value": "true"} if name == "ssh" else {}
+    default = f"  [default: {s.default}]" if s.default else ""
+    return click.option(*s.flags, s.name, multiple=s.repeat, default=None, metavar=s.metavar,
+                        help=s.help + default, **extra)  # fmt: skip
+
+
 def _create_options(f: Any) -> Any:
-    opts = [
-        click.option("-n", "--name", default="", help="Name of the VM (default: generated)."),
+    """Every VM setting's flag, and create's own."""
+    from ignitevm.api.settings import SETTINGS
+
+    opts = [_setting_option(s.name) for s in SETTINGS if s.flags]
+    opts += [
         click.option("--require-name", is_flag=True, help="Fail if no --name is given."),
-        click.option("-l", "--label", "labels", multiple=True, metavar="KEY=VALUE",
-                     help="Label the VM (repeatable)."),
-        click.option("--cpus", type=int, default=1, show_default=True, help="vCPUs."),
-        click.option("--memory", default="512MB", show_default=True, help="RAM, e.g. 1GB."),
-        click.option("-s", "--size", default="4GB", show_default=True,
-                     help="Disk size the guest sees."),
-        click.option("-k", "--kernel-image", default="",
-                     help="Kernel source or name (default: the configured kernel)."),
-        click.option("--kernel-args", default="", help="Extra kernel command line."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True,
                      path_type=Path), help="A VM manifest; flags given explicitly override it."),
-        click.option("--ssh", is_flag=False, flag_value="true", default=None, metavar="[=PUBKEY]",
-                     help="Generate an SSH key for root (or --ssh=KEY.pub to use yours)."),
-        click.option("-f", "--copy-files", multiple=True, metavar="HOST:VM",
-                     help="Copy a host file into the VM at first boot (absolute paths)."),
-        click.option("-p", "--ports", multiple=True, metavar="[IP:]HOST:VM[/PROTO]",
-                     help="Publish a VM port on the host."),
-        click.option("-v", "--volumes", multiple=True, metavar="HOST:VM",
-                     help="Attach a host block device or file and mount it in the VM."),
-        click.option("--network-plugin", type=click.Choice(["cni", "user", "none"]),
-                     default=None, help="Networking (default: the configuration's, cni)."),
-        _VMM_OPTION,
     ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)
     return f
-
-
-_VMM_OPTION = click.option(
-    "--vmm", type=click.Choice(["auto", "qemu", "firecracker"]), default=None,
-    help="VMM: auto = firecracker where hardware KVM works and it is found, else qemu.",
-)  # fmt: skip
 
 
 def _start_options(f: Any) -> Any:
@@ -69,43 +57,20 @@ def _start_options(f: Any) -> Any:
 
 
 def _build_vm(ctx: click.Context, image: str | None, p: dict[str, Any]) -> VM:
-    """The requested VM: config defaults < --config manifest < explicitly given flags."""
-    from ignitevm.ops.request import VMRequest, build_vm_request
+    """The requested VM: config defaults < --config manifest < the flags given."""
+    from ignitevm.api.settings import SETTINGS
+    from ignitevm.ops.request import build_vm
 
-    explicit = {
-        name
-        for name in p
-        if ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.PROMPT)
-    }
-    req = VMRequest(
-        image=image,
-        name=p["name"],
-        labels=tuple(p["labels"]),
-        cpus=p["cpus"],
-        memory=p["memory"],
-        size=p["size"],
-        kernel_image=p["kernel_image"],
-        kernel_args=p["kernel_args"],
-        config_file=p["config_file"],
-        ssh=p["ssh"],
-        copy_files=tuple(p["copy_files"]),
-        ports=tuple(p["ports"]),
-        volumes=tuple(p["volumes"]),
-        network_plugin=p["network_plugin"],
-        explicit=frozenset(explicit),
-    )
+    settings = {s.name: p.get(s.name) for s in SETTINGS if s.flags}
+    settings["image"] = image
     app: App = ctx.obj
-    return build_vm_request(app.services(), req)
+    return build_vm(app.services(), settings, config_file=p["config_file"])
 
 
 def _do_create(ctx: click.Context, image: str | None, params: dict[str, Any]) -> VM:
     from ignitevm.ops.create import create_vm
 
     vm = _build_vm(ctx, image, params)
-    if params.get("vmm"):
-        from ignitevm.api.types import Vmm
-
-        vm.spec.vmm = Vmm(params["vmm"])
     app: App = ctx.obj
     return create_vm(app.services(), vm, require_name=params["require_name"])
 
@@ -156,8 +121,8 @@ def _do_start(app: App, query: str, params: dict[str, Any]) -> None:
 @click.command()
 @click.argument("vm")
 @_start_options
-@click.option("--network-plugin", type=click.Choice(["cni", "user", "none"]), default=None)
-@_VMM_OPTION
+@_setting_option("network_plugin")
+@_setting_option("vmm")
 @pass_app
 def start(app: App, /, vm: str, **params: Any) -> None:
     """Start a created or stopped VM."""

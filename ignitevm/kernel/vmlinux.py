@@ -1,7 +1,7 @@
 """Turn a kernel image (ELF vmlinux or bzImage) into the uncompressed ELF QEMU boots via PVH.
 
 Decompressing Debian's XZ bzImage costs ~5 s under TCG at every boot; doing it once here is the
-single biggest boot-time saving (see DESIGN.md).
+single biggest boot-time saving (docs/kernel.md).
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 A VM runs while its supervisor holds ``flock(LOCK_EX)`` on ``vm/<uid>/`` (an
 ``O_RDONLY|O_DIRECTORY`` fd). The kernel drops the lock when the supervisor dies however it
-dies, so "running" can never go stale (DESIGN.md, "State and truth").
+dies, so "running" can never go stale (docs/architecture.md "State and truth").
 """
 
 from __future__ import annotations

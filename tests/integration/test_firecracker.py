@@ -3,7 +3,8 @@ into _out/cache): the configuration the provider generates is accepted and Insta
 succeeds; stop, kill, kill -9 of the supervisor and rm leave no process, socket, tap or netns;
 `--vmm auto` picks QEMU TCG here and says why; `--vmm firecracker` fails fast at preflight.
 
-Here /dev/kvm is nested PVM: Firecracker starts its vCPU but the guest never runs (DESIGN.md), so
+Here /dev/kvm is nested PVM: Firecracker starts its vCPU but the guest never runs
+(docs/firecracker.md), so
 nothing that needs a running guest (boot marker, console, ssh, the guest reacting to
 Ctrl-Alt-Del) is tested with Firecracker; those run under QEMU (test_supervisor.py, test_cli.py)."""
 

@@ -133,14 +133,3 @@ def test_cli_bad_preflight_check_name(tmp_path: Path) -> None:
                    "--ignore-preflight-checks", "KVM,Nope")  # fmt: skip
     assert out.returncode != 0
     assert "unknown preflight check 'Nope'" in out.stderr and "hint: known checks" in out.stderr
-
-
-def test_ignored_preflight_checks_reach_every_start(monkeypatch: pytest.MonkeyPatch) -> None:
-    import ignitevm.ops.start
-    from ignitevm.gitops.opsbridge import ServicesOps
-
-    calls: list[dict[str, object]] = []
-    monkeypatch.setattr(ignitevm.ops.start, "start_vm", lambda svc, uid, **kw: calls.append(kw))
-    ops = ServicesOps(object(), "user", ignore_preflight=frozenset({"KVM"}))  # type: ignore[arg-type]
-    ops.start("0123456789abcdef")
-    assert calls == [{"network_plugin": "user", "ignore_preflight": frozenset({"KVM"})}]

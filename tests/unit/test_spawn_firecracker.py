@@ -23,8 +23,11 @@ from ignitevm.spawn.plan import LaunchPlan
 from ignitevm.spawn.protocol import Ready
 from ignitevm.spawn.runtime import read_runtime
 from ignitevm.spawn.supervisor import Supervisor
-from ignitevm.vmm.base import Disk, MachineSpec, VMMName
+from ignitevm.vmm.base import Disk, VMMName
 from ignitevm.vmm.firecracker import FirecrackerDriver
+from tests.unit.conftest import make_machine, read_until, wait_for
+
+pytestmark = pytest.mark.usefixtures("restore_signals")
 
 FAKE_FIRECRACKER = r"""
 import json, os, sys, threading
@@ -75,28 +78,11 @@ while True:
 """
 
 
-@pytest.fixture(autouse=True)
-def _restore_signals() -> object:
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
-
-
 def _plan(vm_dir: Path) -> LaunchPlan:
-    spec = MachineSpec(
-        uid="0123456789abcdef",
-        name="fake",
-        vm_dir=vm_dir,
-        vcpus=1,
-        memory_mib=128,
-        vmlinux=vm_dir / "vmlinux",
-        initrd=vm_dir / "initrd",
-        cmdline="console=ttyS0 ignite.cow=overlay",
-        disks=(Disk(vm_dir / "image.ext4", "raw", readonly=True), Disk(vm_dir / "rw.ext4", "raw")),
-        mac="02:00:00:00:00:01",
-    )
-    return LaunchPlan(spec, vmm=VMMName.FIRECRACKER, network=PluginName.NONE, stop_timeout=0.5)
+    disks = (Disk(vm_dir / "image.ext4", "raw", readonly=True), Disk(vm_dir / "rw.ext4", "raw"))
+    machine = make_machine(vm_dir, memory_mib=128, disks=disks,
+                           cmdline="console=ttyS0 ignite.cow=overlay")  # fmt: skip
+    return LaunchPlan(machine, vmm=VMMName.FIRECRACKER, network=PluginName.NONE, stop_timeout=0.5)
 
 
 def _run(
@@ -136,41 +122,24 @@ def _run(
     return code, ready
 
 
-def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def _running(vm_dir: Path) -> bool:
     status = read_runtime(vm_dir)
     return status is not None and str(status.state) == "running"
-
-
-def _read_until(sock: socket.socket, needle: bytes) -> bytes:
-    sock.settimeout(5)
-    data = b""
-    while needle not in data:
-        chunk = sock.recv(4096)
-        assert chunk, f"EOF before {needle!r}; got {data!r}"
-        data += chunk
-    return data
 
 
 def test_configured_started_relayed_and_stopped_by_ctrl_alt_del(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def driver(vm_dir: Path) -> None:
-        _wait_for(lambda: _running(vm_dir) and (vm_dir / "attach.sock").exists())
+        wait_for(lambda: _running(vm_dir) and (vm_dir / "attach.sock").exists())
         status = read_runtime(vm_dir)
         assert status is not None and status.vmm == "firecracker"
         with socket.socket(socket.AF_UNIX) as a:
             a.connect(str(vm_dir / "attach.sock"))
             a.sendall(b"hello\n")
-            _read_until(a, b"echo: hello")
+            read_until(a, b"echo: hello")
             os.kill(os.getpid(), signal.SIGTERM)
-            _read_until(a, b"ctrl-alt-del, bye")
+            read_until(a, b"ctrl-alt-del, bye")
 
     code, ready = _run(tmp_path, monkeypatch, "obedient", driver)
     assert code == 0 and ready["ok"] is True
@@ -192,7 +161,7 @@ def test_hard_stop_is_sigkill_when_ctrl_alt_del_is_ignored(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def driver(vm_dir: Path) -> None:
-        _wait_for(lambda: _running(vm_dir))
+        wait_for(lambda: _running(vm_dir))
         os.kill(os.getpid(), signal.SIGTERM)
 
     start = time.monotonic()

@@ -14,7 +14,7 @@ import pytest
 
 from ignitevm import proc
 from ignitevm.errors import IgniteError
-from ignitevm.network.base import PortMapping, Protocol_
+from ignitevm.network.base import PluginName, PortMapping, Protocol_
 from ignitevm.records import RecordError, from_json, to_json
 from ignitevm.spawn.__main__ import main as supervisor_main
 from ignitevm.spawn.attach import CTRL_P, CTRL_Q, DetachScanner
@@ -33,29 +33,15 @@ from ignitevm.spawn.runtime import (
 )
 from ignitevm.store.locks import is_locked
 from ignitevm.store.locks import try_hold_lock as acquire_lock
-from ignitevm.vmm.base import Disk, MachineSpec
 from ignitevm.vmm.qmp import connect_unix
+from tests.unit.conftest import make_machine
 
 
 def _plan(vm_dir: Path) -> LaunchPlan:
-    spec = MachineSpec(
-        uid="0123456789abcdef",
-        name="quiet-owl",
-        vm_dir=vm_dir,
-        vcpus=1,
-        memory_mib=256,
-        vmlinux=Path("/k/vmlinux"),
-        initrd=vm_dir / "initrd",
-        cmdline="console=ttyS0",
-        disks=(Disk(vm_dir / "disk.qcow2", "qcow2"), Disk(Path("/i/base.ext4"), "raw", True)),
-        mac="02:00:00:00:00:01",
-    )
+    machine = make_machine(vm_dir, name="quiet-owl", vmlinux=Path("/k/vmlinux"))
+    ports = (PortMapping(2222, 22), PortMapping(53, 53, Protocol_.UDP, "127.0.0.1"))
     return LaunchPlan(
-        spec,
-        network="user",  # type: ignore[arg-type]
-        ports=(PortMapping(2222, 22), PortMapping(53, 53, Protocol_.UDP, "127.0.0.1")),
-        console_limit_bytes=4096,
-        boot_marker="MARK",
+        machine, network=PluginName.USER, ports=ports, console_limit_bytes=4096, boot_marker="MARK"
     )
 
 

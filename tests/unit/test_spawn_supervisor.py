@@ -10,13 +10,12 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ignitevm.network.base import Attachment, NoNetwork, PluginName
+from ignitevm.network.base import Attachment, NoNetwork
 from ignitevm.spawn import supervisor as sup_mod
 from ignitevm.spawn.plan import LaunchPlan
 from ignitevm.spawn.protocol import Ready
@@ -24,6 +23,9 @@ from ignitevm.spawn.runtime import read_runtime
 from ignitevm.spawn.supervisor import Supervisor
 from ignitevm.vmm.base import MachineSpec
 from ignitevm.vmm.qemu import QemuDriver
+from tests.unit.conftest import make_machine, read_until, wait_for
+
+pytestmark = pytest.mark.usefixtures("restore_signals")
 
 FAKE_QEMU = r"""
 import json, os, select, socket, sys
@@ -58,30 +60,6 @@ while True:
 """
 
 
-@pytest.fixture(autouse=True)
-def _restore_signals() -> Iterator[None]:
-    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    yield
-    for sig, handler in saved.items():
-        signal.signal(sig, handler)
-
-
-def _plan(vm_dir: Path, stop_timeout: float) -> LaunchPlan:
-    spec = MachineSpec(
-        uid="0123456789abcdef",
-        name="fake",
-        vm_dir=vm_dir,
-        vcpus=1,
-        memory_mib=64,
-        vmlinux=vm_dir / "vmlinux",
-        initrd=vm_dir / "initrd",
-        cmdline="console=ttyS0",
-        disks=(),
-        mac="02:00:00:00:00:01",
-    )
-    return LaunchPlan(spec, network=PluginName.NONE, stop_timeout=stop_timeout)
-
-
 class FakeQemu(QemuDriver):
     """The real QEMU driver (QMP readiness, power button, quit) around a fake QEMU script."""
 
@@ -114,7 +92,8 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Any
     thread = threading.Thread(target=drive, daemon=True)
     thread.start()
     driver = FakeQemu(vm_dir, script, mode)
-    code = Supervisor(_plan(vm_dir, 0.5), Ready(write_fd), driver, NoNetwork()).run()
+    plan = LaunchPlan(make_machine(vm_dir, memory_mib=64, disks=()), stop_timeout=0.5)
+    code = Supervisor(plan, Ready(write_fd), driver, NoNetwork()).run()
     thread.join(10)
     ready = json.loads(os.read(read_fd, 4096))
     os.close(read_fd)
@@ -126,40 +105,23 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Any
     return code
 
 
-def _wait_for(predicate: Any, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.01)
-
-
 def _state(vm_dir: Path) -> str | None:
     status = read_runtime(vm_dir)
     return None if status is None else str(status.state)
 
 
-def _read_until(sock: socket.socket, needle: bytes, timeout: float = 5.0) -> bytes:
-    sock.settimeout(timeout)
-    data = b""
-    while needle not in data:
-        chunk = sock.recv(4096)
-        assert chunk, f"EOF before {needle!r}; got {data!r}"
-        data += chunk
-    return data
-
-
 def test_relay_attach_and_graceful_stop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def driver(vm_dir: Path) -> None:
-        _wait_for(lambda: (vm_dir / "attach.sock").exists())
-        _wait_for(lambda: _state(vm_dir) == "running")
+        wait_for(lambda: (vm_dir / "attach.sock").exists())
+        wait_for(lambda: _state(vm_dir) == "running")
         with socket.socket(socket.AF_UNIX) as a, socket.socket(socket.AF_UNIX) as b:
             a.connect(str(vm_dir / "attach.sock"))
             b.connect(str(vm_dir / "attach.sock"))
             a.sendall(b"hello\n")
-            _read_until(a, b"echo: hello")
-            _read_until(b, b"echo: hello")  # every client sees the output
+            read_until(a, b"echo: hello")
+            read_until(b, b"echo: hello")  # every client sees the output
             os.kill(os.getpid(), signal.SIGTERM)
-            _read_until(a, b"power button")
+            read_until(a, b"power button")
             a.settimeout(5)
             while a.recv(4096):  # the supervisor closes clients when the VM is gone
                 pass
@@ -174,7 +136,7 @@ def test_hard_stop_when_the_guest_ignores_the_button(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     def driver(vm_dir: Path) -> None:
-        _wait_for(lambda: (vm_dir / "attach.sock").exists())
+        wait_for(lambda: (vm_dir / "attach.sock").exists())
         os.kill(os.getpid(), signal.SIGTERM)
 
     monkeypatch.setattr(sup_mod, "REPRESS_INTERVAL", 0.1)
@@ -186,7 +148,7 @@ def test_hard_stop_when_the_guest_ignores_the_button(
 
 def test_sigkill_when_quit_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     def driver(vm_dir: Path) -> None:
-        _wait_for(lambda: (vm_dir / "attach.sock").exists())
+        wait_for(lambda: (vm_dir / "attach.sock").exists())
         os.kill(os.getpid(), signal.SIGTERM)
 
     start = time.monotonic()

@@ -7,7 +7,6 @@ import os
 import sys
 from pathlib import Path
 
-import ignitevm
 from ignitevm import proc
 from ignitevm.errors import ConflictError, IgniteError
 from ignitevm.layout import VMFiles
@@ -83,7 +82,7 @@ def _supervisor_env() -> dict[str, str]:
     """Python runs the supervisor without ``site`` (-S): it needs only the standard library and
     ignitevm, found through PYTHONPATH, and skipping site-packages' start-up hooks (editable
     installs, .pth files) saves ~50 ms of every start and some memory."""
-    root = str(Path(ignitevm.__file__).resolve().parent.parent)
+    root = str(Path(__file__).resolve().parents[3])  # the directory holding ignitevm/
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     return env

@@ -1,0 +1,166 @@
+"""Harness shared by the unit tests: a Services over a temporary store, a machine and a launch
+plan, and ``fake_host``: a store with an image and a kernel (dummy files) and fake
+``qemu-system-x86_64`` / ``qemu-img`` binaries on PATH, so the real use cases (create, start,
+stop, kill, rm, exec targets) and the real supervisor run with only the VMM faked."""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ignitevm.api import Configuration, Image, Kernel, Kind, ObjectMeta
+from ignitevm.api.types import ImageStatus, KernelStatus, OCIImageSource
+from ignitevm.layout import ImageFiles, KernelFiles
+from ignitevm.ops.services import Services
+from ignitevm.spawn.plan import LaunchPlan
+from ignitevm.store import Store
+from ignitevm.vmm.base import Disk, MachineSpec
+
+UID = "0123456789abcdef"
+
+# Speaks just enough QEMU: binds the QMP socket of its -qmp argument, prints the boot marker on
+# the serial console (stdout), echoes console input, and exits on system_powerdown or quit.
+FAKE_QEMU = r"""
+import json, os, select, socket, sys
+args = sys.argv[1:]
+qmp = args[args.index("-qmp") + 1].removeprefix("unix:").split(",")[0]
+srv = socket.socket(socket.AF_UNIX)
+srv.bind(qmp)
+srv.listen(4)
+print("ignitevm-init: exec /sbin/init", flush=True)
+ins = [srv, sys.stdin.fileno()]
+while True:
+    for r in select.select(ins, [], [])[0]:
+        if r is srv:
+            c, _ = srv.accept(); ins.append(c)
+            c.sendall(b'{"QMP": {"version": {}, "capabilities": []}}\r\n')
+        elif r == sys.stdin.fileno():
+            data = os.read(r, 4096)
+            if data:
+                print("echo: " + data.decode().strip(), flush=True)
+        else:
+            data = r.recv(4096)
+            if not data:
+                ins.remove(r); continue
+            for raw in data.splitlines():
+                cmd = json.loads(raw)["execute"]
+                r.sendall(b'{"return": {}}\r\n')
+                if cmd in ("system_powerdown", "quit"):
+                    sys.exit(0)
+"""
+# qemu-img create ... FILE SIZE: an empty file is enough for a VM that never reads its disk
+FAKE_QEMU_IMG = "import sys; open(sys.argv[-2], 'wb').close()"
+
+
+@pytest.fixture
+def svc(tmp_path: Path) -> Services:
+    """Services over an empty store in tmp_path/state, default configuration."""
+    return Services(config=Configuration(), store=Store(tmp_path / "state"))
+
+
+def make_machine(vm_dir: Path, **changes: Any) -> MachineSpec:
+    values: dict[str, Any] = {
+        "uid": UID,
+        "name": "fake",
+        "vm_dir": vm_dir,
+        "vcpus": 1,
+        "memory_mib": 256,
+        "vmlinux": vm_dir / "vmlinux",
+        "initrd": vm_dir / "initrd",
+        "cmdline": "console=ttyS0",
+        "disks": (Disk(vm_dir / "disk.qcow2", "qcow2"), Disk(Path("/i/base.ext4"), "raw", True)),
+        "mac": "02:00:00:00:00:01",
+        **changes,
+    }
+    return MachineSpec(**values)
+
+
+@pytest.fixture
+def make_plan() -> Callable[..., LaunchPlan]:
+    """make_plan(vm_dir, machine=dict(...), **plan fields) -> LaunchPlan."""
+
+    def make(vm_dir: Path, machine: dict[str, Any] | None = None, **plan: Any) -> LaunchPlan:
+        return LaunchPlan(make_machine(vm_dir, **(machine or {})), **plan)
+
+    return make
+
+
+@pytest.fixture
+def restore_signals() -> Iterator[None]:
+    """For tests that run a supervisor in-process: it installs SIGTERM/SIGINT handlers."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
+    yield
+    for sig, handler in saved.items():
+        signal.signal(sig, handler)
+
+
+def wait_for(predicate: Callable[[], object], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def read_until(sock: Any, needle: bytes, timeout: float = 5.0) -> bytes:
+    sock.settimeout(timeout)
+    data = b""
+    while needle not in data:
+        chunk = sock.recv(4096)
+        assert chunk, f"EOF before {needle!r}; got {data!r}"
+        data += chunk
+    return data
+
+
+@dataclass
+class FakeHost:
+    svc: Services
+    image: Image
+    kernel: Kernel
+    bindir: Path
+
+
+def _script(path: Path, code: str) -> None:
+    path.write_text(f"#!{sys.executable}\n{code}")
+    path.chmod(0o755)
+
+
+@pytest.fixture
+def fake_host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, svc: Services) -> Iterator[FakeHost]:
+    """A store with the image "img" and the kernel "kern" (dummy files), fake QEMU tools on
+    PATH, network plugin "none" by default; every VM is killed and removed afterwards."""
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    _script(bindir / "qemu-system-x86_64", FAKE_QEMU)
+    _script(bindir / "qemu-img", FAKE_QEMU_IMG)
+    monkeypatch.setenv("PATH", f"{bindir}:{Path(sys.executable).parent}:/usr/bin:/bin")
+    monkeypatch.delenv("IGNITE_NETWORK_PLUGIN", raising=False)
+    now = datetime.now(UTC)
+    image = Image(
+        metadata=ObjectMeta(name="img", uid="1" * 16, created=now),
+        status=ImageStatus(oci_source=OCIImageSource(id="sha256:" + "1" * 64)),
+    )
+    kernel = Kernel(
+        metadata=ObjectMeta(name="kern", uid="2" * 16, created=now),
+        status=KernelStatus(version="6.1.0", oci_source=OCIImageSource(id="sha256:" + "2" * 64)),
+    )
+    svc = Services(
+        config=Configuration.model_validate({"spec": {"networkPlugin": "none"}}), store=svc.store
+    )
+    for obj, files in ((image, (ImageFiles.BASE,)), (kernel, (KernelFiles.VMLINUX,
+                                                               KernelFiles.INITRD))):  # fmt: skip
+        svc.store.save(obj)
+        for name in files:
+            (svc.store.object_dir(Kind(obj.kind), obj.metadata.uid) / name).write_bytes(b"x")
+    yield FakeHost(svc, image, kernel, bindir)
+    from ignitevm.ops.remove import remove_vm
+
+    for vm in svc.store.list(Kind.VM):
+        remove_vm(svc, vm.metadata.uid, force=True)

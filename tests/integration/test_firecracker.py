@@ -215,8 +215,8 @@ def test_firecracker_disks_boot_under_qemu(ignite: Ignite, vm_name: str, fc_path
     ignite("start", vm_name, "--vmm", "qemu")
     assert ignite.inspect(vm_name)["status"]["vmm"] == "qemu"  # type: ignore[index]
     plan = json.loads((d / "launch.json").read_text())
-    assert "ignite.cow=overlay" in plan["cmdline"]
-    disks = [(Path(x["path"]).name, x["format"], x["readonly"]) for x in plan["disks"]]
+    assert "ignite.cow=overlay" in plan["machine"]["cmdline"]
+    disks = [(Path(x["path"]).name, x["format"], x["readonly"]) for x in plan["machine"]["disks"]]
     assert disks[:2] == [("image.ext4", "raw", True), ("rw.ext4", "raw", False)]
     assert disks[2:] in ([], [("modules.ext4", "raw", True)])  # the kernel's, when it has modules
     mounts = ignite("exec", vm_name, "cat /proc/mounts").stdout

@@ -9,9 +9,9 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ignitevm.api import VM, Image, Kind, ObjectMeta, Size
+from ignitevm.api import Image, Kind, ObjectMeta, Size
 from ignitevm.api.types import ImageSpec, ImageStatus, OCIImageSource
-from ignitevm.errors import ConflictError, IgniteError
+from ignitevm.errors import IgniteError
 from ignitevm.layout import ImageFiles
 from ignitevm.ops.services import Services
 
@@ -93,43 +93,13 @@ def ensure_image(svc: Services, ref: str) -> Image:
     return image if image is not None else import_image(svc, ref)
 
 
-def image_users(svc: Services, image: Image) -> list[str]:
-    return [
-        vm.metadata.name
-        for vm in svc.store.list(Kind.VM)
-        if vm.status.image.id == image.status.oci_source.id
-    ]
-
-
-def image_of_vm(svc: Services, digest: str) -> Image | None:
-    """The stored image whose digest a VM's status records (Ignite's status.image.id)."""
-    for image in svc.store.list(Kind.IMAGE):
-        if image.status.oci_source.id == digest:
-            return image
-    return None
-
-
-def require_image_of_vm(svc: Services, vm: VM) -> Image:
-    image = image_of_vm(svc, vm.status.image.id)
-    if image is None:
-        raise IgniteError(
-            f"the image of VM {vm.metadata.name} ({vm.spec.image.oci}) is no longer stored",
-            hint="recreate the VM: its disk is a copy-on-write layer over that image",
-        )
-    return image
-
-
 def remove_image(svc: Services, query: str, *, force: bool = False) -> Image:
+    from ignitevm.ops.refs import require_unused
+
     image = find_image(svc, query)
     if image is None:
         image = svc.store.require(Kind.IMAGE, query)
-    users = image_users(svc, image)
-    if users and not force:
-        raise ConflictError(
-            f"image {image.metadata.name} is used by VM(s): {', '.join(users)}",
-            hint="remove those VMs first, or use -f (their disks keep a copy-on-write link "
-            "to the image and will no longer start)",
-        )
+    require_unused(svc, Kind.IMAGE, image, force=force)
     svc.store.delete(Kind.IMAGE, image.metadata.uid)
     return image
 

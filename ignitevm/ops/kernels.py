@@ -10,9 +10,9 @@ import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ignitevm.api import VM, Kernel, Kind, ObjectMeta, Size
+from ignitevm.api import Kernel, Kind, ObjectMeta, Size
 from ignitevm.api.types import KernelSpec, KernelStatus, OCIImageSource
-from ignitevm.errors import ConflictError, IgniteError, NotFoundError, ValidationError
+from ignitevm.errors import IgniteError, NotFoundError, ValidationError
 from ignitevm.kernel.source import FoundKernel
 from ignitevm.layout import KernelFiles
 from ignitevm.ops.services import Services
@@ -178,34 +178,10 @@ def ensure_kernel(svc: Services, ref: str) -> Kernel:
     return kernel if kernel is not None else import_kernel(svc, ref)
 
 
-def kernel_of_vm(svc: Services, digest: str) -> Kernel | None:
-    for kernel in svc.store.list(Kind.KERNEL):
-        if kernel.status.oci_source.id == digest:
-            return kernel
-    return None
-
-
-def require_kernel_of_vm(svc: Services, vm: VM) -> Kernel:
-    kernel = kernel_of_vm(svc, vm.status.kernel.id)
-    if kernel is None:
-        raise IgniteError(
-            f"the kernel of VM {vm.metadata.name} ({vm.status.kernel.id}) is no longer stored",
-            hint="import it again with ignite kernel import, or recreate the VM",
-        )
-    return kernel
-
-
 def remove_kernel(svc: Services, query: str, *, force: bool = False) -> Kernel:
+    from ignitevm.ops.refs import require_unused
+
     kernel = svc.store.require(Kind.KERNEL, query)
-    users = [
-        vm.metadata.name
-        for vm in svc.store.list(Kind.VM)
-        if vm.status.kernel.id == kernel.status.oci_source.id
-    ]
-    if users and not force:
-        raise ConflictError(
-            f"kernel {kernel.metadata.name} is used by VM(s): {', '.join(users)}",
-            hint="remove those VMs first, or use -f",
-        )
+    require_unused(svc, Kind.KERNEL, kernel, force=force)
     svc.store.delete(Kind.KERNEL, kernel.metadata.uid)
     return kernel

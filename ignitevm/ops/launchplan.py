@@ -7,10 +7,10 @@ import socket
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ignitevm.api import VM, Kernel
+from ignitevm.api import VM, Kernel, Kind
 from ignitevm.ops.bootfiles import volume_disks, write_initrd
-from ignitevm.ops.images import require_image_of_vm
-from ignitevm.ops.kernels import kernel_files, modules_disk, require_kernel_of_vm
+from ignitevm.ops.kernels import kernel_files, modules_disk
+from ignitevm.ops.refs import require_of_vm
 from ignitevm.ops.services import Services
 
 if TYPE_CHECKING:
@@ -30,8 +30,8 @@ def build_launch_plan(
     from ignitevm.spawn import LaunchPlan
     from ignitevm.vmm.base import Accel, MachineSpec, mac_for_uid
 
-    kernel = require_kernel_of_vm(svc, vm)
-    require_image_of_vm(svc, vm)
+    kernel = require_of_vm(svc, Kind.KERNEL, vm)
+    require_of_vm(svc, Kind.IMAGE, vm)
     vmlinux, base_initrd = kernel_files(svc, kernel)
     choice = vmm_for_start(svc, vm, vmm, vmlinux)
     cow = cow_mode(d, choice.vmm)

@@ -11,10 +11,11 @@ import logging
 from pathlib import Path
 
 from ignitevm import proc
-from ignitevm.api import VM
+from ignitevm.api import VM, Kind
 from ignitevm.hostinfo import KVMFacts, kvm_problem, read_kvm_facts
 from ignitevm.layout import VMFiles
-from ignitevm.ops.images import base_image_path, require_image_of_vm
+from ignitevm.ops.images import base_image_path
+from ignitevm.ops.refs import require_of_vm
 from ignitevm.ops.services import Services
 from ignitevm.vmm.base import Disk, VMMName
 from ignitevm.vmm.choose import AUTO, VMMChoice, choose_vmm
@@ -103,12 +104,12 @@ def ensure_root_disk(svc: Services, vm: VM, d: Path, mode: str) -> None:
             "(%s) and does not see what was written to %s",
             vm.metadata.name, VMFiles.RW, VMFiles.DISK,
         )  # fmt: skip
-    create_root_disk(vm, d, base_image_path(svc, require_image_of_vm(svc, vm)), COW_OVERLAY)
+    create_root_disk(vm, d, base_image_path(svc, require_of_vm(svc, Kind.IMAGE, vm)), COW_OVERLAY)
 
 
 def root_disks(svc: Services, vm: VM, d: Path, mode: str) -> tuple[Disk, ...]:
     """The disks the root is assembled from (they exist: ``ensure_root_disk``)."""
     if mode == COW_QCOW2:
         return (Disk(d / VMFiles.DISK, "qcow2"),)
-    base = base_image_path(svc, require_image_of_vm(svc, vm))
+    base = base_image_path(svc, require_of_vm(svc, Kind.IMAGE, vm))
     return (Disk(base, "raw", readonly=True), Disk(d / VMFiles.RW, "raw"))

@@ -8,21 +8,16 @@ there (after detach too) so a restart asks host-local for it again.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import logging
 import os
 import shlex
-import signal
-import sys
-import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-import ignitevm
 from ignitevm import proc
 from ignitevm.errors import IgniteError
 from ignitevm.fsutil import write_json_atomic
@@ -43,7 +38,6 @@ from ignitevm.network.ports import require_free_ports
 log = logging.getLogger(__name__)
 
 RECORD_NAME = "network.json"
-DHCP_LOG_NAME = "dhcp.log"
 IFNAME = "eth0"
 RECORD_VERSION = 1
 
@@ -70,7 +64,6 @@ class NetworkRecord:
     requested_ips: list[str] = field(default_factory=list)
     result: dict[str, Any] | None = None  # the cached final ADD result (prevResult for DEL)
     cidrs: list[str] = field(default_factory=list)  # addresses moved from ifname to the guest
-    dhcp_pid: int | None = None
     last_ip: str | None = None
     last_network: str | None = None
     version: int = RECORD_VERSION
@@ -136,15 +129,11 @@ class CNINetwork:
         bin_dirs: Sequence[Path] | None = None,
         executor: Executor = exec_plugin,
         resolv_conf: Path = Path("/etc/resolv.conf"),
-        dhcp_process: bool = False,
     ) -> None:
         self.conf_dir = cniconf.resolve_conf_dir(conf_dir)
         self.bin_dirs = cniconf.resolve_bin_dirs(bin_dirs)
         self.runtime = CNIRuntime(self.bin_dirs, executor)
         self.resolv_conf = resolv_conf
-        # the responder: a thread of this process (default), or a child process
-        self.dhcp_process = dhcp_process
-        self._responders: dict[str, proc.Popen[bytes]] = {}
         self._responder_threads: dict[str, ResponderThread] = {}
 
     # --- preflight --------------------------------------------------------------------------
@@ -207,9 +196,7 @@ class CNINetwork:
                 dns=dns,
                 hostname=req.vm_name,
             )
-            pid = self._start_responder(req, record.netns, lease)
-            record = replace(record, dhcp_pid=pid)
-            record.save(req.vm_dir)
+            self._start_responder(req, record.netns, lease)
         except BaseException:
             self._undo_failed_attach(req)
             raise
@@ -277,65 +264,21 @@ class CNINetwork:
 
     # --- the DHCP responder -----------------------------------------------------------------
 
-    def _start_responder(self, req: NetworkRequest, ns: str, lease: Lease) -> int | None:
-        """Returns the responder's pid, or None when it is a thread of this process."""
+    def _start_responder(self, req: NetworkRequest, ns: str, lease: Lease) -> None:
+        """The responder is a thread of this process (the supervisor): it needs nothing
+        recorded, since it dies with the process."""
         sock = netns.run_in_netns(ns, lambda: open_tap_socket(tc.TAP_NAME))
-        if not self.dhcp_process:
-            try:
-                responder = ResponderThread(sock, lease, tc.TAP_NAME)
-            except BaseException:
-                sock.close()
-                raise
-            self._responder_threads[req.vm_uid] = responder.start()
-            return None
         try:
-            fd = sock.fileno()
-            argv = [
-                sys.executable, "-m", "ignitevm.network.dhcp",
-                "--fd", str(fd), "--ifname", tc.TAP_NAME, "--parent", str(os.getpid()),
-                "--netns", ns, "--mac", lease.mac, "--ip", lease.ip,
-                "--prefix-len", str(lease.prefix_len), "--dns", ",".join(lease.dns),
-            ]  # fmt: skip
-            if lease.gateway:
-                argv += ["--gateway", lease.gateway]
-            if lease.hostname:
-                argv += ["--hostname", lease.hostname]
-            env = dict(os.environ)
-            pkg_root = str(Path(ignitevm.__file__).resolve().parent.parent)
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
-            with open(req.vm_dir / DHCP_LOG_NAME, "ab") as logf:
-                child = proc.start(
-                    argv,
-                    pass_fds=(fd,),
-                    stdin=proc.DEVNULL,
-                    stdout=logf,
-                    stderr=logf,
-                    env=env,
-                    start_new_session=True,  # a terminal's ^C is for the supervisor only
-                )
-        finally:
+            responder = ResponderThread(sock, lease, tc.TAP_NAME)
+        except BaseException:
             sock.close()
-        self._responders[req.vm_uid] = child
-        return child.pid
+            raise
+        self._responder_threads[req.vm_uid] = responder.start()
 
-    def _stop_responder(self, req: NetworkRequest, pid: int | None, ns: str) -> None:
+    def _stop_responder(self, req: NetworkRequest) -> None:
         thread = self._responder_threads.pop(req.vm_uid, None)
         if thread is not None:
             thread.stop()
-        child = self._responders.pop(req.vm_uid, None)
-        if pid is None:
-            return
-        if not _is_responder(pid, ns):
-            return  # it left with its supervisor (it watches getppid); the pid may be reused
-        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                break
-            if _wait_gone(pid, ns, child, wait):
-                break
-        if child is not None:
-            child.poll()
 
     # --- detach -----------------------------------------------------------------------------
 
@@ -345,7 +288,7 @@ class CNINetwork:
         if record is None or not record.attached:
             netns.delete_netns(ns)  # e.g. a crash between "ip netns add" and the first record
             return
-        self._stop_responder(req, record.dhcp_pid, ns)
+        self._stop_responder(req)
         if record.cidrs and netns.netns_exists(ns):
             tc.restore_addresses(ns, record.ifname, record.tap, record.cidrs)
         net = cniconf.NetworkConfigList.from_json(record.network) if record.network else None
@@ -384,35 +327,3 @@ class CNINetwork:
 
 def _split_rule(rule: str) -> list[str]:
     return shlex.split(rule)
-
-
-def _is_responder(pid: int, ns: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"ignitevm.network.dhcp" in cmdline and ns.encode() in cmdline
-
-
-def _wait_gone(pid: int, ns: str, child: proc.Popen[bytes] | None, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child is not None:
-            if child.poll() is not None:
-                return True
-        else:
-            with contextlib.suppress(ChildProcessError):  # not our child: another process
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    return True
-            if not _is_responder(pid, ns) or _is_zombie(pid):
-                return True
-        time.sleep(0.02)
-    return False
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"

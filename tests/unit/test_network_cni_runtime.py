@@ -238,10 +238,14 @@ def test_plugin_types_include_ipam() -> None:
 
 def test_record_roundtrip(tmp_path: Path) -> None:
     rec = NetworkRecord(attached=True, netns="ignite-1", container_id="ignite-1",
-                        result=BRIDGE_RESULT, cidrs=["10.61.0.5/16"], dhcp_pid=42)  # fmt: skip
+                        result=BRIDGE_RESULT, cidrs=["10.61.0.5/16"])  # fmt: skip
     rec.save(tmp_path)
     assert NetworkRecord.load(tmp_path) == rec
     assert [p.name for p in tmp_path.iterdir()] == ["network.json"]
+    # a record from an older version (its DHCP responder could be a process) still loads
+    older = {**json.loads((tmp_path / "network.json").read_text()), "dhcp_pid": 42}
+    (tmp_path / "network.json").write_text(json.dumps(older))
+    assert NetworkRecord.load(tmp_path) == rec
     assert NetworkRecord.load(tmp_path / "missing") is None
     (tmp_path / "network.json").write_text("{broken")
     assert NetworkRecord.load(tmp_path) is None

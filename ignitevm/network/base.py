@@ -78,10 +78,10 @@ class Attachment:
 
 
 class NetworkPlugin(Protocol):
-    name: PluginName
+    """A network plugin. It checks nothing about the host: ops/preflight.py does that once,
+    before the supervisor starts (see docs/network.md)."""
 
-    def preflight(self, req: NetworkRequest) -> None:
-        """Raise IgniteError if the request cannot work (e.g. a host port already in use)."""
+    name: PluginName
 
     def attach(self, req: NetworkRequest) -> Attachment:
         """Set the network up before the VMM starts. May start helpers (a DHCP responder) that
@@ -98,9 +98,6 @@ class NoNetwork:
 
     name = PluginName.NONE
 
-    def preflight(self, req: NetworkRequest) -> None:
-        return None
-
     def attach(self, req: NetworkRequest) -> Attachment:
         return Attachment()
 
@@ -113,11 +110,6 @@ class UserNetwork:
     Needs no root for networking. The guest address is slirp's fixed 10.0.2.15/24."""
 
     name = PluginName.USER
-
-    def preflight(self, req: NetworkRequest) -> None:
-        from ignitevm.network.ports import require_free_ports
-
-        require_free_ports(req.ports)
 
     def attach(self, req: NetworkRequest) -> Attachment:
         return Attachment(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -19,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 from ignitevm import proc
-from ignitevm.errors import IgniteError
 from ignitevm.fsutil import write_json_atomic
 from ignitevm.network import cniconf, netns, tc
 from ignitevm.network.base import Attachment, NetworkRequest, PluginName, PortMapping
@@ -33,7 +31,6 @@ from ignitevm.network.cniexec import (
     parse_result,
 )
 from ignitevm.network.dhcp import Lease, ResponderThread, open_tap_socket
-from ignitevm.network.ports import require_free_ports
 
 log = logging.getLogger(__name__)
 
@@ -135,32 +132,6 @@ class CNINetwork:
         self.runtime = CNIRuntime(self.bin_dirs, executor)
         self.resolv_conf = resolv_conf
         self._responder_threads: dict[str, ResponderThread] = {}
-
-    # --- preflight --------------------------------------------------------------------------
-
-    def preflight(self, req: NetworkRequest) -> None:
-        if os.geteuid() != 0:
-            raise IgniteError(
-                "the cni network plugin needs root (network namespaces, bridges, iptables)",
-                hint="run ignite as root, or use --network-plugin user",
-            )
-        if not Path("/dev/net/tun").exists():
-            raise IgniteError(
-                "/dev/net/tun is missing: the VM's tap device cannot be created",
-                hint="load the tun module (modprobe tun) or use --network-plugin user",
-            )
-        proc.require_tool("ip")
-        tc.require_tc()
-        net = cniconf.find_config_list(self.conf_dir)
-        types = cniconf.plugin_types(net) if net else ["bridge", "host-local", "portmap"]
-        for plugin_type in types:
-            cniconf.require_plugin_binary(plugin_type, self.bin_dirs)
-        if any(t in ("bridge", "portmap") for t in types) and proc.find_tool("iptables") is None:
-            raise IgniteError(
-                "iptables is not installed (the bridge and portmap CNI plugins need it)",
-                hint="install it: apt-get install iptables",
-            )
-        require_free_ports(req.ports)
 
     # --- attach -----------------------------------------------------------------------------
 

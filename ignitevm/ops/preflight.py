@@ -232,10 +232,7 @@ def read_host_facts(req: StartRequest) -> HostFacts:
 def _missing_cni() -> tuple[str, ...]:
     from ignitevm.network import cniconf
 
-    bin_dirs = cniconf.resolve_bin_dirs()
-    net = cniconf.find_config_list(cniconf.resolve_conf_dir())
-    types = cniconf.plugin_types(net) if net else ["bridge", "host-local", "portmap"]
-    return tuple(t for t in types if cniconf.find_plugin(t, bin_dirs) is None)
+    return cniconf.missing_requirements(cniconf.resolve_conf_dir(), cniconf.resolve_bin_dirs())
 
 
 def _busy_ports(ports: Iterable[PortMapping]) -> tuple[str, ...]:

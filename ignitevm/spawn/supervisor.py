@@ -121,7 +121,6 @@ class Supervisor:
         write_runtime(self.vm_dir, self.status)
         try:
             plugin = require_plugin(self.plan.network)
-            plugin.preflight(req)
             att = plugin.attach(req)
             try:
                 return self._run_vm(att)

@@ -203,9 +203,6 @@ class RecordingNetwork:
     def __init__(self) -> None:
         self.detached = 0
 
-    def preflight(self, req: object) -> None:
-        return None
-
     def attach(self, req: object) -> object:
         raise AssertionError("cleanup_stale must not attach")
 

@@ -273,57 +273,33 @@ def test_masquerade_chain_matches_the_bridge_plugin() -> None:
     assert masquerade_chain("n", "c") == "CNI-" + digest[:24]
 
 
-# --- preflight ---------------------------------------------------------------------------------
+# --- what the host must have (ops/preflight.py reports it) ------------------------------------
 
 
-def _req(tmp_path: Path, ports: tuple[PortMapping, ...] = ()) -> Any:
-    from ignitevm.network.base import NetworkRequest
-
-    return NetworkRequest("0123456789abcdef", "vm", tmp_path, "02:00:00:00:00:01", ports)
-
-
-def test_preflight_needs_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from ignitevm.network.cni import CNINetwork
-
-    monkeypatch.setattr("os.geteuid", lambda: 1000)
-    with pytest.raises(IgniteError) as info:
-        CNINetwork(conf_dir=tmp_path, bin_dirs=[tmp_path]).preflight(_req(tmp_path))
-    assert "--network-plugin user" in (info.value.hint or "")
+def test_missing_requirements_names_missing_plugins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("ignitevm.proc.find_tool", lambda name: f"/usr/sbin/{name}")
+    missing = cniconf.missing_requirements(tmp_path, [tmp_path / "empty"])
+    # no config yet: Ignite's default network's plugins, with their IPAM plugin
+    assert missing == ("bridge", "host-local", "portmap")
+    # nothing was written: the check only looks
+    assert list(tmp_path.glob("*.conflist")) == []
 
 
-def test_preflight_names_missing_plugins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from ignitevm.network.cni import CNINetwork
-
-    monkeypatch.setattr("os.geteuid", lambda: 0)
-    monkeypatch.setattr("ignitevm.proc.require_tool", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr("ignitevm.network.tc.require_tc", lambda: "/usr/sbin/tc")
-    with pytest.raises(MissingToolError) as info:
-        CNINetwork(conf_dir=tmp_path, bin_dirs=[tmp_path / "empty"]).preflight(_req(tmp_path))
-    assert "'bridge'" in str(info.value)
-    assert "apt-get install containernetworking-plugins" in (info.value.hint or "")
-
-
-def test_preflight_rejects_a_busy_host_port(
+def test_missing_requirements_names_missing_tools(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bin_dir: Path
 ) -> None:
-    import socket
-
-    from ignitevm.errors import ConflictError
-    from ignitevm.network.cni import CNINetwork
-
-    monkeypatch.setattr("os.geteuid", lambda: 0)
-    monkeypatch.setattr("ignitevm.proc.require_tool", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("ignitevm.proc.find_tool", lambda name: None)
+    assert cniconf.missing_requirements(tmp_path, [bin_dir]) == ("ip", "tc", "iptables")
+    # iptables only for the plugins that run it
+    macvlan = {"cniVersion": "1.0.0", "name": "m", "type": "macvlan",
+               "ipam": {"type": "host-local", "subnet": "10.9.0.0/24"}}  # fmt: skip
+    (tmp_path / "10-macvlan.conf").write_text(json.dumps(macvlan))
+    assert cniconf.missing_requirements(tmp_path, [bin_dir]) == ("macvlan", "ip", "tc")
     monkeypatch.setattr("ignitevm.proc.find_tool", lambda name: f"/usr/sbin/{name}")
-    monkeypatch.setattr("ignitevm.network.tc.require_tc", lambda: "/usr/sbin/tc")
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        req = _req(tmp_path, (PortMapping(port, 22, host_ip="127.0.0.1"),))
-        with pytest.raises(ConflictError):
-            CNINetwork(conf_dir=tmp_path, bin_dirs=[bin_dir]).preflight(req)
-    # nothing was written: preflight only looks
-    assert list(tmp_path.glob("*.conflist")) == []
+    (tmp_path / "10-macvlan.conf").unlink()
+    assert cniconf.missing_requirements(tmp_path, [bin_dir]) == ()
 
 
 def test_a_hanging_plugin_times_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

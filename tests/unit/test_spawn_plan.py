@@ -128,9 +128,6 @@ class RecordingPlugin:
     def __init__(self) -> None:
         self.detached: list[str] = []
 
-    def preflight(self, req: object) -> None:
-        return None
-
     def attach(self, req: object) -> object:
         raise AssertionError("not called")
 

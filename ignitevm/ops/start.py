@@ -42,7 +42,7 @@ def start_vm(
     """Start a created or stopped VM; returns when its init runs (``wait``). ``vmm``
     overrides the VM's choice for this start; ``ignore_preflight`` names checks to skip."""
     from ignitevm import spawn
-    from ignitevm.network.base import require_plugin
+    from ignitevm.network.registry import require_plugin
 
     vm = svc.store.require(Kind.VM, query)
     d = vm_dir(svc, vm)

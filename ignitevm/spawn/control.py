@@ -16,7 +16,8 @@ from typing import Any
 import ignitevm
 from ignitevm import proc
 from ignitevm.errors import ConflictError, IgniteError
-from ignitevm.network.base import NetworkPlugin, require_plugin
+from ignitevm.network.base import NetworkPlugin
+from ignitevm.network.registry import require_plugin
 from ignitevm.spawn.plan import CONSOLE_FILE, SUPERVISOR_LOG, LaunchPlan
 from ignitevm.spawn.runtime import (
     RuntimeStatus,

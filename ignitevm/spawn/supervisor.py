@@ -20,7 +20,8 @@ from typing import Any
 
 from ignitevm import proc
 from ignitevm.errors import IgniteError
-from ignitevm.network.base import Attachment, NetworkPlugin, require_plugin
+from ignitevm.network.base import Attachment, NetworkPlugin
+from ignitevm.network.registry import require_plugin
 from ignitevm.spawn.plan import ATTACH_SOCKET, CONSOLE_FILE, LaunchPlan
 from ignitevm.spawn.relay import MAX_INPUT_BACKLOG, Clients, ConsoleLog, listen_unix
 from ignitevm.spawn.runtime import RUNTIME_FILE, RuntimeState, RuntimeStatus, write_runtime

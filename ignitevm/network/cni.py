@@ -1,24 +1,18 @@
 """Network plugin ``cni`` (the default): a namespace per VM, CNI ADD/DEL, Ignite's tc-redirect
 between the VM's tap and the CNI interface, and a DHCP responder for the VM's MAC.
 
-Everything ``detach`` needs is recorded in ``<vm_dir>/network.json`` before it is created, so a
-fresh process can tear down after the supervisor died (kill -9), and a VM's last address is kept
-there (after detach too) so a restart asks host-local for it again.
+Everything ``detach`` needs is recorded in ``<vm_dir>/network.json`` (cnirecord.py) before it is
+created, so a fresh process can tear down after the supervisor died (kill -9); see
+docs/network.md.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
-import shlex
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-from ignitevm import proc
-from ignitevm.fsutil import write_json_atomic
 from ignitevm.network import cniconf, netns, tc
 from ignitevm.network.base import Attachment, NetworkRequest, PluginName, PortMapping
 from ignitevm.network.cniexec import (
@@ -30,88 +24,12 @@ from ignitevm.network.cniexec import (
     exec_plugin,
     parse_result,
 )
+from ignitevm.network.cnirecord import IFNAME, NetworkRecord, container_id, netns_name
 from ignitevm.network.dhcp import Lease, ResponderThread, open_tap_socket
+from ignitevm.network.masquerade import remove_leaked_masquerade
+from ignitevm.network.resolv import host_nameservers
 
 log = logging.getLogger(__name__)
-
-RECORD_NAME = "network.json"
-IFNAME = "eth0"
-RECORD_VERSION = 1
-
-
-def netns_name(vm_uid: str) -> str:
-    return f"ignite-{vm_uid}"
-
-
-def container_id(vm_uid: str) -> str:
-    return f"ignite-{vm_uid}"
-
-
-@dataclass(frozen=True)
-class NetworkRecord:
-    """``network.json``: what was set up for the VM (``attached``), or only its last address."""
-
-    attached: bool
-    netns: str = ""
-    container_id: str = ""
-    ifname: str = IFNAME
-    tap: str = tc.TAP_NAME
-    network: dict[str, Any] = field(default_factory=dict)  # the config list used for ADD
-    ports: list[dict[str, Any]] = field(default_factory=list)
-    requested_ips: list[str] = field(default_factory=list)
-    result: dict[str, Any] | None = None  # the cached final ADD result (prevResult for DEL)
-    cidrs: list[str] = field(default_factory=list)  # addresses moved from ifname to the guest
-    last_ip: str | None = None
-    last_network: str | None = None
-    version: int = RECORD_VERSION
-
-    @classmethod
-    def load(cls, vm_dir: Path) -> NetworkRecord | None:
-        path = vm_dir / RECORD_NAME
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable %s: %s", path, exc)
-            return None
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def save(self, vm_dir: Path) -> None:
-        vm_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(vm_dir / RECORD_NAME, asdict(self), fsync=True)
-
-
-def host_nameservers(
-    resolv_conf: Path = Path("/etc/resolv.conf"),
-    fallback: Path = Path("/run/systemd/resolve/resolv.conf"),
-) -> tuple[str, ...]:
-    """The host's IPv4 name servers the guest can reach. A 127.x stub (systemd-resolved, dnsmasq)
-    only listens on the host's loopback; then systemd-resolved's upstream list is used, and when
-    there is none the guest gets no DNS server rather than an unreachable one."""
-    for path in (resolv_conf, fallback):
-        servers = _read_nameservers(path)
-        usable = tuple(s for s in servers if not s.startswith("127.") and ":" not in s)
-        if usable:
-            return usable[:3]
-        if servers:
-            log.debug("%s has only loopback/IPv6 name servers: %s", path, ", ".join(servers))
-    log.warning("no name server reachable from VMs in %s; guests get no DNS", resolv_conf)
-    return ()
-
-
-def _read_nameservers(path: Path) -> list[str]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return []
-    return [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1]
-
-
-def masquerade_chain(network: str, cid: str) -> str:
-    """The bridge plugin's per-container nat chain (its utils.FormatChainName)."""
-    return "CNI-" + hashlib.sha512((network + cid).encode()).hexdigest()[:24]
 
 
 class CNINetwork:
@@ -269,32 +187,8 @@ class CNINetwork:
                 self._runtime_args(req, record, tuple(record.requested_ips)), ports=ports
             )
             self.runtime.delete(net, args, record.result)
-            self._remove_leaked_masquerade(net, record.container_id)
+            remove_leaked_masquerade(net, record.container_id)
         netns.delete_netns(ns)
         NetworkRecord(
             attached=False, last_ip=record.last_ip, last_network=record.last_network
         ).save(req.vm_dir)
-
-    def _remove_leaked_masquerade(self, net: cniconf.NetworkConfigList, cid: str) -> None:
-        """If the bridge plugin could not find the address (netns gone), drop its chain."""
-        if not any(p.get("type") == "bridge" and p.get("ipMasq") for p in net.plugins):
-            return
-        iptables = proc.find_tool("iptables")
-        if iptables is None:
-            return
-        chain = masquerade_chain(net.name, cid)
-        listing = proc.run([iptables, "-w", "-t", "nat", "-S"], check=False)
-        rules = listing.stdout.decode(errors="replace").splitlines()
-        leaked = [r for r in rules if r.startswith("-A POSTROUTING") and f"-j {chain}" in r]
-        if not leaked and f"-N {chain}" not in rules:
-            return
-        log.warning("removing leaked masquerade chain %s of %s", chain, cid)
-        for rule in leaked:
-            argv = [iptables, "-w", "-t", "nat", "-D", *_split_rule(rule)[1:]]
-            proc.run(argv, check=False)
-        proc.run([iptables, "-w", "-t", "nat", "-F", chain], check=False)
-        proc.run([iptables, "-w", "-t", "nat", "-X", chain], check=False)
-
-
-def _split_rule(rule: str) -> list[str]:
-    return shlex.split(rule)

@@ -30,9 +30,11 @@ import pytest
 
 from ignitevm.network import cniconf, dhcp
 from ignitevm.network.base import NetworkRequest, PortMapping
-from ignitevm.network.cni import CNINetwork, NetworkRecord, masquerade_chain, netns_name
+from ignitevm.network.cni import CNINetwork
 from ignitevm.network.cniconf import NetworkConfigList
 from ignitevm.network.cniexec import CNIRuntime, RuntimeArgs
+from ignitevm.network.cnirecord import NetworkRecord, netns_name
+from ignitevm.network.masquerade import masquerade_chain
 from ignitevm.network.netns import run_in_netns
 from ignitevm.network.ports import require_free_ports
 

@@ -14,7 +14,6 @@ import pytest
 from ignitevm.errors import IgniteError, MissingToolError
 from ignitevm.network import cniconf
 from ignitevm.network.base import PortMapping, Protocol_
-from ignitevm.network.cni import NetworkRecord, host_nameservers, masquerade_chain
 from ignitevm.network.cniconf import CNIConfigError, NetworkConfigList
 from ignitevm.network.cniexec import (
     CNIPluginError,
@@ -25,6 +24,9 @@ from ignitevm.network.cniexec import (
     parse_result,
     plugin_config,
 )
+from ignitevm.network.cnirecord import NetworkRecord
+from ignitevm.network.masquerade import masquerade_chain
+from ignitevm.network.resolv import host_nameservers
 
 BRIDGE_RESULT: dict[str, Any] = {
     "cniVersion": "1.0.0",

@@ -57,6 +57,10 @@ class NetworkRecord:
         except (OSError, ValueError) as exc:
             log.warning("ignoring unreadable %s: %s", path, exc)
             return None
+        # valid JSON is not yet a record: a damaged file may hold a bare value or lack a field
+        if not isinstance(data, dict) or not isinstance(data.get("attached"), bool):
+            log.warning("ignoring %s: not a network record", path)
+            return None
         known = set(cls.__dataclass_fields__)
         return cls(**{k: v for k, v in data.items() if k in known})
 

@@ -253,6 +253,16 @@ def test_record_roundtrip(tmp_path: Path) -> None:
     assert NetworkRecord.load(tmp_path) is None
 
 
+@pytest.mark.parametrize("text", ["", '{"attached": true, "netns": "ign', "null", "[1]", "7", "{}",
+                                  '{"attached": "yes"}'])  # fmt: skip
+def test_a_damaged_record_is_ignored_with_a_warning(
+    tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "network.json").write_text(text)
+    assert NetworkRecord.load(tmp_path) is None
+    assert "network.json" in caplog.text
+
+
 def test_nameservers_skip_loopback_stubs(tmp_path: Path) -> None:
     resolv = tmp_path / "resolv.conf"
     resolv.write_text("search lan\nnameserver 127.0.0.53\nnameserver ::1\nnameserver 192.0.2.1\n")

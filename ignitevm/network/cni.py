@@ -25,9 +25,10 @@ from ignitevm.network.cniexec import (
     parse_result,
 )
 from ignitevm.network.cnirecord import IFNAME, NetworkRecord, container_id, netns_name
-from ignitevm.network.dhcp import Lease, ResponderThread, open_tap_socket
+from ignitevm.network.dhcp import Lease
 from ignitevm.network.masquerade import remove_leaked_masquerade
 from ignitevm.network.resolv import host_nameservers
+from ignitevm.network.responder import ResponderThread, open_tap_socket
 
 log = logging.getLogger(__name__)
 

@@ -79,8 +79,9 @@ class LayerApplier:
         finally:
             self.rootdir.drop_cache()
 
-    def apply_member(self, member: tarfile.TarInfo, tar: tarfile.TarFile | None,
-                     source: IO[bytes] | None = None) -> None:
+    def apply_member(
+        self, member: tarfile.TarInfo, tar: tarfile.TarFile | None, source: IO[bytes] | None = None
+    ) -> None:
         """Apply one entry; its data comes from ``tar`` (streaming) or ``source``."""
         parts = split_name(member.name, self._layer)
         try:
@@ -121,8 +122,13 @@ class LayerApplier:
     def _refuse(self, member: tarfile.TarInfo, why: str) -> UnsafeLayerError:
         return unsafe_entry(self._layer, member.name, why)
 
-    def _apply(self, parts: Parts, member: tarfile.TarInfo, tar: tarfile.TarFile | None,
-               source: IO[bytes] | None) -> None:
+    def _apply(
+        self,
+        parts: Parts,
+        member: tarfile.TarInfo,
+        tar: tarfile.TarFile | None,
+        source: IO[bytes] | None,
+    ) -> None:
         if not parts:
             if not member.isdir():
                 raise self._refuse(member, "the root can only be a directory")
@@ -152,20 +158,32 @@ class LayerApplier:
         elif member.issym():
             os.symlink(member.linkname, base, dir_fd=pfd)
             self._chown(pfd, base, member)
-            os.utime(base, dir_fd=pfd, follow_symlinks=False,
-                     ns=(_ns(member.mtime), _ns(member.mtime)))
+            os.utime(
+                base, dir_fd=pfd, follow_symlinks=False, ns=(_ns(member.mtime), _ns(member.mtime))
+            )
         elif member.islnk():
             self._hardlink(pfd, base, member)
         elif member.ischr() or member.isblk() or member.isfifo():
             self._make_node(pfd, base, member)
         else:
-            log.debug("layer %s: skipping entry %r of tar type %r",
-                      self._layer, member.name, member.type)
+            log.debug(
+                "layer %s: skipping entry %r of tar type %r", self._layer, member.name, member.type
+            )
 
-    def _write_file(self, pfd: int, base: str, member: tarfile.TarInfo,
-                    tar: tarfile.TarFile | None, source: IO[bytes] | None) -> None:
-        fd = os.open(base, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                     0o600, dir_fd=pfd)
+    def _write_file(
+        self,
+        pfd: int,
+        base: str,
+        member: tarfile.TarInfo,
+        tar: tarfile.TarFile | None,
+        source: IO[bytes] | None,
+    ) -> None:
+        fd = os.open(
+            base,
+            os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+            0o600,
+            dir_fd=pfd,
+        )
         try:
             if member.size:
                 self._copy_data(fd, member, tar, source)
@@ -176,8 +194,13 @@ class LayerApplier:
         finally:
             os.close(fd)
 
-    def _copy_data(self, fd: int, member: tarfile.TarInfo, tar: tarfile.TarFile | None,
-                   source: IO[bytes] | None) -> None:
+    def _copy_data(
+        self,
+        fd: int,
+        member: tarfile.TarInfo,
+        tar: tarfile.TarFile | None,
+        source: IO[bytes] | None,
+    ) -> None:
         if source is None and tar is not None:
             if member.issparse() or tar.fileobj is None:
                 source = tar.extractfile(member)
@@ -199,7 +222,7 @@ class LayerApplier:
             remaining -= len(data)
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
 
     def _hardlink(self, pfd: int, base: str, member: tarfile.TarInfo) -> None:
         target = split_name(member.linkname, self._layer)
@@ -222,22 +245,23 @@ class LayerApplier:
             self.rootdir.release(tfd)
 
     def _make_node(self, pfd: int, base: str, member: tarfile.TarInfo) -> None:
-        kind = stat.S_IFIFO if member.isfifo() else (
-            stat.S_IFCHR if member.ischr() else stat.S_IFBLK)
+        kind = (
+            stat.S_IFIFO if member.isfifo() else (stat.S_IFCHR if member.ischr() else stat.S_IFBLK)
+        )
         device = 0 if member.isfifo() else os.makedev(member.devmajor, member.devminor)
         try:
             os.mknod(base, kind | 0o600, device, dir_fd=pfd)
         except PermissionError:
             # Unprivileged (tests, rootless): a device node cannot be created; the VM's
             # devtmpfs provides the real ones.
-            log.debug("layer %s: not allowed to create device %r; skipped",
-                      self._layer, member.name)
+            log.debug(
+                "layer %s: not allowed to create device %r; skipped", self._layer, member.name
+            )
             return
         self._chown(pfd, base, member)
         # The node was just created by us, so following (it is no symlink) is safe.
         os.chmod(base, member.mode & 0o7777, dir_fd=pfd)
-        os.utime(base, dir_fd=pfd, follow_symlinks=False,
-                 ns=(_ns(member.mtime), _ns(member.mtime)))
+        os.utime(base, dir_fd=pfd, follow_symlinks=False, ns=(_ns(member.mtime), _ns(member.mtime)))
 
     def _whiteout(self, parts: Parts, member: tarfile.TarInfo) -> None:
         pfd = self._open_strict(parts[:-1], member)
@@ -249,7 +273,7 @@ class LayerApplier:
             elif parts[-1].startswith(WHITEOUT_PREFIX + WHITEOUT_PREFIX):
                 log.debug("layer %s: ignoring aufs metadata %r", self._layer, member.name)
             else:
-                name = parts[-1][len(WHITEOUT_PREFIX):]
+                name = parts[-1][len(WHITEOUT_PREFIX) :]
                 if name in ("", ".", ".."):
                     raise self._refuse(member, "whiteout of no name, '.' or '..'")
                 # A whiteout hides lower layers only, not entries of its own layer.
@@ -304,8 +328,9 @@ class LayerApplier:
 
     def _open_strict(self, parts: Parts, member: tarfile.TarInfo) -> int | None:
         """An existing directory (None: missing); a symlink on the way is refused."""
-        return self.rootdir.open_dir(parts, create=False, strict=True, layer=self._layer,
-                                  entry=member.name)  # fmt: skip
+        return self.rootdir.open_dir(
+            parts, create=False, strict=True, layer=self._layer, entry=member.name
+        )
 
     def _chown(self, fd: int, name: str | None, member: tarfile.TarInfo) -> None:
         if not self.is_root:
@@ -319,12 +344,13 @@ class LayerApplier:
         for key, value in member.pax_headers.items():
             if not key.startswith(_XATTR_PREFIX):
                 continue
-            attr = key[len(_XATTR_PREFIX):]
+            attr = key[len(_XATTR_PREFIX) :]
             try:
                 os.setxattr(fd, attr, value.encode("utf-8", "surrogateescape"))
             except OSError as exc:
-                log.debug("layer %s: cannot set xattr %s on %r: %s",
-                          self._layer, attr, member.name, exc)
+                log.debug(
+                    "layer %s: cannot set xattr %s on %r: %s", self._layer, attr, member.name, exc
+                )
 
 
 @contextmanager

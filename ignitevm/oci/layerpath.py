@@ -78,8 +78,9 @@ class RootDir:
             self.release(self._cache[1])
             self._cache = None
 
-    def open_dir(self, parts: Parts, *, create: bool, strict: bool, layer: str = "",
-                 entry: str = "") -> int | None:  # fmt: skip
+    def open_dir(
+        self, parts: Parts, *, create: bool, strict: bool, layer: str = "", entry: str = ""
+    ) -> int | None:
         """Open ``parts`` below the root without following any symlink; ``release`` it after.
 
         Missing components are created (``create``) or end the walk with None. A symlink or
@@ -106,8 +107,11 @@ class RootDir:
                     st = os.stat(name, dir_fd=cur, follow_symlinks=False)
                     what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
                     raise unsafe_entry(
-                        layer, entry, f"its parent {'/'.join(parts)!r} passes through "
-                        f"{name!r}, which is {what}; writing through it is refused") from None
+                        layer,
+                        entry,
+                        f"its parent {'/'.join(parts)!r} passes through "
+                        f"{name!r}, which is {what}; writing through it is refused",
+                    ) from None
                 self.release(cur)
                 cur = nfd
         except BaseException:

@@ -1,4 +1,6 @@
-"""The network plugin interface the supervisor drives (see docs/internals.md)."""
+"""The network plugin contract the supervisor drives: the request, the attachment and the
+plugin protocol (see docs/network.md). It imports no other network module; the plugins
+(none.py, user.py, cni.py) sit above it and registry.py names them."""
 
 from __future__ import annotations
 
@@ -78,10 +80,10 @@ class Attachment:
 
 
 class NetworkPlugin(Protocol):
-    name: PluginName
+    """A network plugin. It checks nothing about the host: ops/preflight.py does that once,
+    before the supervisor starts (see docs/network.md)."""
 
-    def preflight(self, req: NetworkRequest) -> None:
-        """Raise IgniteError if the request cannot work (e.g. a host port already in use)."""
+    name: PluginName
 
     def attach(self, req: NetworkRequest) -> Attachment:
         """Set the network up before the VMM starts. May start helpers (a DHCP responder) that
@@ -91,59 +93,3 @@ class NetworkPlugin(Protocol):
     def detach(self, req: NetworkRequest) -> None:
         """Undo ``attach``. Idempotent, and must work from a fresh process after the attaching
         supervisor died (kill -9): everything needed is read from records under ``req.vm_dir``."""
-
-
-class NoNetwork:
-    """Plugin ``none``: the VM has no network device."""
-
-    name = PluginName.NONE
-
-    def preflight(self, req: NetworkRequest) -> None:
-        return None
-
-    def attach(self, req: NetworkRequest) -> Attachment:
-        return Attachment()
-
-    def detach(self, req: NetworkRequest) -> None:
-        return None
-
-
-class UserNetwork:
-    """Plugin ``user``: QEMU user-mode networking (slirp); ports become host forwards.
-    Needs no root for networking. The guest address is slirp's fixed 10.0.2.15/24."""
-
-    name = PluginName.USER
-
-    def preflight(self, req: NetworkRequest) -> None:
-        from ignitevm.network.ports import require_free_ports
-
-        require_free_ports(req.ports)
-
-    def attach(self, req: NetworkRequest) -> Attachment:
-        return Attachment(
-            user_net=True,
-            ports=req.ports,
-            ip="10.0.2.15",
-            prefix_len=24,
-            gateway="10.0.2.2",
-            dns=("10.0.2.3",),
-        )
-
-    def detach(self, req: NetworkRequest) -> None:
-        return None
-
-
-def require_plugin(name: str) -> NetworkPlugin:
-    """Return the plugin called ``name`` or raise ValidationError listing the choices."""
-    from ignitevm.errors import ValidationError
-
-    if name == PluginName.NONE:
-        return NoNetwork()
-    if name == PluginName.USER:
-        return UserNetwork()
-    if name == PluginName.CNI:
-        from ignitevm.network.cni import CNINetwork
-
-        return CNINetwork()
-    choices = ", ".join(p.value for p in PluginName)
-    raise ValidationError(f"unknown network plugin {name!r}", hint=f"use one of: {choices}")

@@ -1,31 +1,18 @@
 """Network plugin ``cni`` (the default): a namespace per VM, CNI ADD/DEL, Ignite's tc-redirect
 between the VM's tap and the CNI interface, and a DHCP responder for the VM's MAC.
 
-Everything ``detach`` needs is recorded in ``<vm_dir>/network.json`` before it is created, so a
-fresh process can tear down after the supervisor died (kill -9), and a VM's last address is kept
-there (after detach too) so a restart asks host-local for it again.
+Everything ``detach`` needs is recorded in ``<vm_dir>/network.json`` (cnirecord.py) before it is
+created, so a fresh process can tear down after the supervisor died (kill -9); see
+docs/network.md.
 """
 
 from __future__ import annotations
 
-import contextlib
-import hashlib
-import json
 import logging
-import os
-import shlex
-import signal
-import sys
-import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
-import ignitevm
-from ignitevm import proc
-from ignitevm.errors import IgniteError
-from ignitevm.fsutil import write_json_atomic
 from ignitevm.network import cniconf, netns, tc
 from ignitevm.network.base import Attachment, NetworkRequest, PluginName, PortMapping
 from ignitevm.network.cniexec import (
@@ -37,91 +24,13 @@ from ignitevm.network.cniexec import (
     exec_plugin,
     parse_result,
 )
-from ignitevm.network.dhcp import Lease, ResponderThread, open_tap_socket
-from ignitevm.network.ports import require_free_ports
+from ignitevm.network.cnirecord import IFNAME, NetworkRecord, container_id, netns_name
+from ignitevm.network.dhcp import Lease
+from ignitevm.network.masquerade import remove_leaked_masquerade
+from ignitevm.network.resolv import host_nameservers
+from ignitevm.network.responder import ResponderThread, open_tap_socket
 
 log = logging.getLogger(__name__)
-
-RECORD_NAME = "network.json"
-DHCP_LOG_NAME = "dhcp.log"
-IFNAME = "eth0"
-RECORD_VERSION = 1
-
-
-def netns_name(vm_uid: str) -> str:
-    return f"ignite-{vm_uid}"
-
-
-def container_id(vm_uid: str) -> str:
-    return f"ignite-{vm_uid}"
-
-
-@dataclass(frozen=True)
-class NetworkRecord:
-    """``network.json``: what was set up for the VM (``attached``), or only its last address."""
-
-    attached: bool
-    netns: str = ""
-    container_id: str = ""
-    ifname: str = IFNAME
-    tap: str = tc.TAP_NAME
-    network: dict[str, Any] = field(default_factory=dict)  # the config list used for ADD
-    ports: list[dict[str, Any]] = field(default_factory=list)
-    requested_ips: list[str] = field(default_factory=list)
-    result: dict[str, Any] | None = None  # the cached final ADD result (prevResult for DEL)
-    cidrs: list[str] = field(default_factory=list)  # addresses moved from ifname to the guest
-    dhcp_pid: int | None = None
-    last_ip: str | None = None
-    last_network: str | None = None
-    version: int = RECORD_VERSION
-
-    @classmethod
-    def load(cls, vm_dir: Path) -> NetworkRecord | None:
-        path = vm_dir / RECORD_NAME
-        try:
-            data = json.loads(path.read_text())
-        except FileNotFoundError:
-            return None
-        except (OSError, ValueError) as exc:
-            log.warning("ignoring unreadable %s: %s", path, exc)
-            return None
-        known = set(cls.__dataclass_fields__)
-        return cls(**{k: v for k, v in data.items() if k in known})
-
-    def save(self, vm_dir: Path) -> None:
-        vm_dir.mkdir(parents=True, exist_ok=True)
-        write_json_atomic(vm_dir / RECORD_NAME, asdict(self), fsync=True)
-
-
-def host_nameservers(
-    resolv_conf: Path = Path("/etc/resolv.conf"),
-    fallback: Path = Path("/run/systemd/resolve/resolv.conf"),
-) -> tuple[str, ...]:
-    """The host's IPv4 name servers the guest can reach. A 127.x stub (systemd-resolved, dnsmasq)
-    only listens on the host's loopback; then systemd-resolved's upstream list is used, and when
-    there is none the guest gets no DNS server rather than an unreachable one."""
-    for path in (resolv_conf, fallback):
-        servers = _read_nameservers(path)
-        usable = tuple(s for s in servers if not s.startswith("127.") and ":" not in s)
-        if usable:
-            return usable[:3]
-        if servers:
-            log.debug("%s has only loopback/IPv6 name servers: %s", path, ", ".join(servers))
-    log.warning("no name server reachable from VMs in %s; guests get no DNS", resolv_conf)
-    return ()
-
-
-def _read_nameservers(path: Path) -> list[str]:
-    try:
-        lines = path.read_text().splitlines()
-    except OSError:
-        return []
-    return [ln.split()[1] for ln in lines if ln.startswith("nameserver") and len(ln.split()) > 1]
-
-
-def masquerade_chain(network: str, cid: str) -> str:
-    """The bridge plugin's per-container nat chain (its utils.FormatChainName)."""
-    return "CNI-" + hashlib.sha512((network + cid).encode()).hexdigest()[:24]
 
 
 class CNINetwork:
@@ -136,42 +45,12 @@ class CNINetwork:
         bin_dirs: Sequence[Path] | None = None,
         executor: Executor = exec_plugin,
         resolv_conf: Path = Path("/etc/resolv.conf"),
-        dhcp_process: bool = False,
     ) -> None:
         self.conf_dir = cniconf.resolve_conf_dir(conf_dir)
         self.bin_dirs = cniconf.resolve_bin_dirs(bin_dirs)
         self.runtime = CNIRuntime(self.bin_dirs, executor)
         self.resolv_conf = resolv_conf
-        # the responder: a thread of this process (default), or a child process
-        self.dhcp_process = dhcp_process
-        self._responders: dict[str, proc.Popen[bytes]] = {}
         self._responder_threads: dict[str, ResponderThread] = {}
-
-    # --- preflight --------------------------------------------------------------------------
-
-    def preflight(self, req: NetworkRequest) -> None:
-        if os.geteuid() != 0:
-            raise IgniteError(
-                "the cni network plugin needs root (network namespaces, bridges, iptables)",
-                hint="run ignite as root, or use --network-plugin user",
-            )
-        if not Path("/dev/net/tun").exists():
-            raise IgniteError(
-                "/dev/net/tun is missing: the VM's tap device cannot be created",
-                hint="load the tun module (modprobe tun) or use --network-plugin user",
-            )
-        proc.require_tool("ip")
-        tc.require_tc()
-        net = cniconf.find_config_list(self.conf_dir)
-        types = cniconf.plugin_types(net) if net else ["bridge", "host-local", "portmap"]
-        for plugin_type in types:
-            cniconf.require_plugin_binary(plugin_type, self.bin_dirs)
-        if any(t in ("bridge", "portmap") for t in types) and proc.find_tool("iptables") is None:
-            raise IgniteError(
-                "iptables is not installed (the bridge and portmap CNI plugins need it)",
-                hint="install it: apt-get install iptables",
-            )
-        require_free_ports(req.ports)
 
     # --- attach -----------------------------------------------------------------------------
 
@@ -207,9 +86,7 @@ class CNINetwork:
                 dns=dns,
                 hostname=req.vm_name,
             )
-            pid = self._start_responder(req, record.netns, lease)
-            record = replace(record, dhcp_pid=pid)
-            record.save(req.vm_dir)
+            self._start_responder(req, record.netns, lease)
         except BaseException:
             self._undo_failed_attach(req)
             raise
@@ -277,65 +154,21 @@ class CNINetwork:
 
     # --- the DHCP responder -----------------------------------------------------------------
 
-    def _start_responder(self, req: NetworkRequest, ns: str, lease: Lease) -> int | None:
-        """Returns the responder's pid, or None when it is a thread of this process."""
+    def _start_responder(self, req: NetworkRequest, ns: str, lease: Lease) -> None:
+        """The responder is a thread of this process (the supervisor): it needs nothing
+        recorded, since it dies with the process."""
         sock = netns.run_in_netns(ns, lambda: open_tap_socket(tc.TAP_NAME))
-        if not self.dhcp_process:
-            try:
-                responder = ResponderThread(sock, lease, tc.TAP_NAME)
-            except BaseException:
-                sock.close()
-                raise
-            self._responder_threads[req.vm_uid] = responder.start()
-            return None
         try:
-            fd = sock.fileno()
-            argv = [
-                sys.executable, "-m", "ignitevm.network.dhcp",
-                "--fd", str(fd), "--ifname", tc.TAP_NAME, "--parent", str(os.getpid()),
-                "--netns", ns, "--mac", lease.mac, "--ip", lease.ip,
-                "--prefix-len", str(lease.prefix_len), "--dns", ",".join(lease.dns),
-            ]  # fmt: skip
-            if lease.gateway:
-                argv += ["--gateway", lease.gateway]
-            if lease.hostname:
-                argv += ["--hostname", lease.hostname]
-            env = dict(os.environ)
-            pkg_root = str(Path(ignitevm.__file__).resolve().parent.parent)
-            env["PYTHONPATH"] = os.pathsep.join(p for p in (pkg_root, env.get("PYTHONPATH")) if p)
-            with open(req.vm_dir / DHCP_LOG_NAME, "ab") as logf:
-                child = proc.start(
-                    argv,
-                    pass_fds=(fd,),
-                    stdin=proc.DEVNULL,
-                    stdout=logf,
-                    stderr=logf,
-                    env=env,
-                    start_new_session=True,  # a terminal's ^C is for the supervisor only
-                )
-        finally:
+            responder = ResponderThread(sock, lease, tc.TAP_NAME)
+        except BaseException:
             sock.close()
-        self._responders[req.vm_uid] = child
-        return child.pid
+            raise
+        self._responder_threads[req.vm_uid] = responder.start()
 
-    def _stop_responder(self, req: NetworkRequest, pid: int | None, ns: str) -> None:
+    def _stop_responder(self, req: NetworkRequest) -> None:
         thread = self._responder_threads.pop(req.vm_uid, None)
         if thread is not None:
             thread.stop()
-        child = self._responders.pop(req.vm_uid, None)
-        if pid is None:
-            return
-        if not _is_responder(pid, ns):
-            return  # it left with its supervisor (it watches getppid); the pid may be reused
-        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                break
-            if _wait_gone(pid, ns, child, wait):
-                break
-        if child is not None:
-            child.poll()
 
     # --- detach -----------------------------------------------------------------------------
 
@@ -345,7 +178,7 @@ class CNINetwork:
         if record is None or not record.attached:
             netns.delete_netns(ns)  # e.g. a crash between "ip netns add" and the first record
             return
-        self._stop_responder(req, record.dhcp_pid, ns)
+        self._stop_responder(req)
         if record.cidrs and netns.netns_exists(ns):
             tc.restore_addresses(ns, record.ifname, record.tap, record.cidrs)
         net = cniconf.NetworkConfigList.from_json(record.network) if record.network else None
@@ -355,64 +188,8 @@ class CNINetwork:
                 self._runtime_args(req, record, tuple(record.requested_ips)), ports=ports
             )
             self.runtime.delete(net, args, record.result)
-            self._remove_leaked_masquerade(net, record.container_id)
+            remove_leaked_masquerade(net, record.container_id)
         netns.delete_netns(ns)
         NetworkRecord(
             attached=False, last_ip=record.last_ip, last_network=record.last_network
         ).save(req.vm_dir)
-
-    def _remove_leaked_masquerade(self, net: cniconf.NetworkConfigList, cid: str) -> None:
-        """If the bridge plugin could not find the address (netns gone), drop its chain."""
-        if not any(p.get("type") == "bridge" and p.get("ipMasq") for p in net.plugins):
-            return
-        iptables = proc.find_tool("iptables")
-        if iptables is None:
-            return
-        chain = masquerade_chain(net.name, cid)
-        listing = proc.run([iptables, "-w", "-t", "nat", "-S"], check=False)
-        rules = listing.stdout.decode(errors="replace").splitlines()
-        leaked = [r for r in rules if r.startswith("-A POSTROUTING") and f"-j {chain}" in r]
-        if not leaked and f"-N {chain}" not in rules:
-            return
-        log.warning("removing leaked masquerade chain %s of %s", chain, cid)
-        for rule in leaked:
-            argv = [iptables, "-w", "-t", "nat", "-D", *_split_rule(rule)[1:]]
-            proc.run(argv, check=False)
-        proc.run([iptables, "-w", "-t", "nat", "-F", chain], check=False)
-        proc.run([iptables, "-w", "-t", "nat", "-X", chain], check=False)
-
-
-def _split_rule(rule: str) -> list[str]:
-    return shlex.split(rule)
-
-
-def _is_responder(pid: int, ns: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"ignitevm.network.dhcp" in cmdline and ns.encode() in cmdline
-
-
-def _wait_gone(pid: int, ns: str, child: proc.Popen[bytes] | None, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if child is not None:
-            if child.poll() is not None:
-                return True
-        else:
-            with contextlib.suppress(ChildProcessError):  # not our child: another process
-                if os.waitpid(pid, os.WNOHANG)[0]:
-                    return True
-            if not _is_responder(pid, ns) or _is_zombie(pid):
-                return True
-        time.sleep(0.02)
-    return False
-
-
-def _is_zombie(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] == "Z"

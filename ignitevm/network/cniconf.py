@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ignitevm import proc
 from ignitevm.errors import IgniteError, MissingToolError
 from ignitevm.fsutil import write_json_atomic
 
@@ -176,3 +177,18 @@ def plugin_types(net: NetworkConfigList) -> list[str]:
         if isinstance(ipam, dict) and isinstance(ipam.get("type"), str):
             types.append(ipam["type"])
     return types
+
+
+def missing_requirements(conf_dir: Path, bin_dirs: Sequence[Path]) -> tuple[str, ...]:
+    """What the cni plugin would miss on this host, by name: the CNI config's plugin binaries
+    (Ignite's default's when there is no config yet; nothing is written), ``ip`` and ``tc``
+    (namespaces, the tap and its redirect) and ``iptables`` when bridge or portmap is used.
+    Empty when all is there. ops/preflight.py reports it (see docs/firecracker.md)."""
+    net = find_config_list(conf_dir) or NetworkConfigList.from_json(default_conflist())
+    types = plugin_types(net)
+    missing = [t for t in dict.fromkeys(types) if find_plugin(t, bin_dirs) is None]
+    tools = ["ip", "tc"]
+    if any(t in ("bridge", "portmap") for t in types):
+        tools.append("iptables")  # the plugins run it (their PATH gets /usr/sbin:/sbin too)
+    missing += [tool for tool in tools if proc.find_tool(tool) is None]
+    return tuple(missing)

@@ -1,28 +1,14 @@
-"""A DHCP responder for one VM: answers only the VM's MAC, always with the same (CNI) address.
-
-It speaks raw Ethernet on an AF_PACKET socket bound to the VM's tap inside the VM's network
-namespace, so it needs no address on the tap and never depends on the namespace's routes. The
-socket is opened by the supervisor (see ``open_tap_socket``) and served either by a thread of the
-supervisor (``ResponderThread``, the default) or by a small child process (``python -m
-ignitevm.network.dhcp --fd N ...``) that exits within half a second of its parent's death (it
-watches getppid(); PR_SET_PDEATHSIG is not used because it fires when the *thread* that forked the
-child exits, and a supervisor may attach from a worker thread) or on SIGTERM from ``detach``.
-
-This module is also the child's entry point, so it imports nothing heavy.
+"""DHCP for one VM, as a protocol: the BOOTP/DHCP message codec, the lease and the replies it
+allows (only the VM's MAC, always the same (CNI) address), and the Ethernet/IPv4/UDP frames they
+travel in. ``handle_frame`` turns a frame from the VM into the frame to send back; responder.py
+serves it on the VM's tap (see docs/network.md).
 """
 
 from __future__ import annotations
 
-import argparse
 import logging
-import os
-import select
-import signal
 import socket
 import struct
-import sys
-import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
@@ -362,127 +348,3 @@ def handle_frame(frame: bytes, lease: Lease, server_mac: bytes) -> bytes | None:
         reply.yiaddr,
     )
     return reply_frame(request, reply, server_mac)
-
-
-# --- the responder process --------------------------------------------------------------------
-
-
-def open_tap_socket(ifname: str) -> socket.socket:
-    """A packet socket for IPv4 frames arriving on ``ifname``. Call it inside the namespace: the
-    socket stays bound to that namespace's device wherever it is used afterwards."""
-    sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_IP))
-    try:
-        sock.bind((ifname, ETH_P_IP))
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
-def interface_mac(sock: socket.socket, ifname: str) -> bytes:
-    import fcntl
-
-    siocgifhwaddr = 0x8927
-    raw = fcntl.ioctl(sock.fileno(), siocgifhwaddr, struct.pack("256s", ifname.encode()[:15]))
-    return raw[18:24]
-
-
-def serve(
-    sock: socket.socket,
-    lease: Lease,
-    server_mac: bytes,
-    parent_pid: int | None = None,
-    wake_fd: int | None = None,
-) -> None:
-    """Answer DHCP on ``sock`` until the parent goes away, or ``wake_fd`` becomes readable
-    (in-process mode), or forever without either."""
-    watched: list[socket.socket | int] = [sock] if wake_fd is None else [sock, wake_fd]
-    while True:
-        if parent_pid is not None and os.getppid() != parent_pid:
-            log.info("the supervisor is gone; DHCP responder exits")
-            return
-        ready, _, _ = select.select(watched, [], [], 0.5)
-        if wake_fd is not None and wake_fd in ready:
-            return
-        if not ready:
-            continue
-        try:
-            frame, addr = sock.recvfrom(65535)
-            if len(addr) > 2 and addr[2] == socket.PACKET_OUTGOING:
-                continue
-            answer = handle_frame(frame, lease, server_mac)
-            if answer is not None:
-                sock.send(answer)
-        except OSError as exc:
-            # e.g. the tap lost its carrier (QEMU gone) between receive and send: the client
-            # retries, and a lasting error must not spin the CPU
-            log.warning("DHCP socket error: %s", exc)
-            time.sleep(0.5)
-
-
-class ResponderThread:
-    """The responder as a thread of the calling process (the supervisor): no extra process
-    (a separate responder costs ~15 MB RSS per VM), and it dies with the process by nature.
-    Takes ownership of ``sock``."""
-
-    def __init__(self, sock: socket.socket, lease: Lease, ifname: str) -> None:
-        self.sock = sock
-        self._wake_r, self._wake_w = os.pipe2(os.O_CLOEXEC)
-        self.thread = threading.Thread(
-            target=serve,
-            args=(sock, lease, interface_mac(sock, ifname)),
-            kwargs={"wake_fd": self._wake_r},
-            name=f"dhcp-{lease.mac}",
-            daemon=True,
-        )
-
-    def start(self) -> ResponderThread:
-        self.thread.start()
-        return self
-
-    def stop(self, timeout: float = 2.0) -> None:
-        os.write(self._wake_w, b"x")
-        self.thread.join(timeout)
-        for fd in (self._wake_r, self._wake_w):
-            os.close(fd)
-        self.sock.close()
-
-
-def _parse_args(argv: Sequence[str]) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m ignitevm.network.dhcp")
-    parser.add_argument("--fd", type=int, required=True, help="packet socket bound to the tap")
-    parser.add_argument("--ifname", default="tap0")
-    parser.add_argument("--parent", type=int, help="exit when this pid is no longer the parent")
-    parser.add_argument("--netns", default="", help="for ps(1) and detach: the VM's namespace")
-    parser.add_argument("--mac", required=True)
-    parser.add_argument("--ip", required=True)
-    parser.add_argument("--prefix-len", type=int, required=True)
-    parser.add_argument("--gateway")
-    parser.add_argument("--dns", default="", help="comma-separated")
-    parser.add_argument("--hostname")
-    parser.add_argument("--lease-seconds", type=int, default=86400)
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = _parse_args(sys.argv[1:] if argv is None else argv)
-    logging.basicConfig(level=logging.INFO, format="ignitevm-dhcp[%(process)d]: %(message)s")
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    if args.parent is not None and os.getppid() != args.parent:
-        return 0  # the parent died before we got going
-    lease = Lease(
-        mac=args.mac,
-        ip=args.ip,
-        prefix_len=args.prefix_len,
-        gateway=args.gateway,
-        dns=tuple(d for d in args.dns.split(",") if d),
-        hostname=args.hostname,
-        lease_seconds=args.lease_seconds,
-    )
-    sock = socket.socket(fileno=args.fd)
-    serve(sock, lease, interface_mac(sock, args.ifname), args.parent)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

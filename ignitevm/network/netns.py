@@ -83,13 +83,3 @@ def run_in_netns(name: str, fn: Callable[[], T]) -> T:
     if errors:
         raise errors[0]
     return box["value"]
-
-
-def write_sysctl(name: str, key: str, value: str) -> None:
-    """Write ``/proc/sys/<key>`` (dotted or slashed) inside namespace ``name``."""
-    rel = key.replace(".", "/") if "/" not in key else key
-
-    def write() -> None:
-        Path("/proc/sys", rel).write_text(value)
-
-    run_in_netns(name, write)

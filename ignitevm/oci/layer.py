@@ -1,14 +1,11 @@
-"""Applying tar layers to a root directory with OCI semantics, never writing outside it.
-
-Every path is resolved component by component from an fd on the root with ``O_NOFOLLOW``:
-a symlinked parent directory is refused, never followed, so no entry can reach outside the
-root however the layers combine. Files are created with ``O_EXCL|O_NOFOLLOW`` after the old
-entry is removed. ``..`` components are refused outright.
+"""Applying tar layers to a root directory with OCI semantics: files, directories, links,
+device nodes, owners, modes, xattrs, whiteouts. Every path goes through layerpath.py, which
+never writes outside the root; files are created with ``O_EXCL|O_NOFOLLOW`` after the old entry
+is removed (see docs/images.md, "How layers are applied").
 """
 
 from __future__ import annotations
 
-import errno
 import logging
 import os
 import shutil
@@ -20,28 +17,14 @@ from pathlib import Path
 from typing import IO, Any, cast
 
 from ignitevm.errors import IgniteError, UnsafeLayerError
+from ignitevm.oci.layerpath import DIR_FLAGS, Parts, RootDir, split_name, unsafe_entry
 
 log = logging.getLogger(__name__)
 
 WHITEOUT_PREFIX = ".wh."
 OPAQUE = ".wh..wh..opq"
 CHUNK = 1 << 20
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _XATTR_PREFIX = "SCHILY.xattr."
-
-Parts = tuple[str, ...]
-
-
-def split_name(name: str, layer: str) -> Parts:
-    """Split a tar member name into components, as tar does: a leading ``/`` and ``.`` are
-    dropped; any ``..`` is refused (it could only aim outside or be a trick)."""
-    parts = tuple(p for p in name.split("/") if p not in ("", "."))
-    if ".." in parts:
-        raise UnsafeLayerError(
-            f"layer {layer}: entry {name!r} has a '..' component",
-            hint="the image is malicious or broken; it was not imported",
-        )
-    return parts
 
 
 def _ns(mtime: float) -> int:
@@ -57,17 +40,16 @@ class LayerApplier:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.root_fd = os.open(root, _DIR_FLAGS)
+        self.rootdir = RootDir(root)
         # Keep other host users out of the tree while it exists: an image's setuid binaries
         # and device nodes must not be reachable through it. (mkfs.ext4 -d gives the image's
         # root directory 0755 whatever the source directory's mode.)
-        os.fchmod(self.root_fd, 0o700)
+        os.fchmod(self.rootdir.fd, 0o700)
         self.is_root = os.geteuid() == 0
         if not self.is_root:
             log.debug("not running as root: file owners and device nodes are skipped")
         self._dirs: dict[Parts, tuple[int, int]] = {}  # parts -> (mode, mtime ns)
         self._touched: set[Parts] = set()  # paths present in the current layer
-        self._cache: tuple[Parts, int] | None = None  # the last resolved parent directory
         self._layer = ""
 
     def __enter__(self) -> LayerApplier:
@@ -77,10 +59,7 @@ class LayerApplier:
         self.close()
 
     def close(self) -> None:
-        self._drop_cache()
-        if self.root_fd >= 0:
-            os.close(self.root_fd)
-            self.root_fd = -1
+        self.rootdir.close()
 
     # -- entry points ---------------------------------------------------------------------
 
@@ -98,7 +77,7 @@ class LayerApplier:
                 hint="the layer is corrupt or truncated; fetch the image again",
             ) from exc
         finally:
-            self._drop_cache()
+            self.rootdir.drop_cache()
 
     def apply_member(
         self, member: tarfile.TarInfo, tar: tarfile.TarFile | None, source: IO[bytes] | None = None
@@ -122,7 +101,7 @@ class LayerApplier:
         """Set directory modes and mtimes, deepest first."""
         for parts in sorted(self._dirs, key=len, reverse=True):
             mode, mtime = self._dirs[parts]
-            fd = self._open_dir(parts, create=False, strict=False)
+            fd = self.rootdir.open_dir(parts, create=False, strict=False)
             if fd is None:
                 continue  # removed by a later layer, or now a symlink
             try:
@@ -130,8 +109,7 @@ class LayerApplier:
                     os.chmod(fd, mode)
                 os.utime(fd, ns=(mtime, mtime))
             finally:
-                if fd != self.root_fd:
-                    os.close(fd)
+                self.rootdir.release(fd)
         self._dirs.clear()
 
     # -- internals ------------------------------------------------------------------------
@@ -139,13 +117,10 @@ class LayerApplier:
     def _begin(self, layer: str) -> None:
         self._layer = layer
         self._touched = set()
-        self._drop_cache()
+        self.rootdir.drop_cache()
 
     def _refuse(self, member: tarfile.TarInfo, why: str) -> UnsafeLayerError:
-        return UnsafeLayerError(
-            f"layer {self._layer}: entry {member.name!r}: {why}",
-            hint="the image is malicious or broken; it was not imported",
-        )
+        return unsafe_entry(self._layer, member.name, why)
 
     def _apply(
         self,
@@ -157,14 +132,14 @@ class LayerApplier:
         if not parts:
             if not member.isdir():
                 raise self._refuse(member, "the root can only be a directory")
-            self._chown(self.root_fd, None, member)
+            self._chown(self.rootdir.fd, None, member)
             self._dirs[()] = (member.mode & 0o7777, _ns(member.mtime))
             return
         base = parts[-1]
         if base.startswith(WHITEOUT_PREFIX):
             self._whiteout(parts, member)
             return
-        pfd = self._parent(parts[:-1], member)
+        pfd = self.rootdir.parent(parts[:-1], self._layer, member.name)
         for i in range(1, len(parts) + 1):
             self._touched.add(parts[:i])
         is_dir = self._clear(pfd, base, member.isdir())
@@ -173,7 +148,7 @@ class LayerApplier:
         elif member.isdir():
             if not is_dir:
                 os.mkdir(base, 0o700, dir_fd=pfd)
-            fd = os.open(base, _DIR_FLAGS, dir_fd=pfd)
+            fd = os.open(base, DIR_FLAGS, dir_fd=pfd)
             try:
                 self._chown(fd, None, member)
                 self._set_xattrs(fd, member)
@@ -253,7 +228,7 @@ class LayerApplier:
         target = split_name(member.linkname, self._layer)
         if not target:
             raise self._refuse(member, "hard link to the root directory")
-        tfd = self._open_dir(target[:-1], create=False, strict=True, member=member)
+        tfd = self._open_strict(target[:-1], member)
         if tfd is None:
             raise self._refuse(member, f"hard link target {member.linkname!r} is not in the image")
         try:
@@ -267,8 +242,7 @@ class LayerApplier:
                 raise self._refuse(member, f"hard link to directory {member.linkname!r}")
             os.link(target[-1], base, src_dir_fd=tfd, dst_dir_fd=pfd, follow_symlinks=False)
         finally:
-            if tfd != self.root_fd:
-                os.close(tfd)
+            self.rootdir.release(tfd)
 
     def _make_node(self, pfd: int, base: str, member: tarfile.TarInfo) -> None:
         kind = (
@@ -290,7 +264,7 @@ class LayerApplier:
         os.utime(base, dir_fd=pfd, follow_symlinks=False, ns=(_ns(member.mtime), _ns(member.mtime)))
 
     def _whiteout(self, parts: Parts, member: tarfile.TarInfo) -> None:
-        pfd = self._open_dir(parts[:-1], create=False, strict=True, member=member)
+        pfd = self._open_strict(parts[:-1], member)
         if pfd is None:
             return  # nothing below to hide
         try:
@@ -307,8 +281,7 @@ class LayerApplier:
                 if target not in self._touched:
                     self._remove(pfd, name, target)
         finally:
-            if pfd != self.root_fd:
-                os.close(pfd)
+            self.rootdir.release(pfd)
 
     def _prune(self, dfd: int, parts: Parts) -> None:
         """Opaque directory: remove everything below that this layer did not put there."""
@@ -319,7 +292,7 @@ class LayerApplier:
                 continue
             st = os.stat(name, dir_fd=dfd, follow_symlinks=False)
             if stat.S_ISDIR(st.st_mode):
-                cfd = os.open(name, _DIR_FLAGS, dir_fd=dfd)
+                cfd = os.open(name, DIR_FLAGS, dir_fd=dfd)
                 try:
                     self._prune(cfd, child)
                 finally:
@@ -331,7 +304,7 @@ class LayerApplier:
         except FileNotFoundError:
             return
         if stat.S_ISDIR(st.st_mode):
-            self._invalidate(parts)
+            self.rootdir.invalidate(parts)
             shutil.rmtree(name, dir_fd=dfd)
         else:
             os.unlink(name, dir_fd=dfd)
@@ -353,72 +326,11 @@ class LayerApplier:
             os.unlink(base, dir_fd=pfd)
         return False
 
-    def _parent(self, parts: Parts, member: tarfile.TarInfo) -> int:
-        """The fd of an entry's parent directory, created as needed; cached for the next entry."""
-        if self._cache is not None and self._cache[0] == parts:
-            return self._cache[1]
-        fd = self._open_dir(parts, create=True, strict=True, member=member)
-        assert fd is not None
-        self._drop_cache()
-        self._cache = (parts, fd)
-        return fd
-
-    def _invalidate(self, removed: Parts) -> None:
-        if self._cache is not None and self._cache[0][: len(removed)] == removed:
-            self._drop_cache()
-
-    def _drop_cache(self) -> None:
-        if self._cache is not None:
-            if self._cache[1] != self.root_fd:
-                os.close(self._cache[1])
-            self._cache = None
-
-    def _open_dir(
-        self, parts: Parts, *, create: bool, strict: bool, member: tarfile.TarInfo | None = None
-    ) -> int | None:
-        """Open ``parts`` below the root without following any symlink.
-
-        Missing components are created (``create``) or end the walk with None. A symlink or
-        non-directory on the way is refused (``strict``) or ends the walk with None.
-        """
-        cur = self.root_fd
-        try:
-            for name in parts:
-                try:
-                    nfd = os.open(name, _DIR_FLAGS, dir_fd=cur)
-                except FileNotFoundError:
-                    if not create:
-                        self._close_unless_root(cur)
-                        return None
-                    os.mkdir(name, 0o755, dir_fd=cur)
-                    nfd = os.open(name, _DIR_FLAGS, dir_fd=cur)
-                except OSError as exc:
-                    if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
-                        raise
-                    if not strict:
-                        self._close_unless_root(cur)
-                        return None
-                    assert member is not None
-                    st = os.stat(name, dir_fd=cur, follow_symlinks=False)
-                    what = "a symlink" if stat.S_ISLNK(st.st_mode) else "not a directory"
-                    raise self._refuse(
-                        member,
-                        f"its parent {'/'.join(parts)!r} passes through {name!r}, "
-                        f"which is {what}; writing through it is refused",
-                    ) from None
-                if cur != self.root_fd:
-                    os.close(cur)
-                cur = nfd
-        except BaseException:
-            if cur != self.root_fd:
-                os.close(cur)
-            raise
-        return cur
-
-    def _close_unless_root(self, fd: int) -> None:
-        if fd != self.root_fd:
-            os.close(fd)
-        return None
+    def _open_strict(self, parts: Parts, member: tarfile.TarInfo) -> int | None:
+        """An existing directory (None: missing); a symlink on the way is refused."""
+        return self.rootdir.open_dir(
+            parts, create=False, strict=True, layer=self._layer, entry=member.name
+        )
 
     def _chown(self, fd: int, name: str | None, member: tarfile.TarInfo) -> None:
         if not self.is_root:

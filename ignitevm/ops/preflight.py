@@ -148,8 +148,9 @@ def _check_cni(req: StartRequest, facts: HostFacts) -> Failure | None:
         return None
     return Failure(
         Check.CNI_PLUGINS,
-        f"CNI plugin(s) not found: {', '.join(facts.missing_cni)}",
-        "Install them: apt-get install containernetworking-plugins (or set IGNITE_CNI_BIN_DIR)",
+        f"the cni network needs what is not found: {', '.join(facts.missing_cni)}",
+        "Install them: apt-get install containernetworking-plugins iproute2 iptables "
+        "(CNI plugins elsewhere: set IGNITE_CNI_BIN_DIR)",
     )
 
 
@@ -233,10 +234,7 @@ def read_host_facts(req: StartRequest) -> HostFacts:
 def _missing_cni() -> tuple[str, ...]:
     from ignitevm.network import cniconf
 
-    bin_dirs = cniconf.resolve_bin_dirs()
-    net = cniconf.find_config_list(cniconf.resolve_conf_dir())
-    types = cniconf.plugin_types(net) if net else ["bridge", "host-local", "portmap"]
-    return tuple(t for t in types if cniconf.find_plugin(t, bin_dirs) is None)
+    return cniconf.missing_requirements(cniconf.resolve_conf_dir(), cniconf.resolve_bin_dirs())
 
 
 def _busy_ports(ports: Iterable[PortMapping]) -> tuple[str, ...]:

@@ -33,7 +33,7 @@ def start_vm(
     """Start a created or stopped VM; returns when its init runs (``wait``). ``vmm``
     overrides the VM's choice for this start; ``ignore_preflight`` names checks to skip."""
     from ignitevm import spawn
-    from ignitevm.network.base import require_plugin
+    from ignitevm.network.registry import require_plugin
     from ignitevm.ops.launchplan import build_launch_plan
 
     vm = require_vm(svc, query)

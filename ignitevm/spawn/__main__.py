@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 from ignitevm.errors import ConflictError
-from ignitevm.network.base import require_plugin
+from ignitevm.network.registry import require_plugin
 from ignitevm.spawn.plan import read_plan
 from ignitevm.spawn.protocol import Ready
 from ignitevm.spawn.supervisor import Supervisor

@@ -14,7 +14,6 @@ import json
 import os
 import secrets
 import select
-import signal
 import socket
 import struct
 import subprocess
@@ -29,12 +28,15 @@ from typing import TypeVar
 
 import pytest
 
-from ignitevm.network import dhcp
+from ignitevm.network import cniconf, dhcp
 from ignitevm.network.base import NetworkRequest, PortMapping
-from ignitevm.network.cni import CNINetwork, NetworkRecord, masquerade_chain, netns_name
+from ignitevm.network.cni import CNINetwork
 from ignitevm.network.cniconf import NetworkConfigList
 from ignitevm.network.cniexec import CNIRuntime, RuntimeArgs
+from ignitevm.network.cnirecord import NetworkRecord, netns_name
+from ignitevm.network.masquerade import masquerade_chain
 from ignitevm.network.netns import run_in_netns
+from ignitevm.network.ports import require_free_ports
 
 pytestmark = [
     pytest.mark.integration,
@@ -66,10 +68,8 @@ class Env:
     tmp: Path
     uids: list[str] = field(default_factory=list)
 
-    def plugin(self, dhcp_process: bool = False) -> CNINetwork:
-        return CNINetwork(
-            conf_dir=self.conf_dir, bin_dirs=[Path("/usr/lib/cni")], dhcp_process=dhcp_process
-        )
+    def plugin(self) -> CNINetwork:
+        return CNINetwork(conf_dir=self.conf_dir, bin_dirs=[Path("/usr/lib/cni")])
 
     def request(self, ports: tuple[PortMapping, ...] = ()) -> NetworkRequest:
         uid = secrets.token_hex(8)
@@ -138,22 +138,9 @@ def env(tmp_path: Path) -> Iterator[Env]:
         yield e
     finally:
         for uid in e.uids:
-            _kill_responders(netns_name(uid))
             sh("ip", "netns", "delete", netns_name(uid), check=False)
         # the host namespace holds the bridge, veths and every iptables chain of the test
         sh("ip", "netns", "delete", e.host_ns, check=False)
-
-
-def _kill_responders(ns: str) -> None:
-    for pid_dir in Path("/proc").iterdir():
-        if not pid_dir.name.isdigit():
-            continue
-        try:
-            cmdline = (pid_dir / "cmdline").read_bytes().split(b"\0")
-        except OSError:
-            continue
-        if b"ignitevm.network.dhcp" in cmdline and ns.encode() in cmdline:
-            os.kill(int(pid_dir.name), signal.SIGKILL)
 
 
 # --- the fake guest ---------------------------------------------------------------------------
@@ -312,29 +299,19 @@ def assert_nothing_left(env: Env, reqs: list[NetworkRequest]) -> None:
     assert "CNI-DN-" not in nat
     assert env.bridge_ports() == []
     assert env.leases() == []
-    assert not [p for p in Path("/proc").glob("[0-9]*/cmdline") if _is_our_responder(p, env)]
     macs = {f"dhcp-{req.mac}" for req in reqs}
     assert not [t.name for t in threading.enumerate() if t.name in macs]
-
-
-def _is_our_responder(cmdline: Path, env: Env) -> bool:
-    try:
-        argv = cmdline.read_bytes().split(b"\0")
-    except OSError:
-        return False
-    return b"ignitevm.network.dhcp" in argv and any(
-        f"ignite-{uid}".encode() in argv for uid in env.uids
-    )
 
 
 # --- tests ------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("dhcp_process", [False, True], ids=["dhcp-thread", "dhcp-process"])
-def test_attach_dhcp_ping_detach(env: Env, dhcp_process: bool) -> None:
-    plugin = env.plugin(dhcp_process)
+def test_attach_dhcp_ping_detach(env: Env) -> None:
+    plugin = env.plugin()
     req = env.request(ports=(PortMapping(18000 + secrets.randbelow(2000), 22),))
-    env.in_host(lambda: plugin.preflight(req))
+    # what ops/preflight.py checks before a start (the plugin itself checks nothing)
+    assert cniconf.missing_requirements(env.conf_dir, [Path("/usr/lib/cni")]) == ()
+    env.in_host(lambda: require_free_ports(req.ports))
     att = env.in_host(lambda: plugin.attach(req))
     try:
         assert att.netns == netns_name(req.vm_uid) and att.tap == "tap0"
@@ -480,8 +457,7 @@ from ignitevm.network.base import NetworkRequest
 from ignitevm.network.cni import CNINetwork
 from ignitevm.network.netns import run_in_netns
 req = NetworkRequest(sys.argv[1], "crash", Path(sys.argv[2]), sys.argv[3])
-plugin = CNINetwork(conf_dir=Path(sys.argv[4]), bin_dirs=[Path("/usr/lib/cni")],
-                    dhcp_process=sys.argv[6] == "process")
+plugin = CNINetwork(conf_dir=Path(sys.argv[4]), bin_dirs=[Path("/usr/lib/cni")])
 # not "ip netns exec": its private mount namespace would hide the VM's netns mount
 att = run_in_netns(sys.argv[5], lambda: plugin.attach(req))
 print(att.ip, flush=True)
@@ -489,12 +465,12 @@ time.sleep(600)
 """
 
 
-@pytest.mark.parametrize("mode", ["thread", "process"], ids=["dhcp-thread", "dhcp-process"])
-def test_detach_after_kill_9(env: Env, mode: str) -> None:
-    req = env.request()
+def attach_in_child(env: Env, req: NetworkRequest) -> str:
+    """Attach from a child process (a supervisor), kill -9 it, and return the address it got:
+    its DHCP responder thread dies with it, and nothing was detached."""
     argv = [sys.executable, "-c", CRASHER, req.vm_uid, str(req.vm_dir), req.mac]
     child = subprocess.Popen(
-        [*argv, str(env.conf_dir), env.host_ns, mode], stdout=subprocess.PIPE, text=True
+        [*argv, str(env.conf_dir), env.host_ns], stdout=subprocess.PIPE, text=True
     )
     try:
         assert child.stdout is not None
@@ -503,16 +479,14 @@ def test_detach_after_kill_9(env: Env, mode: str) -> None:
     finally:
         child.kill()
         child.wait()
+    return ip
+
+
+def test_detach_after_kill_9(env: Env) -> None:
+    req = env.request()
+    ip = attach_in_child(env, req)
     record = NetworkRecord.load(req.vm_dir)
     assert record is not None and record.attached
-    if mode == "process":  # a thread simply died with its process
-        assert record.dhcp_pid
-        deadline = time.monotonic() + 3
-        while Path(f"/proc/{record.dhcp_pid}").exists() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not Path(f"/proc/{record.dhcp_pid}").exists(), "DHCP responder outlived parent"
-    else:
-        assert record.dhcp_pid is None
     assert env.leases() == [ip]
     # a fresh process (here: a fresh plugin object) cleans up from network.json alone
     env.in_host(lambda: env.plugin().detach(req))
@@ -528,16 +502,14 @@ def test_detach_after_kill_9(env: Env, mode: str) -> None:
 
 
 def test_stale_attachment_is_cleaned_by_next_attach(env: Env) -> None:
-    # process mode: the stale responder is a live process the next attach must find and stop
-    plugin = env.plugin(dhcp_process=True)
     req = env.request()
-    first = env.in_host(lambda: plugin.attach(req))
+    first_ip = attach_in_child(env, req)
     # the supervisor vanished without detach; the next start must not allocate twice (#660)
     fresh = env.plugin()
     again = env.in_host(lambda: fresh.attach(req))
     try:
-        assert again.ip == first.ip
-        assert env.leases() == [first.ip]
+        assert again.ip == first_ip
+        assert env.leases() == [first_ip]
         assert len(env.bridge_ports()) == 1
     finally:
         env.in_host(lambda: fresh.detach(req))
@@ -561,14 +533,12 @@ def test_five_parallel_attach_detach(env: Env) -> None:
 
 
 def test_detach_removes_masquerade_chain_when_netns_vanished(env: Env) -> None:
-    plugin = env.plugin(dhcp_process=True)
     req = env.request()
-    env.in_host(lambda: plugin.attach(req))
+    attach_in_child(env, req)  # its responder, which held the namespace, died with it
     record = NetworkRecord.load(req.vm_dir)
-    assert record is not None and record.dhcp_pid
-    os.kill(record.dhcp_pid, signal.SIGKILL)
+    assert record is not None and record.attached
     sh("ip", "netns", "delete", netns_name(req.vm_uid))  # e.g. deleted by hand
-    env.in_host(lambda: plugin.detach(req))
+    env.in_host(lambda: env.plugin().detach(req))
     assert_nothing_left(env, [req])
 
 

@@ -24,7 +24,9 @@ from pathlib import Path
 
 import pytest
 
+from ignitevm.network import cniconf
 from ignitevm.network.base import PortMapping
+from ignitevm.network.ports import require_free_ports
 from tests.integration.test_network_cni import Env, assert_nothing_left, env, ping
 
 __all__ = ["env"]  # the fixture, re-used
@@ -214,7 +216,9 @@ def test_real_guest_gets_dhcp_and_talks_both_ways(env: Env, host_http: None) -> 
     plugin = env.plugin()
     host_port = 21000 + secrets.randbelow(4000)
     req = env.request(ports=(PortMapping(host_port, 8080),))
-    env.in_host(lambda: plugin.preflight(req))
+    # what ops/preflight.py checks before a start (the plugin itself checks nothing)
+    assert cniconf.missing_requirements(env.conf_dir, [Path("/usr/lib/cni")]) == ()
+    env.in_host(lambda: require_free_ports(req.ports))
     att = env.in_host(lambda: plugin.attach(req))
     qemu: subprocess.Popen[bytes] | None = None
     try:

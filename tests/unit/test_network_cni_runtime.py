@@ -14,7 +14,6 @@ import pytest
 from ignitevm.errors import IgniteError, MissingToolError
 from ignitevm.network import cniconf
 from ignitevm.network.base import PortMapping, Protocol_
-from ignitevm.network.cni import NetworkRecord, host_nameservers, masquerade_chain
 from ignitevm.network.cniconf import CNIConfigError, NetworkConfigList
 from ignitevm.network.cniexec import (
     CNIPluginError,
@@ -25,6 +24,9 @@ from ignitevm.network.cniexec import (
     parse_result,
     plugin_config,
 )
+from ignitevm.network.cnirecord import NetworkRecord
+from ignitevm.network.masquerade import masquerade_chain
+from ignitevm.network.resolv import host_nameservers
 
 BRIDGE_RESULT: dict[str, Any] = {
     "cniVersion": "1.0.0",
@@ -238,13 +240,27 @@ def test_plugin_types_include_ipam() -> None:
 
 def test_record_roundtrip(tmp_path: Path) -> None:
     rec = NetworkRecord(attached=True, netns="ignite-1", container_id="ignite-1",
-                        result=BRIDGE_RESULT, cidrs=["10.61.0.5/16"], dhcp_pid=42)  # fmt: skip
+                        result=BRIDGE_RESULT, cidrs=["10.61.0.5/16"])  # fmt: skip
     rec.save(tmp_path)
     assert NetworkRecord.load(tmp_path) == rec
     assert [p.name for p in tmp_path.iterdir()] == ["network.json"]
+    # a record from an older version (its DHCP responder could be a process) still loads
+    older = {**json.loads((tmp_path / "network.json").read_text()), "dhcp_pid": 42}
+    (tmp_path / "network.json").write_text(json.dumps(older))
+    assert NetworkRecord.load(tmp_path) == rec
     assert NetworkRecord.load(tmp_path / "missing") is None
     (tmp_path / "network.json").write_text("{broken")
     assert NetworkRecord.load(tmp_path) is None
+
+
+@pytest.mark.parametrize("text", ["", '{"attached": true, "netns": "ign', "null", "[1]", "7", "{}",
+                                  '{"attached": "yes"}'])  # fmt: skip
+def test_a_damaged_record_is_ignored_with_a_warning(
+    tmp_path: Path, text: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    (tmp_path / "network.json").write_text(text)
+    assert NetworkRecord.load(tmp_path) is None
+    assert "network.json" in caplog.text
 
 
 def test_nameservers_skip_loopback_stubs(tmp_path: Path) -> None:
@@ -269,57 +285,33 @@ def test_masquerade_chain_matches_the_bridge_plugin() -> None:
     assert masquerade_chain("n", "c") == "CNI-" + digest[:24]
 
 
-# --- preflight ---------------------------------------------------------------------------------
+# --- what the host must have (ops/preflight.py reports it) ------------------------------------
 
 
-def _req(tmp_path: Path, ports: tuple[PortMapping, ...] = ()) -> Any:
-    from ignitevm.network.base import NetworkRequest
-
-    return NetworkRequest("0123456789abcdef", "vm", tmp_path, "02:00:00:00:00:01", ports)
-
-
-def test_preflight_needs_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from ignitevm.network.cni import CNINetwork
-
-    monkeypatch.setattr("os.geteuid", lambda: 1000)
-    with pytest.raises(IgniteError) as info:
-        CNINetwork(conf_dir=tmp_path, bin_dirs=[tmp_path]).preflight(_req(tmp_path))
-    assert "--network-plugin user" in (info.value.hint or "")
+def test_missing_requirements_names_missing_plugins(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("ignitevm.proc.find_tool", lambda name: f"/usr/sbin/{name}")
+    missing = cniconf.missing_requirements(tmp_path, [tmp_path / "empty"])
+    # no config yet: Ignite's default network's plugins, with their IPAM plugin
+    assert missing == ("bridge", "host-local", "portmap")
+    # nothing was written: the check only looks
+    assert list(tmp_path.glob("*.conflist")) == []
 
 
-def test_preflight_names_missing_plugins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from ignitevm.network.cni import CNINetwork
-
-    monkeypatch.setattr("os.geteuid", lambda: 0)
-    monkeypatch.setattr("ignitevm.proc.require_tool", lambda name: f"/usr/bin/{name}")
-    monkeypatch.setattr("ignitevm.network.tc.require_tc", lambda: "/usr/sbin/tc")
-    with pytest.raises(MissingToolError) as info:
-        CNINetwork(conf_dir=tmp_path, bin_dirs=[tmp_path / "empty"]).preflight(_req(tmp_path))
-    assert "'bridge'" in str(info.value)
-    assert "apt-get install containernetworking-plugins" in (info.value.hint or "")
-
-
-def test_preflight_rejects_a_busy_host_port(
+def test_missing_requirements_names_missing_tools(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, bin_dir: Path
 ) -> None:
-    import socket
-
-    from ignitevm.errors import ConflictError
-    from ignitevm.network.cni import CNINetwork
-
-    monkeypatch.setattr("os.geteuid", lambda: 0)
-    monkeypatch.setattr("ignitevm.proc.require_tool", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr("ignitevm.proc.find_tool", lambda name: None)
+    assert cniconf.missing_requirements(tmp_path, [bin_dir]) == ("ip", "tc", "iptables")
+    # iptables only for the plugins that run it
+    macvlan = {"cniVersion": "1.0.0", "name": "m", "type": "macvlan",
+               "ipam": {"type": "host-local", "subnet": "10.9.0.0/24"}}  # fmt: skip
+    (tmp_path / "10-macvlan.conf").write_text(json.dumps(macvlan))
+    assert cniconf.missing_requirements(tmp_path, [bin_dir]) == ("macvlan", "ip", "tc")
     monkeypatch.setattr("ignitevm.proc.find_tool", lambda name: f"/usr/sbin/{name}")
-    monkeypatch.setattr("ignitevm.network.tc.require_tc", lambda: "/usr/sbin/tc")
-    with socket.socket() as busy:
-        busy.bind(("127.0.0.1", 0))
-        busy.listen()
-        port = busy.getsockname()[1]
-        req = _req(tmp_path, (PortMapping(port, 22, host_ip="127.0.0.1"),))
-        with pytest.raises(ConflictError):
-            CNINetwork(conf_dir=tmp_path, bin_dirs=[bin_dir]).preflight(req)
-    # nothing was written: preflight only looks
-    assert list(tmp_path.glob("*.conflist")) == []
+    (tmp_path / "10-macvlan.conf").unlink()
+    assert cniconf.missing_requirements(tmp_path, [bin_dir]) == ()
 
 
 def test_a_hanging_plugin_times_out(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

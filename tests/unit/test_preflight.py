@@ -184,3 +184,29 @@ def test_kernel_import_keeps_the_config(tmp_path: Path) -> None:
     other.mkdir()
     keep_kernel_config(tmp_path, "6.2.0", other)  # no config for that version: nothing
     assert not (other / KernelFiles.CONFIG).exists()
+
+
+def test_cni_host_checks_say_how_to_fix() -> None:
+    # the supervisor checks nothing itself: these are the only checks before a cni start
+    facts = _facts(euid=1000, missing_cni=("bridge", "iptables"))
+    root, cni = find_failures(_req(VMMName.QEMU, "cni"), facts)
+    assert root.check == Check.ROOT and "--network-plugin user" in root.fix
+    assert cni.check == Check.CNI_PLUGINS and "bridge, iptables" in cni.what
+    assert "apt-get install containernetworking-plugins" in cni.fix
+
+
+def test_busy_host_port_is_read_from_the_host() -> None:
+    import socket
+
+    from ignitevm.ops.preflight import read_host_facts
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        req = _req(VMMName.QEMU, "user", ports=(PortMapping(port, 22, host_ip="127.0.0.1"),))
+        facts = read_host_facts(req)
+    assert len(facts.busy_ports) == 1 and f"127.0.0.1:{port}/tcp" in facts.busy_ports[0]
+    assert facts.missing_cni == ()  # not a cni start: its tools are not looked for
+    (failure,) = [f for f in find_failures(req, facts) if f.check == Check.HOST_PORTS]
+    assert "not free" in failure.what

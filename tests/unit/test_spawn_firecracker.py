@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ignitevm.network.base import NoNetwork, PluginName
+from ignitevm.network.base import PluginName
+from ignitevm.network.none import NoNetwork
 from ignitevm.spawn import supervisor as sup_mod
 from ignitevm.spawn.plan import LaunchPlan
 from ignitevm.spawn.protocol import Ready

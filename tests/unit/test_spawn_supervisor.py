@@ -15,7 +15,8 @@ from typing import Any
 
 import pytest
 
-from ignitevm.network.base import Attachment, NoNetwork
+from ignitevm.network.base import Attachment
+from ignitevm.network.none import NoNetwork
 from ignitevm.spawn import supervisor as sup_mod
 from ignitevm.spawn.plan import LaunchPlan
 from ignitevm.spawn.protocol import Ready

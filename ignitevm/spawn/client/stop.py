@@ -113,7 +113,7 @@ def cleanup_stale(vm_dir: Path, plugins: Callable[[str], NetworkPlugin] | None =
     start asks for) and the runtime files. Does nothing while the VM runs; idempotent and
     cheap when there is nothing to do. ``plugins`` looks a plugin up by name (tests: fakes)."""
     if plugins is None:
-        from ignitevm.network.base import require_plugin
+        from ignitevm.network.registry import require_plugin
 
         plugins = require_plugin
     status = read_runtime(vm_dir)

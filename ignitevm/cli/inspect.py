@@ -5,9 +5,10 @@ from __future__ import annotations
 import click
 
 from ignitevm.cli.app import App, pass_app
+from ignitevm.cli.lazy import IgniteCommand
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("kind", type=click.Choice(["vm", "image", "kernel"], case_sensitive=False))
 @click.argument("name")
 @click.option("-o", "--output", type=click.Choice(["json", "yaml"]), default="json")

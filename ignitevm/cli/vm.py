@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 import click
 from click.core import ParameterSource
 
-from ignitevm.cli.app import App, ignore_preflight_option, pass_app
+from ignitevm.cli.app import NETWORK_PLUGINS, App, ignore_preflight_option, pass_app
+from ignitevm.cli.lazy import IgniteCommand, OptionalValueOption
 from ignitevm.cli.output import format_age, format_bytes, print_table
 
 if TYPE_CHECKING:
@@ -31,16 +32,16 @@ def _create_options(f: Any) -> Any:
         click.option("--kernel-args", default="", help="Extra kernel command line."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True,
                      path_type=Path), help="A VM manifest; flags given explicitly override it."),
-        click.option("--ssh", is_flag=False, flag_value="true", default=None, metavar="[=PUBKEY]",
-                     help="Generate an SSH key for root (or --ssh=KEY.pub to use yours)."),
+        click.option("--ssh", cls=OptionalValueOption, no_value="true", default=None,
+                     metavar="PUBKEY", help="Generate an SSH key for root (or --ssh=KEY.pub to "
+                     "use yours; a value only after '=')."),
         click.option("-f", "--copy-files", multiple=True, metavar="HOST:VM",
                      help="Copy a host file into the VM at first boot (absolute paths)."),
         click.option("-p", "--ports", multiple=True, metavar="[IP:]HOST:VM[/PROTO]",
                      help="Publish a VM port on the host."),
         click.option("-v", "--volumes", multiple=True, metavar="HOST:VM",
                      help="Attach a host block device or file and mount it in the VM."),
-        click.option("--network-plugin", type=click.Choice(["cni", "user", "none"]),
-                     default=None, help="Networking (default: the configuration's, cni)."),
+        _NETWORK_PLUGIN_OPTION,
         _VMM_OPTION,
     ]  # fmt: skip
     for opt in reversed(opts):
@@ -48,6 +49,12 @@ def _create_options(f: Any) -> Any:
     return f
 
 
+# the global --network-plugin (docs/cli.md) under the command's name: given after the command it
+# is this one; given before, the App's, which _network_plugin() falls back on
+_NETWORK_PLUGIN_OPTION = click.option(
+    "--network-plugin", type=click.Choice(NETWORK_PLUGINS), default=None,
+    help="Networking (default: the configuration's, cni).",
+)  # fmt: skip
 _VMM_OPTION = click.option(
     "--vmm", type=click.Choice(["auto", "qemu", "firecracker"]), default=None,
     help="VMM: auto = firecracker where hardware KVM works and it is found, else qemu.",
@@ -91,7 +98,7 @@ def _build_vm(ctx: click.Context, image: str | None, p: dict[str, Any]) -> VM:
         copy_files=tuple(p["copy_files"]),
         ports=tuple(p["ports"]),
         volumes=tuple(p["volumes"]),
-        network_plugin=p["network_plugin"],
+        network_plugin=p["network_plugin"] or ctx.obj.network_plugin,
         explicit=frozenset(explicit),
     )
     app: App = ctx.obj
@@ -110,7 +117,7 @@ def _do_create(ctx: click.Context, image: str | None, params: dict[str, Any]) ->
     return create_vm(app.services(), vm, require_name=params["require_name"])
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("image", required=False)
 @_create_options
 @click.pass_context
@@ -120,7 +127,7 @@ def create(ctx: click.Context, /, image: str | None, **params: Any) -> None:
     click.echo(vm.metadata.uid)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("image", required=False)
 @_create_options
 @_start_options
@@ -139,7 +146,7 @@ def _do_start(app: App, query: str, params: dict[str, Any]) -> None:
         app.services(),
         query,
         timeout=params["boot_timeout"],
-        network_plugin=params.get("network_plugin"),
+        network_plugin=params.get("network_plugin") or app.network_plugin,
         debug=params["debug"],
         vmm=params.get("vmm"),
         ignore_preflight=parse_ignored(params.get("ignore_preflight")),
@@ -153,10 +160,10 @@ def _do_start(app: App, query: str, params: dict[str, Any]) -> None:
         _attach(app, vm.metadata.uid)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vm")
 @_start_options
-@click.option("--network-plugin", type=click.Choice(["cni", "user", "none"]), default=None)
+@_NETWORK_PLUGIN_OPTION
 @_VMM_OPTION
 @pass_app
 def start(app: App, /, vm: str, **params: Any) -> None:
@@ -164,7 +171,7 @@ def start(app: App, /, vm: str, **params: Any) -> None:
     _do_start(app, vm, params)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vms", nargs=-1, required=True)
 @click.option("-f", "--force-kill", "--force", "force", is_flag=True, help="Kill instead.")
 @click.option("-t", "--timeout", type=float, default=30.0, show_default=True,
@@ -178,7 +185,7 @@ def stop(app: App, vms: tuple[str, ...], force: bool, timeout: float) -> None:
         click.echo(stop_vm(app.services(), query, force=force, timeout=timeout).metadata.uid)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vms", nargs=-1, required=True)
 @pass_app
 def kill(app: App, vms: tuple[str, ...]) -> None:
@@ -189,7 +196,7 @@ def kill(app: App, vms: tuple[str, ...]) -> None:
         click.echo(kill_vm(app.services(), query).metadata.uid)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vms", nargs=-1)
 @click.option("-f", "--force", is_flag=True, help="Stop running VMs first.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True,
@@ -214,7 +221,7 @@ def rm(app: App, vms: tuple[str, ...], force: bool, config_file: Path | None) ->
         click.echo(remove_vm(app.services(), query, force=force).metadata.uid)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.option("-a", "--all", "all_", is_flag=True, help="Show stopped VMs too.")
 @click.option("-f", "--filter", "filter_", default="", help="e.g. '{{.ObjectMeta.Name}}=x'")
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
@@ -277,7 +284,7 @@ def _dump(objs: list[Any], fmt: str) -> None:
         click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vm")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output.")
 @pass_app
@@ -290,7 +297,7 @@ def logs(app: App, vm: str, follow: bool) -> None:
         sys.stdout.buffer.flush()
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vm")
 @pass_app
 def attach(app: App, vm: str) -> None:

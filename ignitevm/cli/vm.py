@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from click.core import ParameterSource
 
 from ignitevm.cli.app import NETWORK_PLUGINS, App, ignore_preflight_option, pass_app
 from ignitevm.cli.lazy import IgniteCommand, OptionalValueOption
-from ignitevm.cli.output import format_age, format_bytes, print_table
+from ignitevm.cli.output import compile_go_template, format_age, format_bytes, print_table
 
 if TYPE_CHECKING:
     from ignitevm.api import VM
@@ -223,21 +224,35 @@ def rm(app: App, vms: tuple[str, ...], force: bool, config_file: Path | None) ->
 
 @click.command(cls=IgniteCommand)
 @click.option("-a", "--all", "all_", is_flag=True, help="Show stopped VMs too.")
-@click.option("-f", "--filter", "filter_", default="", help="e.g. '{{.ObjectMeta.Name}}=x'")
+@click.option(
+    "-f",
+    "--filter",
+    "filter_",
+    default="",
+    help="Only VMs that match, e.g. '{{.ObjectMeta.Name}}=x' (=, !=, =~, !~; a comma "
+    "between filters: all of them).",
+)
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+@click.option(
+    "-t",
+    "--template",
+    default="",
+    metavar="GO-TEMPLATE",
+    help="Print each VM with a Go template, e.g. '{{.ObjectMeta.Name}} {{.Spec.Memory}}'.",
+)
 @pass_app
-def ps(app: App, all_: bool, filter_: str, output: str) -> None:
+def ps(app: App, all_: bool, filter_: str, output: str, template: str) -> None:
     """List running VMs (-a: all)."""
-    from ignitevm.api import to_dict
-    from ignitevm.ops.filters import match_all, parse_filters
     from ignitevm.ops.vmlist import list_vms
 
-    filters = parse_filters(filter_) if filter_ else []
-    views = [
-        v
-        for v in list_vms(app.services(), all_=all_ or output != "table")
-        if not filters or match_all(filters, to_dict(v.vm))
-    ]
+    # both are parsed first: a mistake in either fails before the VMs are read
+    tmpl = compile_go_template(template)
+    keep = _vm_filter(filter_)
+    views = [v for v in list_vms(app.services(), all_=all_) if keep(v.vm)]
+    if tmpl is not None:  # as Ignite: the template wins over -q
+        for v in views:
+            click.echo(tmpl.render(v.vm))
+        return
     if output != "table":
         _dump([v.vm for v in views], output)
         return
@@ -246,6 +261,16 @@ def ps(app: App, all_: bool, filter_: str, output: str) -> None:
             click.echo(v.vm.metadata.uid)
         return
     print_table(_PS_HEADERS, [_ps_row(v.vm, v.ports) for v in views])
+
+
+def _vm_filter(text: str) -> Callable[[VM], bool]:
+    """ps -f as a predicate (ops/filters.py is imported only when filters are given)."""
+    if not text:
+        return lambda vm: True
+    from ignitevm.ops.filters import match_all, parse_filters
+
+    filters = parse_filters(text)
+    return lambda vm: match_all(filters, vm)
 
 
 _PS_HEADERS = ["VM ID", "IMAGE", "KERNEL", "SIZE", "CPUS", "MEMORY", "CREATED", "STATUS",

@@ -141,13 +141,10 @@ GLOBAL_OPTIONS: tuple[click.Option, ...] = (
 )  # fmt: skip
 
 
-def wants_debug(args: list[str]) -> bool:
-    """--log-level debug anywhere (or IGNITE_DEBUG=1): show tracebacks of failed commands."""
-    if logging.getLogger().isEnabledFor(logging.DEBUG) or os.environ.get("IGNITE_DEBUG") == "1":
-        return True
-    # a failure before the flags took effect (a bad value of another flag)
-    pairs = zip(args, [*args[1:], ""], strict=True)
-    return any(a == "--log-level" and b == "debug" for a, b in pairs) or "--log-level=debug" in args
+def wants_debug() -> bool:
+    """--log-level debug (anywhere: it has taken effect when a command fails) or IGNITE_DEBUG=1:
+    show tracebacks of failed commands."""
+    return logging.getLogger().isEnabledFor(logging.DEBUG) or os.environ.get("IGNITE_DEBUG") == "1"
 
 
 def run_cli(group: click.Group, prog_name: str, argv: list[str] | None) -> None:
@@ -159,7 +156,7 @@ def run_cli(group: click.Group, prog_name: str, argv: list[str] | None) -> None:
     try:
         group.main(args=args, prog_name=prog_name, standalone_mode=False)
     except IgniteError as exc:
-        if wants_debug(args):
+        if wants_debug():
             logging.getLogger(prog_name).exception("command failed")
         click.echo(f"error: {exc.message}", err=True)
         if exc.hint:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import click
@@ -254,3 +255,15 @@ def test_ignited_log_level_before_or_after_the_subcommand(monkeypatch: pytest.Mo
         result = CliRunner().invoke(ignited.cli, [*argv, "--manifest-dir", "/nonexistent"])
         assert result.exit_code == 0, result.output
     assert seen == ["debug", "debug"]
+
+
+def test_id_prefix_overrides_the_configuration(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text(
+        "apiVersion: ignite.weave.works/v1alpha4\nkind: Configuration\nspec:\n  idPrefix: conf\n"
+    )
+    monkeypatch.setenv("IGNITE_STATE_DIR", str(tmp_path / "state"))
+    assert App(config_path=config).services().config.spec.id_prefix == "conf"
+    assert App(config_path=config, id_prefix="flag").services().config.spec.id_prefix == "flag"

@@ -120,3 +120,16 @@ def test_template_errors(
     assert exit_.value.code == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and message in err
+
+
+def test_log_level_debug_after_the_command_shows_the_traceback(
+    services: Services, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(App, "services", lambda self: services)
+    for argv, traceback in ((["inspect", "vm", "nope"], False),
+                            (["inspect", "vm", "nope", "--log-level", "debug"], True)):  # fmt: skip
+        with pytest.raises(SystemExit) as exit_:
+            run_cli(cli, "ignite", argv)
+        assert exit_.value.code != 0
+        err = capsys.readouterr().err
+        assert "error: " in err and ("Traceback" in err) is traceback, err

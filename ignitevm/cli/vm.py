@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,8 @@ from ignitevm.cli.output import compile_go_template, format_age, format_bytes, p
 
 if TYPE_CHECKING:
     from ignitevm.api import VM
+
+log = logging.getLogger(__name__)
 
 
 def _create_options(f: Any) -> Any:
@@ -44,6 +47,9 @@ def _create_options(f: Any) -> Any:
                      help="Attach a host block device or file and mount it in the VM."),
         _NETWORK_PLUGIN_OPTION,
         _VMM_OPTION,
+        # Ignite ran each VM in a sandbox container of this image; ignitevm runs none
+        click.option("--sandbox-image", default=None, metavar="OCI",
+                     help="Accepted for Ignite compatibility and ignored (no sandbox container)."),
     ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)
@@ -51,7 +57,7 @@ def _create_options(f: Any) -> Any:
 
 
 # the global --network-plugin (docs/cli.md) under the command's name: given after the command it
-# is this one; given before, the App's, which _network_plugin() falls back on
+# is this one; given before, the App's, which _build_vm and _do_start fall back on
 _NETWORK_PLUGIN_OPTION = click.option(
     "--network-plugin", type=click.Choice(NETWORK_PLUGINS), default=None,
     help="Networking (default: the configuration's, cni).",
@@ -109,6 +115,8 @@ def _build_vm(ctx: click.Context, image: str | None, p: dict[str, Any]) -> VM:
 def _do_create(ctx: click.Context, image: str | None, params: dict[str, Any]) -> VM:
     from ignitevm.ops.create import create_vm
 
+    if params.get("sandbox_image"):
+        log.debug("--sandbox-image %s ignored: ignitevm runs no container", params["sandbox_image"])
     vm = _build_vm(ctx, image, params)
     if params.get("vmm"):
         from ignitevm.api.types import Vmm

@@ -267,3 +267,9 @@ def test_id_prefix_overrides_the_configuration(
     monkeypatch.setenv("IGNITE_STATE_DIR", str(tmp_path / "state"))
     assert App(config_path=config).services().config.spec.id_prefix == "conf"
     assert App(config_path=config, id_prefix="flag").services().config.spec.id_prefix == "flag"
+
+
+@pytest.mark.parametrize("path", [("run",), ("create",), ("vm", "run")], ids=" ".join)
+def test_sandbox_image_is_accepted(monkeypatch: pytest.MonkeyPatch, path: tuple[str, ...]) -> None:
+    _, params = parse(monkeypatch, path, [*path, "--sandbox-image", "weaveworks/ignite:dev", "img"])
+    assert params["sandbox_image"] == "weaveworks/ignite:dev" and params["image"] == "img"

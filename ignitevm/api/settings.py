@@ -198,7 +198,7 @@ SETTINGS: tuple[Setting, ...] = (
             _disk_size, metavar="SIZE", default="4GB"),
     Setting("ssh", ("--ssh",), "spec.ssh",
             "Generate an SSH key for root (or --ssh=KEY.pub to use yours).", _ssh,
-            metavar="[=PUBKEY]"),
+            metavar="PUBKEY"),
     Setting("copy_files", ("-f", "--copy-files"), "spec.copyFiles",
             "Copy a host file into the VM at first boot (absolute paths).", _copy_files,
             metavar="HOST:VM", repeat=True),

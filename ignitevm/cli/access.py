@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from ignitevm.cli.app import App, pass_app
+from ignitevm.cli.lazy import IgniteCommand
 
 _identity = click.option(
     "-i", "--identity", type=click.Path(dir_okay=False, exists=True, path_type=Path),
@@ -19,7 +20,7 @@ _timeout = click.option(
 )  # fmt: skip
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vm")
 @_identity
 @_timeout
@@ -34,7 +35,12 @@ def ssh(app: App, vm: str, identity: Path | None, timeout: float) -> None:
     proc.exec_replace(target.argv(timeout=timeout))
 
 
-@click.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+# Ignite's exec stops parsing flags at the VM (cobra's interspersed=false): `ignite exec vm ls -q`
+# runs `ls -q`; the global flags are taken before the VM only
+@click.command(
+    cls=IgniteCommand,
+    context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False},
+)
 @click.argument("vm")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.option("-t", "--tty", is_flag=True, help="Allocate a terminal.")
@@ -57,7 +63,7 @@ def exec_(
 exec_.name = "exec"
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("source")
 @click.argument("dest")
 @_identity

@@ -1,10 +1,12 @@
-"""The CLI's shared state: global flags and the lazily built Services."""
+"""The CLI's shared state: the global flags (accepted before or after any command, see
+docs/cli.md) and the lazily built Services."""
 
 from __future__ import annotations
 
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -13,6 +15,8 @@ import click
 
 if TYPE_CHECKING:
     from ignitevm.ops.services import Services
+
+log = logging.getLogger(__name__)
 
 
 def ignore_preflight_option() -> Any:
@@ -29,9 +33,17 @@ def ignore_preflight_option() -> Any:
 
 @dataclass
 class App:
+    """The global flags (given before or after any command, see docs/cli.md) and the Services."""
+
     config_path: Path | None = None
     quiet: bool = False
     log_level: str = "info"
+    # Ignite's container runtime: accepted, and only noted at debug level (no containers here)
+    runtime: str | None = None
+    # the default plugin of the VMs that run/create/start set up (their own flag wins)
+    network_plugin: str | None = None
+    # overrides the configuration's spec.idPrefix
+    id_prefix: str | None = None
     _services: Services | None = field(default=None, repr=False)
 
     @property
@@ -42,29 +54,97 @@ class App:
         if self._services is None:
             from ignitevm.ops.services import build_services
 
-            self._services = build_services(self.config_path)
+            svc = build_services(self.config_path)
+            if self.id_prefix:
+                svc.config.spec.id_prefix = self.id_prefix
+            if self.runtime:
+                log.debug("--runtime %s ignored: ignitevm runs no container runtime", self.runtime)
+            log.debug(
+                "state dir %s, configuration %s", svc.state_dir, self.config_path or "default"
+            )
+            self._services = svc
         return self._services
 
 
 pass_app = click.make_pass_decorator(App)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to the sys.stderr of the moment (click's test runner swaps it per invocation)."""
+
+    @property
+    def stream(self) -> Any:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, value: Any) -> None:
+        pass
+
+
 def setup_logging(level: str) -> None:
+    """Apply a --log-level; again when a later one is given after the command (basicConfig would
+    do nothing the second time)."""
     numeric = getattr(logging, level.upper(), logging.INFO)
-    logging.basicConfig(
-        level=numeric,
-        # at debug level, milliseconds since the start: where the time of a command goes
-        format="%(relativeCreated)6.0f %(levelname).1s %(name)s: %(message)s"
-        if numeric <= logging.DEBUG
-        else "%(message)s",
+    root = logging.getLogger()
+    handler = next((h for h in root.handlers if isinstance(h, _StderrHandler)), None)
+    if handler is None:
+        handler = _StderrHandler()
+        root.addHandler(handler)
+    # at debug level, milliseconds since the start: where the time of a command goes
+    debug_format = "%(relativeCreated)6.0f %(levelname).1s %(name)s: %(message)s"
+    handler.setFormatter(
+        logging.Formatter(debug_format if numeric <= logging.DEBUG else "%(message)s")
     )
+    root.setLevel(numeric)
 
 
-def wants_debug(args: list[str]) -> bool:
-    """--log-level debug (or IGNITE_DEBUG=1): show tracebacks of failed commands."""
-    pairs = zip(args, [*args[1:], ""], strict=True)
-    flagged = any(a == "--log-level" and b == "debug" for a, b in pairs)
-    return flagged or "--log-level=debug" in args or os.environ.get("IGNITE_DEBUG") == "1"
+LOG_LEVELS = ["debug", "info", "warning", "error"]
+NETWORK_PLUGINS = ["cni", "user", "none"]
+# Ignite's --runtime chose a container runtime; ignitevm runs no containers, every VM runs
+# under QEMU: these values are accepted so Ignite's command lines keep working
+RUNTIMES = ["qemu", "containerd", "docker"]
+
+
+def _store(attr: str) -> Callable[[click.Context, click.Parameter, Any], None]:
+    """A callback that puts a global flag on the App, wherever on the command line it was."""
+
+    def callback(ctx: click.Context, param: click.Parameter, value: Any) -> None:
+        # absent at this level (None, or a flag's False): keep what an outer level set
+        if value is None or value is False:
+            return
+        app = ctx.ensure_object(App)
+        setattr(app, attr, value)
+        if attr == "log_level":
+            setup_logging(value)
+
+    return callback
+
+
+def _global(decls: list[str], attr: str, **kwargs: Any) -> click.Option:
+    return click.Option(decls, expose_value=False, callback=_store(attr), **kwargs)
+
+
+GLOBAL_OPTIONS: tuple[click.Option, ...] = (
+    _global(["--log-level"], "log_level", type=click.Choice(LOG_LEVELS), default=None,
+            help="How much to log (default info); debug also prints tracebacks."),
+    _global(["-q", "--quiet"], "quiet", is_flag=True, default=False,
+            help="Print only ids (machine-readable output)."),
+    _global(["--ignite-config"], "config_path", default=None,
+            type=click.Path(dir_okay=False, path_type=Path),
+            help="Configuration file (default /etc/ignite/config.yaml)."),
+    _global(["--runtime"], "runtime", type=click.Choice(RUNTIMES, case_sensitive=False),
+            default=None, help="Accepted for Ignite compatibility; VMs run under QEMU."),
+    _global(["--network-plugin"], "network_plugin", type=click.Choice(NETWORK_PLUGINS),
+            default=None, help="Default networking of the VMs run/create/start set up."),
+    _global(["--id-prefix"], "id_prefix", default=None, metavar="PREFIX",
+            help="Prefix of identifiers and names (default: the configuration's, ignite)."),
+)  # fmt: skip
+
+
+def wants_debug() -> bool:
+    """--log-level debug (anywhere: it has taken effect when a command fails) or IGNITE_DEBUG=1:
+    show tracebacks of failed commands."""
+    return logging.getLogger().isEnabledFor(logging.DEBUG) or os.environ.get("IGNITE_DEBUG") == "1"
 
 
 def run_cli(group: click.Group, prog_name: str, argv: list[str] | None) -> None:
@@ -76,7 +156,7 @@ def run_cli(group: click.Group, prog_name: str, argv: list[str] | None) -> None:
     try:
         group.main(args=args, prog_name=prog_name, standalone_mode=False)
     except IgniteError as exc:
-        if wants_debug(args):
+        if wants_debug():
             logging.getLogger(prog_name).exception("command failed")
         click.echo(f"error: {exc.message}", err=True)
         if exc.hint:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from ignitevm.cli.app import ignore_preflight_option, run_cli
+from ignitevm.cli.app import LOG_LEVELS, NETWORK_PLUGINS, RUNTIMES, ignore_preflight_option, run_cli
 from ignitevm.errors import IgniteError, ValidationError
 
 if TYPE_CHECKING:
@@ -19,11 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-LOG_LEVELS = ["debug", "info", "warning", "error"]
 DEFAULT_MANIFEST_DIR = Path("/etc/firecracker/manifests")
-# Ignite's --runtime chose a container runtime; ignitevm runs no containers, every VM runs
-# under QEMU: these values are accepted so Ignite's command lines keep working
-RUNTIMES = ["qemu", "containerd", "docker"]
 
 
 @dataclass
@@ -40,7 +36,7 @@ def _common_options(f: Any) -> Any:
                      default=None, help="Configuration file (default /etc/ignite/config.yaml)."),
         click.option("--runtime", type=click.Choice(RUNTIMES, case_sensitive=False),
                      default=None, help="Accepted for Ignite compatibility; VMs run under QEMU."),
-        click.option("--network-plugin", type=click.Choice(["cni", "user", "none"]),
+        click.option("--network-plugin", type=click.Choice(NETWORK_PLUGINS),
                      default=None, help="Networking of new VMs (default: the configuration's)."),
         click.option("--interval", default="30s", show_default=True, metavar="DURATION",
                      help="Re-sync and reconcile every DURATION (e.g. 10s, 2m) even without a "

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ignitevm.cli.app import App, pass_app
-from ignitevm.cli.lazy import LazyGroup
+from ignitevm.cli.lazy import IgniteCommand, IgniteGroup
 from ignitevm.cli.output import format_age, format_bytes, print_table
 
 
@@ -45,7 +45,7 @@ def apply_registry_options(
     )
 
 
-@click.group(cls=LazyGroup)
+@click.group(cls=IgniteGroup)
 def image() -> None:
     """Manage base images for VMs."""
 
@@ -116,6 +116,6 @@ def rm(app: App, images: tuple[str, ...], force: bool) -> None:
         click.echo(img.metadata.uid)
 
 
-rmi = click.Command(
+rmi = IgniteCommand(
     "rmi", callback=rm.callback, params=rm.params, help="Remove images (= ignite image rm)."
 )

@@ -5,21 +5,25 @@ from __future__ import annotations
 import click
 
 from ignitevm.cli.app import App, pass_app
+from ignitevm.cli.lazy import IgniteCommand
+from ignitevm.cli.output import compile_go_template
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("kind", type=click.Choice(["vm", "image", "kernel"], case_sensitive=False))
 @click.argument("name")
 @click.option("-o", "--output", type=click.Choice(["json", "yaml"]), default="json")
-@click.option("-t", "--template", default="", help="(accepted for Ignite compatibility)")
+@click.option("-t", "--template", default="", metavar="GO-TEMPLATE",
+              help="Print with a Go template instead, e.g. '{{.Spec.Memory}}'.")  # fmt: skip
 @pass_app
 def inspect(app: App, kind: str, name: str, output: str, template: str) -> None:
     """Print a stored object (a VM with its live state)."""
-    from ignitevm.api import AnyObject, Kind, dump_object
+    from ignitevm.api import Kind, Object, dump_object
 
+    tmpl = compile_go_template(template)  # first: a mistake fails before the object is looked up
     svc = app.services()
     kind = kind.lower()
-    obj: AnyObject
+    obj: Object
     if kind == "vm":
         from ignitevm.ops.vmlist import get_vm
 
@@ -30,4 +34,7 @@ def inspect(app: App, kind: str, name: str, output: str, template: str) -> None:
         obj = find_image(svc, name) or svc.store.require(Kind.IMAGE, name)
     else:
         obj = svc.store.require(Kind.KERNEL, name)
+    if tmpl is not None:  # as Ignite: the template wins over -o
+        click.echo(tmpl.render(obj))
+        return
     click.echo(dump_object(obj, "json" if output == "json" else "yaml").rstrip("\n"))

@@ -8,11 +8,11 @@ import click
 
 from ignitevm.cli.app import App, pass_app
 from ignitevm.cli.image import apply_registry_options, registry_options
-from ignitevm.cli.lazy import LazyGroup
+from ignitevm.cli.lazy import IgniteCommand, IgniteGroup
 from ignitevm.cli.output import format_age, format_bytes, print_table
 
 
-@click.group(cls=LazyGroup)
+@click.group(cls=IgniteGroup)
 def kernel() -> None:
     """Manage VM kernels."""
 
@@ -164,6 +164,6 @@ def rm(app: App, kernels: tuple[str, ...], force: bool) -> None:
         click.echo(remove_kernel(app.services(), query, force=force).metadata.uid)
 
 
-rmk = click.Command(
+rmk = IgniteCommand(
     "rmk", callback=rm.callback, params=rm.params, help="Remove kernels (= ignite kernel rm)."
 )

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import click
 
 from ignitevm.cli.app import App, run_cli, setup_logging
-from ignitevm.cli.lazy import LazyGroup
+from ignitevm.cli.lazy import IgniteGroup
 
 log = logging.getLogger(__name__)
 
@@ -40,34 +39,23 @@ TOP_COMMANDS = {
     "version": "ignitevm.cli.misc:version",
 }
 
-LOG_LEVELS = ["debug", "info", "warning", "error"]
-
 
 @click.group(
-    cls=LazyGroup, lazy=TOP_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
-)
-@click.option(
-    "--log-level",
-    type=click.Choice(LOG_LEVELS),
-    default="info",
-    show_default=True,
-    help="How much to log.",
-)
-@click.option("-q", "--quiet", is_flag=True, help="Print only ids.")
-@click.option(
-    "--ignite-config",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
-    help="Configuration file (default /etc/ignite/config.yaml).",
+    cls=IgniteGroup, lazy=TOP_COMMANDS, context_settings={"help_option_names": ["-h", "--help"]}
 )
 @click.pass_context
-def cli(ctx: click.Context, log_level: str, quiet: bool, ignite_config: Path | None) -> None:
-    """ignite: Docker's user experience for microVMs (Weave Ignite, in Python)."""
-    setup_logging(log_level)
-    ctx.obj = App(config_path=ignite_config, quiet=quiet, log_level=log_level)
+def cli(ctx: click.Context) -> None:
+    """ignite: Docker's user experience for microVMs (Weave Ignite, in Python).
+
+    The options below are global: they work before or after any command.
+    """
+    # the global options' callbacks have made the App already when one was given here;
+    # see GLOBAL_OPTIONS in ignitevm/cli/app.py and docs/cli.md
+    app = ctx.ensure_object(App)
+    setup_logging(app.log_level)
 
 
-@click.group(cls=LazyGroup, lazy=VM_COMMANDS)
+@click.group(cls=IgniteGroup, lazy=VM_COMMANDS)
 def vm() -> None:
     """Manage VMs (every VM verb)."""
 

@@ -7,9 +7,10 @@ import os
 import click
 
 from ignitevm import __version__
+from ignitevm.cli.lazy import IgniteCommand
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.option("-o", "--output", type=click.Choice(["short", "json", "yaml"]), default="short")
 def version(output: str) -> None:
     """Print the versions of ignite and of the VMMs it found."""
@@ -29,7 +30,7 @@ def version(output: str) -> None:
             click.echo(f"{key}: {value}")
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
 def completion(shell: str) -> None:
     """Print a shell completion script: eval "$(ignite completion bash)"."""

@@ -1,11 +1,15 @@
-"""Printing: Ignite-style aligned tables, ages, sizes."""
+"""Printing: Ignite-style aligned tables, ages, sizes, Go templates."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 import click
+
+if TYPE_CHECKING:
+    from ignitevm.ops.gotemplate import Template
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
@@ -43,3 +47,13 @@ def format_bytes(n: int) -> str:
             return f"{value:.1f} {unit}" if unit != "B" else f"{int(value)} B"
         value /= 1024
     return f"{value:.1f} TB"
+
+
+def compile_go_template(text: str) -> Template | None:
+    """``-t/--template`` of ps and inspect (docs/cli.md); None when not given. The template module
+    is imported only then: `ignite ps` must start fast."""
+    if not text:
+        return None
+    from ignitevm.ops.gotemplate import compile_template
+
+    return compile_template(text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -10,10 +11,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from ignitevm.cli.app import App, ignore_preflight_option, pass_app
-from ignitevm.cli.output import format_age, format_bytes, print_table
+from ignitevm.cli.lazy import IgniteCommand, OptionalValueOption
+from ignitevm.cli.output import compile_go_template, format_age, format_bytes, print_table
 
 if TYPE_CHECKING:
     from ignitevm.api import VM
+
+log = logging.getLogger(__name__)
 
 
 def _setting_option(name: str) -> Callable[[Any], Any]:
@@ -21,7 +25,9 @@ def _setting_option(name: str) -> Callable[[Any], Any]:
     from ignitevm.api.settings import BY_NAME
 
     s = BY_NAME[name]
-    extra: dict[str, Any] = {"is_flag": False, "flag_value": "true"} if name == "ssh" else {}
+    # --ssh takes a value only after '=' (cobra's NoOptDefVal): `--ssh IMAGE` is no key path
+    ssh = name == "ssh"
+    extra: dict[str, Any] = {"cls": OptionalValueOption, "no_value": "true"} if ssh else {}
     default = f"  [default: {s.default}]" if s.default else ""
     return click.option(*s.flags, s.name, multiple=s.repeat, default=None, metavar=s.metavar,
                         help=s.help + default, **extra)  # fmt: skip
@@ -36,6 +42,9 @@ def _create_options(f: Any) -> Any:
         click.option("--require-name", is_flag=True, help="Fail if no --name is given."),
         click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True,
                      path_type=Path), help="A VM manifest; flags given explicitly override it."),
+        # Ignite ran each VM in a sandbox container of this image; ignitevm runs none
+        click.option("--sandbox-image", default=None, metavar="OCI",
+                     help="Accepted for Ignite compatibility and ignored (no sandbox container)."),
     ]  # fmt: skip
     for opt in reversed(opts):
         f = opt(f)
@@ -63,6 +72,8 @@ def _build_vm(ctx: click.Context, image: str | None, p: dict[str, Any]) -> VM:
 
     settings = {s.name: p.get(s.name) for s in SETTINGS if s.flags}
     settings["image"] = image
+    # the global --network-plugin given before the command (docs/cli.md)
+    settings["network_plugin"] = p.get("network_plugin") or ctx.obj.network_plugin
     app: App = ctx.obj
     return build_vm(app.services(), settings, config_file=p["config_file"])
 
@@ -70,12 +81,14 @@ def _build_vm(ctx: click.Context, image: str | None, p: dict[str, Any]) -> VM:
 def _do_create(ctx: click.Context, image: str | None, params: dict[str, Any]) -> VM:
     from ignitevm.ops.create import create_vm
 
+    if params.get("sandbox_image"):
+        log.debug("--sandbox-image %s ignored: ignitevm runs no container", params["sandbox_image"])
     vm = _build_vm(ctx, image, params)
     app: App = ctx.obj
     return create_vm(app.services(), vm, require_name=params["require_name"])
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("image", required=False)
 @_create_options
 @click.pass_context
@@ -85,7 +98,7 @@ def create(ctx: click.Context, /, image: str | None, **params: Any) -> None:
     click.echo(vm.metadata.uid)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("image", required=False)
 @_create_options
 @_start_options
@@ -104,7 +117,7 @@ def _do_start(app: App, query: str, params: dict[str, Any]) -> None:
         app.services(),
         query,
         timeout=params["boot_timeout"],
-        network_plugin=params.get("network_plugin"),
+        network_plugin=params.get("network_plugin") or app.network_plugin,
         debug=params["debug"],
         vmm=params.get("vmm"),
         ignore_preflight=parse_ignored(params.get("ignore_preflight")),
@@ -118,7 +131,7 @@ def _do_start(app: App, query: str, params: dict[str, Any]) -> None:
         _attach(app, vm.metadata.uid)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vm")
 @_start_options
 @_setting_option("network_plugin")
@@ -129,7 +142,7 @@ def start(app: App, /, vm: str, **params: Any) -> None:
     _do_start(app, vm, params)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vms", nargs=-1, required=True)
 @click.option("-f", "--force-kill", "--force", "force", is_flag=True, help="Kill instead.")
 @click.option("-t", "--timeout", type=float, default=30.0, show_default=True,
@@ -143,7 +156,7 @@ def stop(app: App, vms: tuple[str, ...], force: bool, timeout: float) -> None:
         click.echo(stop_vm(app.services(), query, force=force, timeout=timeout).metadata.uid)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vms", nargs=-1, required=True)
 @pass_app
 def kill(app: App, vms: tuple[str, ...]) -> None:
@@ -154,7 +167,7 @@ def kill(app: App, vms: tuple[str, ...]) -> None:
         click.echo(kill_vm(app.services(), query).metadata.uid)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vms", nargs=-1)
 @click.option("-f", "--force", is_flag=True, help="Stop running VMs first.")
 @click.option("--config", "config_file", type=click.Path(dir_okay=False, exists=True,
@@ -179,23 +192,37 @@ def rm(app: App, vms: tuple[str, ...], force: bool, config_file: Path | None) ->
         click.echo(remove_vm(app.services(), query, force=force).metadata.uid)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.option("-a", "--all", "all_", is_flag=True, help="Show stopped VMs too.")
-@click.option("-f", "--filter", "filter_", default="", help="e.g. '{{.ObjectMeta.Name}}=x'")
+@click.option(
+    "-f",
+    "--filter",
+    "filter_",
+    default="",
+    help="Only VMs that match, e.g. '{{.ObjectMeta.Name}}=x' (=, !=, =~, !~; a comma "
+    "between filters: all of them).",
+)
 @click.option("-o", "--output", type=click.Choice(["table", "json", "yaml"]), default="table")
+@click.option(
+    "-t",
+    "--template",
+    default="",
+    metavar="GO-TEMPLATE",
+    help="Print each VM with a Go template, e.g. '{{.ObjectMeta.Name}} {{.Spec.Memory}}'.",
+)
 @pass_app
-def ps(app: App, all_: bool, filter_: str, output: str) -> None:
+def ps(app: App, all_: bool, filter_: str, output: str, template: str) -> None:
     """List running VMs (-a: all)."""
-    from ignitevm.api import to_dict
-    from ignitevm.ops.filters import match_all, parse_filters
     from ignitevm.ops.vmlist import list_vms
 
-    filters = parse_filters(filter_) if filter_ else []
-    views = [
-        v
-        for v in list_vms(app.services(), all_=all_ or output != "table")
-        if not filters or match_all(filters, to_dict(v.vm))
-    ]
+    # both are parsed first: a mistake in either fails before the VMs are read
+    tmpl = compile_go_template(template)
+    keep = _vm_filter(filter_)
+    views = [v for v in list_vms(app.services(), all_=all_) if keep(v.vm)]
+    if tmpl is not None:  # as Ignite: the template wins over -q
+        for v in views:
+            click.echo(tmpl.render(v.vm))
+        return
     if output != "table":
         _dump([v.vm for v in views], output)
         return
@@ -204,6 +231,16 @@ def ps(app: App, all_: bool, filter_: str, output: str) -> None:
             click.echo(v.vm.metadata.uid)
         return
     print_table(_PS_HEADERS, [_ps_row(v.vm, v.ports) for v in views])
+
+
+def _vm_filter(text: str) -> Callable[[VM], bool]:
+    """ps -f as a predicate (ops/filters.py is imported only when filters are given)."""
+    if not text:
+        return lambda vm: True
+    from ignitevm.ops.filters import match_all, parse_filters
+
+    filters = parse_filters(text)
+    return lambda vm: match_all(filters, vm)
 
 
 _PS_HEADERS = ["VM ID", "IMAGE", "KERNEL", "SIZE", "CPUS", "MEMORY", "CREATED", "STATUS",
@@ -242,7 +279,7 @@ def _dump(objs: list[Any], fmt: str) -> None:
         click.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vm")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new output.")
 @pass_app
@@ -255,7 +292,7 @@ def logs(app: App, vm: str, follow: bool) -> None:
         sys.stdout.buffer.flush()
 
 
-@click.command()
+@click.command(cls=IgniteCommand)
 @click.argument("vm")
 @pass_app
 def attach(app: App, vm: str) -> None:

@@ -1,30 +1,35 @@
-"""`ignite ps -f`: Ignite's filters, `{{.ObjectMeta.Name}}=x` with =, !=, =~ and !~; a comma
-separates filters that must all match."""
+"""`ignite ps -f`: Ignite's filters, `{{.ObjectMeta.Name}}=x` with =, ==, !=, =~ and !~; a comma
+separates filters that must all match (docs/cli.md). The left side is a Go template, rendered as
+`ignite ps -t` renders it (ops/gotemplate.py): `{{.ObjectMeta.Labels}}=~env:test` matches the Go
+map `map[env:test]`, `{{.Spec.Memory}}=512.0 MB` Ignite's size."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
+from ignitevm.api import VM
 from ignitevm.errors import ValidationError
+from ignitevm.ops.gotemplate import Template, compile_template
+from ignitevm.ops.govalues import Struct, go_object
 
-_FILTER = re.compile(
-    r"^\s*\{\{\s*(?:index\s+)?\.([A-Za-z0-9_.]+)(?:\s+\"([^\"]+)\")?\s*\}\}\s*"
-    r"(!=|=~|!~|==|=)(.*)$"
-)
-# Go field names of Ignite's types -> our JSON field names, where they differ beyond case.
-_ALIASES = {"objectmeta": "metadata", "typemeta": "", "oci": "oci"}
+_FILTER = re.compile(r"^\s*(\{\{.*?\}\})\s*(!=|=~|!~|==|=)(.*)$")
 
 
 @dataclass(frozen=True)
 class Filter:
-    path: tuple[str, ...]
+    text: str
+    template: Template
     op: str
     value: str
 
-    def matches(self, obj: dict[str, Any]) -> bool:
-        actual = _lookup(obj, self.path)
+    def matches(self, data: Struct) -> bool:
+        """Does the object (as go_object() gives it) pass? ValidationError on an unknown field."""
+        try:
+            actual = self.template.execute(data)
+        except ValidationError as exc:
+            exc.add_context(f"filter {self.text!r}")
+            raise
         if self.op in ("=", "=="):
             return actual == self.value
         if self.op == "!=":
@@ -42,37 +47,21 @@ def parse_filters(text: str) -> list[Filter]:
                 f"filter {part!r} is not {{{{.Field.Path}}}}<op>value",
                 hint="for example: -f '{{.ObjectMeta.Name}}=my-vm' (ops: =, !=, =~, !~)",
             )
-        path, key, op, value = match.groups()
+        key, op, value = match.groups()
         if op in ("=~", "!~"):
             try:
                 re.compile(value)
             except re.error as exc:
                 raise ValidationError(f"filter {part!r}: bad regular expression: {exc}") from None
-        # Go's {{index .ObjectMeta.Labels "a.b/c"}} names a map key that has dots
-        filters.append(Filter(_normalize(path) + ((key.lower(),) if key else ()), op, value))
+        try:
+            template = compile_template(key)
+        except ValidationError as exc:
+            exc.add_context(f"filter {part!r}")
+            raise
+        filters.append(Filter(part.strip(), template, op, value))
     return filters
 
 
-def _normalize(path: str) -> tuple[str, ...]:
-    keys = []
-    for key in path.split("."):
-        lowered = key.lower()
-        alias = _ALIASES.get(lowered, lowered)
-        if alias:
-            keys.append(alias)
-    return tuple(keys)
-
-
-def _lookup(obj: Any, path: tuple[str, ...]) -> str:
-    for key in path:
-        if not isinstance(obj, dict):
-            return ""
-        by_lower = {k.lower(): v for k, v in obj.items()}
-        obj = by_lower.get(key, "")
-    if isinstance(obj, bool):
-        return "true" if obj else "false"
-    return "" if obj is None else str(obj)
-
-
-def match_all(filters: list[Filter], obj: dict[str, Any]) -> bool:
-    return all(f.matches(obj) for f in filters)
+def match_all(filters: list[Filter], vm: VM) -> bool:
+    data = go_object(vm)
+    return all(f.matches(data) for f in filters)

@@ -128,6 +128,10 @@ def test_ssh_exec_cp_ports_and_pings(nethost: NetHost, vm_name: str, tmp_path: P
     kernel = json.loads(nethost.cli("inspect", "kernel", nethost.ignite.kernel_name()))
     assert nethost.cli("exec", vm_name, "uname", "-r").strip() == kernel["status"]["version"]
     assert nethost.cli("exec", vm_name, "cat", "/etc/motd") == motd.read_text()
+    # flags after the VM are the remote command's, global ones included (Ignite's exec)
+    assert nethost.cli("exec", "-q", vm_name, "echo", "-q", "--log-level", "x") == (
+        "-q --log-level x\n"
+    )
     assert nethost.run(*_exec(nethost, vm_name, "exit 3"), check=False).returncode == 3
     # every module of the kernel is there for modprobe (the kernel's shared modules disk)
     nethost.cli("exec", vm_name, "modprobe", "br_netfilter")

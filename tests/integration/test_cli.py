@@ -81,6 +81,36 @@ def test_completion_and_version(ignite: Ignite) -> None:
     assert "qemu:" in ignite("version").stdout
 
 
+def test_scripts_global_flags_and_templates(ignite: Ignite, vm_name: str) -> None:
+    """What Ignite's users script: global flags after the command, -aq, Go templates, and
+    `ignite rm -f $(ignite ps -aq)`. On a created VM: nothing boots."""
+    uid = ignite("create", f"--name={vm_name}", "--ssh", "ignitevm/default:latest", "--memory",
+                 "256MB", "-l", f"testName={vm_name}").stdout.strip()  # fmt: skip
+    assert len(uid) == 16
+    assert uid not in ignite("ps", "-q").stdout.split()  # created, not running
+    assert uid in ignite("ps", "-aq").stdout.split()
+    assert uid in ignite("vm", "ps", "-a", "-q").stdout.split()
+    assert uid not in ignite("vm", "ps", "-q").stdout.split()
+    for kind in ("image", "kernel"):
+        ids = ignite(kind, "ls", "-q").stdout.split()
+        assert ids and all(len(i) == 16 for i in ids), (kind, ids)
+    debug = ignite("ps", "--log-level", "debug")
+    assert " D ignitevm.cli.app: state dir" in debug.stderr and "VM ID" in debug.stdout
+
+    template = "{{.ObjectMeta.Name}} {{.Spec.Memory}} {{.Status.Running}} {{.Spec.SSH}}"
+    listed = ignite("ps", "-a", f"--filter={{{{.ObjectMeta.Labels}}}}=~testName:{vm_name}",
+                    "--template", template).stdout  # fmt: skip
+    assert listed == f"{vm_name} 256.0 MB false {{true }}\n"
+    inspected = ignite("inspect", "vm", vm_name, "-t", "{{.ObjectMeta.UID}} {{.Spec.Image.OCI}}")
+    assert inspected.stdout == f"{uid} ignitevm/default:latest\n"
+    bad = ignite("inspect", "vm", vm_name, "-t", "{{.Spec.Colour}}", check=False)
+    assert bad.returncode == 2 and "can't evaluate field Colour in type VMSpec" in bad.stderr
+
+    removed = ignite("rm", "-f", *ignite("ps", "-aq").stdout.split())
+    assert uid in removed.stdout.split()
+    assert ignite("ps", "-aq").stdout == ""
+
+
 def test_config_file_with_flag_override(ignite: Ignite, vm_name: str, tmp_path: Path) -> None:
     manifest = tmp_path / "vm.yaml"
     manifest.write_text(

@@ -47,6 +47,7 @@ class VMFiles:
     CONSOLE_OLD = "console.log.1"
     ATTACH_SOCKET = "attach.sock"  # ignite attach
     NETWORK = "network.json"  # the cni plugin's record: what DEL needs, the last address
+    JAIL = "jail"  # the mount point of the jailed VMM's root (empty on the host)
     # the VMMs' own files
     QMP_SOCKET = "qmp.sock"  # QEMU
     FC_API_SOCKET = "firecracker.sock"  # Firecracker's API

@@ -353,6 +353,9 @@ class ConfigurationSpec(Model):
     # ignitevm: default VMM ("auto" picks firecracker only where KVM really works) and state dir
     vmm: Vmm | None = None
     state_dir: str | None = None
+    # ignitevm: run each VMM in its jail (own uid, mount namespace, seccomp, cgroup) when
+    # ignite runs as root; false only to debug a VMM (docs/runtime.md "The jail")
+    jail: bool | None = None
 
 
 class Configuration(Model):

@@ -10,7 +10,7 @@ import socket
 from pathlib import Path
 from typing import BinaryIO
 
-from ignitevm.fsutil import unix_socket_address
+from ignitevm.vmm.qmp import listen_unix
 
 log = logging.getLogger(__name__)
 
@@ -119,18 +119,8 @@ class Clients:
                 sock.send(buf)
 
 
-def listen_unix(path: Path) -> socket.socket:
-    """Listen on a unix socket at ``path``; a path longer than sun_path allows is bound
-    through ``/proc/self/fd/<dirfd>``, as clients connect to it (vmm.qmp.connect_unix)."""
-    path.unlink(missing_ok=True)
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    try:
-        with unix_socket_address(path) as address:
-            sock.bind(address)
-    except BaseException:
-        sock.close()
-        raise
-    os.chmod(path, 0o600)
-    sock.listen(8)
+def listen_attach(path: Path) -> socket.socket:
+    """The attach socket, non-blocking for the supervisor's selector loop."""
+    sock = listen_unix(path)
     sock.setblocking(False)
     return sock

@@ -40,6 +40,9 @@ class RuntimeStatus:
     vm_name: str = ""
     mac: str = ""
     ports: tuple[PortMapping, ...] = ()
+    # the jail of the run: the VMM's uid, its cgroups (removed by the cleanup after a crash)
+    jail_uid: int | None = None
+    cgroups: tuple[Path, ...] = ()
 
     def network_request(self, vm_dir: Path) -> NetworkRequest:
         return NetworkRequest(self.vm_uid, self.vm_name, vm_dir, self.mac, self.ports)
@@ -73,13 +76,23 @@ def read_runtime(vm_dir: Path) -> RuntimeStatus | None:
 
 
 def pid_in_dir(pid: int, vm_dir: Path) -> bool:
-    """True when process ``pid`` lives with vm_dir as its working directory: the supervisor
-    and its VMM both run there, which tells them from an unrelated process that reused a pid."""
+    """True when process ``pid`` belongs to the VM of vm_dir: the supervisor works there, and
+    its VMM names files of that directory on its command line (a jailed VMM's working
+    directory is its jail's root). This tells them from an unrelated process that reused a
+    pid."""
     try:
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return False
-    return cwd == str(vm_dir.resolve())
+    where = str(vm_dir.resolve())
+    if cwd == where:
+        return True
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    prefix = where.encode() + b"/"
+    return any(prefix in arg for arg in argv)
 
 
 def remove_runtime_files(vm_dir: Path) -> None:

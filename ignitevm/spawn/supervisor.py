@@ -6,7 +6,6 @@ life, which is what "running" means. Single-threaded: one selector loop relays t
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import selectors
@@ -22,7 +21,7 @@ from ignitevm.layout import VMFiles
 from ignitevm.network.base import Attachment, NetworkPlugin
 from ignitevm.spawn.plan import LaunchPlan
 from ignitevm.spawn.protocol import REPRESS_INTERVAL, Ready
-from ignitevm.spawn.relay import MAX_INPUT_BACKLOG, Clients, ConsoleLog, listen_unix
+from ignitevm.spawn.relay import MAX_INPUT_BACKLOG, Clients, ConsoleLog, listen_attach
 from ignitevm.spawn.runtime import (
     RuntimeState,
     RuntimeStatus,
@@ -30,25 +29,10 @@ from ignitevm.spawn.runtime import (
     write_runtime,
 )
 from ignitevm.vmm.base import with_guest_ip
+from ignitevm.vmm.confine import Jail, confine, release
 from ignitevm.vmm.driver import VMMDriver
 
 log = logging.getLogger(__name__)
-
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> Any:
-    """A preexec_fn: the child gets SIGKILL when the supervisor dies, even by kill -9. The flag
-    survives ``ip netns exec`` exec'ing into QEMU (no set-uid binary in between)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the supervisor died before prctl took effect
-            os._exit(1)
-
-    return preexec
 
 
 class Supervisor:
@@ -63,6 +47,7 @@ class Supervisor:
         self.ready = ready
         self.driver = driver
         self.plugin = plugin
+        self.jail: Jail | None = None
         self.sel = selectors.DefaultSelector()
         self.clients = Clients(self.sel)
         self.vmm: proc.Popen[bytes] | None = None
@@ -95,9 +80,10 @@ class Supervisor:
             mac=self.plan.machine.mac,
             ports=self.plan.ports,
         )
-        # Written before the network is touched, so a crash from here on leaves a record.
-        write_runtime(self.vm_dir, self.status)
         try:
+            self._confine()
+            # Written before the network is touched, so a crash from here on leaves a record.
+            write_runtime(self.vm_dir, self.status)
             att = self.plugin.attach(req)
             try:
                 return self._run_vm(att)
@@ -108,8 +94,21 @@ class Supervisor:
             self.ready.error(exc)
             return 1
         finally:
+            if self.jail is not None:
+                release(self.jail)
             remove_runtime_files(self.vm_dir)
             log.info("supervisor exits")
+
+    def _confine(self) -> None:
+        """The VMM's jail, when the plan asks for one (docs/runtime.md "The jail"); its uid and
+        cgroups go into runtime.json, so a cleanup after kill -9 removes them too."""
+        if not self.plan.jail:
+            return
+        m = self.plan.machine
+        self.jail = confine(m, readable=[m.initrd])
+        if self.jail is not None and self.status is not None:
+            self.status = replace(self.status, jail_uid=self.jail.uid,
+                                  cgroups=self.jail.cgroup_procs)  # fmt: skip
 
     def _detach(self) -> None:
         try:
@@ -119,7 +118,7 @@ class Supervisor:
 
     def _run_vm(self, att: Attachment) -> int:
         console = ConsoleLog(self.vm_dir / VMFiles.CONSOLE, self.plan.console_limit_bytes)
-        listener = listen_unix(self.vm_dir / VMFiles.ATTACH_SOCKET)
+        listener = listen_attach(self.vm_dir / VMFiles.ATTACH_SOCKET)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(wake_w)
         try:
@@ -153,18 +152,9 @@ class Supervisor:
     def _start_vmm(self, att: Attachment) -> proc.Popen[bytes]:
         spec = self.plan.machine
         spec = replace(spec, cmdline=with_guest_ip(spec.cmdline, att, self.plan.name))
-        argv = self.driver.argv(spec, att)
-        if att.netns is not None:
-            argv = [proc.require_tool("ip"), "netns", "exec", att.netns, *argv]
-        log.info("starting %s", " ".join(argv))
-        self.vmm = vmm = proc.start(
-            argv,
-            stdin=proc.PIPE,
-            stdout=proc.PIPE,
-            cwd=self.vm_dir,
-            close_fds=True,
-            preexec_fn=_die_with_parent(),
-        )
+        log.info("starting %s%s", self.driver.name,
+                 f" as uid {self.jail.uid}" if self.jail else " unjailed")  # fmt: skip
+        self.vmm = vmm = self.driver.start(spec, att, self.jail)
         assert vmm.stdin is not None and vmm.stdout is not None
         os.set_blocking(vmm.stdin.fileno(), False)
         os.set_blocking(vmm.stdout.fileno(), False)

@@ -27,6 +27,9 @@ class Disk:
     format: str  # "raw" | "qcow2"
     readonly: bool = False
     serial: str | None = None  # the guest reads it in /sys/block/vdX/serial (volumes)
+    # qcow2: the raw base under it, given to QEMU explicitly so the image header (which a
+    # compromised VMM could rewrite) never chooses a file the host opens
+    backing: Path | None = None
 
 
 @dataclass(frozen=True)

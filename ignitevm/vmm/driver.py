@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
     from ignitevm.network.base import Attachment
     from ignitevm.vmm.base import MachineSpec
+    from ignitevm.vmm.confine import Jail
 
 
 class VMMDriver(Protocol):
@@ -28,7 +29,9 @@ class VMMDriver(Protocol):
     # files in vm_dir that belong to one run (sockets), removed when it ends
     runtime_files: tuple[str, ...]
 
-    def argv(self, spec: MachineSpec, att: Attachment) -> list[str]: ...
+    def start(self, spec: MachineSpec, att: Attachment, jail: Jail | None) -> Popen[bytes]:
+        """Start the VMM: stdin and stdout are pipes (the serial console), stderr is inherited
+        (supervisor.log); in ``jail`` when given (else as this process, dying with it)."""
 
     def wait_ready(self, vmm: Popen[bytes], spec: MachineSpec, att: Attachment) -> None:
         """Returns once the machine runs; raises IgniteError (the VMM exited or refused)."""

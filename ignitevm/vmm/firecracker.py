@@ -24,6 +24,8 @@ from ignitevm.vmm.qmp import connect_unix
 if TYPE_CHECKING:
     from subprocess import Popen
 
+    from ignitevm.vmm.confine import Jail
+
 FIRECRACKER_BINARY = "firecracker"
 API_SOCKET = VMFiles.FC_API_SOCKET
 LOG_FILE = VMFiles.FC_LOG
@@ -241,9 +243,16 @@ class FirecrackerDriver:
     def __init__(self, vm_dir: Path) -> None:
         self.vm_dir = vm_dir
 
-    def argv(self, spec: MachineSpec, att: Attachment) -> list[str]:
+    def start(self, spec: MachineSpec, att: Attachment, jail: Jail | None) -> Popen[bytes]:
+        """Firecracker opens the tap by name, so it runs in the VM's network namespace."""
+        from ignitevm.vmm.jail import die_with_parent
+
         prepare_files(self.vm_dir)
-        return build_firecracker_argv(spec, proc.require_tool(FIRECRACKER_BINARY))
+        argv = build_firecracker_argv(spec, proc.require_tool(FIRECRACKER_BINARY))
+        if att.netns is not None:
+            argv = [proc.require_tool("ip"), "netns", "exec", att.netns, *argv]
+        return proc.start(argv, stdin=proc.PIPE, stdout=proc.PIPE, cwd=self.vm_dir,
+                          close_fds=True, preexec_fn=die_with_parent())  # fmt: skip
 
     def wait_ready(self, vmm: Popen[bytes], spec: MachineSpec, att: Attachment) -> None:
         try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -25,6 +26,22 @@ def connect_unix(path: Path, timeout: float) -> socket.socket:
     try:
         with unix_socket_address(path) as address:
             sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def listen_unix(path: Path, backlog: int = 8) -> socket.socket:
+    """Listen on a unix socket at ``path`` (mode 0600); a path longer than sun_path allows is
+    bound through ``/proc/self/fd/<dirfd>``, as ``connect_unix`` reaches it."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with unix_socket_address(path) as address:
+            sock.bind(address)
+        os.chmod(path, 0o600)
+        sock.listen(backlog)
     except BaseException:
         sock.close()
         raise

@@ -83,7 +83,8 @@ def _plan(vm_dir: Path) -> LaunchPlan:
     disks = (Disk(vm_dir / "image.ext4", "raw", readonly=True), Disk(vm_dir / "rw.ext4", "raw"))
     machine = make_machine(vm_dir, memory_mib=128, disks=disks,
                            cmdline="console=ttyS0 ignite.cow=overlay")  # fmt: skip
-    return LaunchPlan(machine, vmm=VMMName.FIRECRACKER, network=PluginName.NONE, stop_timeout=0.5)
+    return LaunchPlan(machine, vmm=VMMName.FIRECRACKER, network=PluginName.NONE, stop_timeout=0.5,
+                      jail=False)  # fmt: skip
 
 
 def _run(

@@ -31,9 +31,7 @@ pytestmark = pytest.mark.usefixtures("restore_signals")
 FAKE_QEMU = r"""
 import json, os, select, socket, sys
 mode = sys.argv[1]
-srv = socket.socket(socket.AF_UNIX)
-srv.bind("qmp.sock")
-srv.listen(4)
+srv = socket.socket(fileno=int(sys.argv[2]))  # the QMP socket the driver passes
 print("fake-vm: booted", flush=True)
 conns, ins = [], [srv, sys.stdin.fileno()]
 while True:
@@ -70,8 +68,11 @@ class FakeQemu(QemuDriver):
         super().__init__(vm_dir)
         self.script, self.mode = script, mode
 
-    def argv(self, spec: MachineSpec, att: Attachment) -> list[str]:
-        return [sys.executable, str(self.script), self.mode]
+    def argv(
+        self, spec: MachineSpec, att: Attachment, *, qmp_fd: int, tap_fd: int | None,
+        disk_fds: object,
+    ) -> list[str]:  # fmt: skip
+        return [sys.executable, str(self.script), self.mode, str(qmp_fd)]
 
 
 def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Any) -> int:
@@ -93,7 +94,7 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Any
     thread = threading.Thread(target=drive, daemon=True)
     thread.start()
     driver = FakeQemu(vm_dir, script, mode)
-    plan = LaunchPlan(make_machine(vm_dir, memory_mib=64, disks=()), stop_timeout=0.5)
+    plan = LaunchPlan(make_machine(vm_dir, memory_mib=64, disks=()), stop_timeout=0.5, jail=False)
     code = Supervisor(plan, Ready(write_fd), driver, NoNetwork()).run()
     thread.join(10)
     ready = json.loads(os.read(read_fd, 4096))

@@ -137,6 +137,10 @@ def cleanup_stale(vm_dir: Path, plugins: Callable[[str], NetworkPlugin] | None =
             # Keep runtime.json: the next cleanup (ps, start, rm) tries again.
             log.warning("cannot undo the network of the VM in %s: %s", vm_dir, exc)
             return
+        if status.cgroups:
+            from ignitevm.vmm.cgroups import remove
+
+            remove(status.cgroups)
         remove_runtime_files(vm_dir)
     finally:
         os.close(lock_fd)

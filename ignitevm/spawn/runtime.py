@@ -92,15 +92,17 @@ def pid_in_dir(pid: int, vm_dir: Path) -> bool:
     except OSError:
         return False
     prefix = where.encode() + b"/"
-    return any(prefix in arg for arg in argv)
+    # a VMM in a chroot (Firecracker's jailer) names its VM by uid: `--id <uid>`
+    return any(prefix in arg for arg in argv) or vm_dir.name.encode() in argv
 
 
 def remove_runtime_files(vm_dir: Path) -> None:
     """What one run leaves in vm_dir: the shared SSH connection (it lives as long as the run),
     runtime.json, the attach socket and every VMM's sockets."""
     from ignitevm.spawn.sshmux import close_master
-    from ignitevm.vmm.driver import all_runtime_files
+    from ignitevm.vmm.driver import remove_all_run_files
 
     close_master(vm_dir)
-    for name in (RUNTIME_FILE, VMFiles.ATTACH_SOCKET, *all_runtime_files()):
+    for name in (RUNTIME_FILE, VMFiles.ATTACH_SOCKET):
         (vm_dir / name).unlink(missing_ok=True)
+    remove_all_run_files(vm_dir)

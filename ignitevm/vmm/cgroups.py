@@ -12,6 +12,7 @@ import contextlib
 import errno
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -111,9 +112,14 @@ def _enable_controllers(unified: Path) -> None:
 
 
 def remove(procs: tuple[Path, ...], timeout: float = 2.0) -> None:
-    """Remove the groups whose ``cgroup.procs`` files these are, once their processes are gone
-    (a group with a process in it cannot be removed; the kernel empties it as they exit)."""
+    """Remove the groups whose ``cgroup.procs`` files these are. A process still in one is the
+    VM's VMM outliving its supervisor (a jailer's child keeps no death signal): it is killed."""
     deadline = time.monotonic() + timeout
+    for procs_file in procs:
+        with contextlib.suppress(OSError, ValueError):
+            for pid in procs_file.read_text().split():
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(int(pid), signal.SIGKILL)
     for group in (p.parent for p in procs):
         while True:
             try:

@@ -42,6 +42,10 @@ class VMMDriver(Protocol):
     def hard_stop(self, pid: int) -> None:
         """Stop the VMM ``pid`` now (QMP quit, or SIGKILL); IgniteError when it cannot."""
 
+    @staticmethod
+    def remove_run_files(vm_dir: Path) -> None:
+        """Remove what a run of this VMM leaves in vm_dir (``runtime_files`` and more)."""
+
 
 _DRIVERS = {
     VMMName.QEMU: ("ignitevm.vmm.qemu", "QemuDriver"),
@@ -64,5 +68,11 @@ def driver_for(vmm: str, vm_dir: Path) -> VMMDriver:
 
 
 def all_runtime_files() -> tuple[str, ...]:
-    """Every VMM's run files: what a cleanup removes when it does not know the VMM."""
+    """Every VMM's run files: what tells a cleanup that a run left something."""
     return tuple(f for vmm in _DRIVERS for f in driver_class(vmm).runtime_files)
+
+
+def remove_all_run_files(vm_dir: Path) -> None:
+    """What any VMM's run left in vm_dir (a cleanup may not know which VMM ran)."""
+    for vmm in _DRIVERS:
+        driver_class(vmm).remove_run_files(vm_dir)

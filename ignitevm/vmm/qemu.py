@@ -272,3 +272,7 @@ class QemuDriver:
 
     def hard_stop(self, pid: int) -> None:
         self.qmp("quit", 1.0)
+
+    @staticmethod
+    def remove_run_files(vm_dir: Path) -> None:
+        (vm_dir / QMP_SOCKET).unlink(missing_ok=True)

@@ -84,7 +84,7 @@ def test_qemu_runs_jailed_and_capped(ignite: Ignite, vm_name: str) -> None:
 
 def test_kill9_of_the_supervisor_leaves_no_cgroup(ignite: Ignite, vm_name: str) -> None:
     ignite("run", "--name", vm_name, "--memory", "160MB")
-    d, rt = _runtime(ignite, vm_name)
+    _, rt = _runtime(ignite, vm_name)
     groups = [Path(p).parent for p in rt["cgroups"]]  # type: ignore[attr-defined]
     assert groups and all(g.is_dir() for g in groups)
     os.kill(int(str(rt["supervisor_pid"])), signal.SIGKILL)

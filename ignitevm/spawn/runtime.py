@@ -91,9 +91,10 @@ def pid_in_dir(pid: int, vm_dir: Path) -> bool:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
         return False
-    prefix = where.encode() + b"/"
-    # a VMM in a chroot (Firecracker's jailer) names its VM by uid: `--id <uid>`
-    return any(prefix in arg for arg in argv) or vm_dir.name.encode() in argv
+    # a jailed VMM names no path of vm_dir: it names its VM's uid (QEMU's -name, the
+    # jailer's --id), 16 random hex characters
+    uid = vm_dir.name.encode()
+    return any(uid in arg for arg in argv)
 
 
 def remove_runtime_files(vm_dir: Path) -> None:

@@ -156,6 +156,7 @@ def build_qemu_argv(
     accel = resolve_accel(spec.accel, kvm_ok=kvm_ok)
     return [
         QEMU_BINARY,
+        "-name", f"ignite-{spec.uid},process=ignite-{spec.uid}",  # pid_in_dir finds it by uid
         "-M", MACHINE,
         *_accel_args(accel),
         "-m", str(spec.memory_mib),

@@ -15,6 +15,7 @@ from ignitevm.records import RecordError, read_record, write_record
 from ignitevm.store.locks import is_locked
 
 RUNTIME_FILE = VMFiles.RUNTIME
+VMM_PROGRAMS = (b"qemu-system-x86_64", b"firecracker", b"jailer")
 
 
 class RuntimeState(StrEnum):
@@ -92,9 +93,10 @@ def pid_in_dir(pid: int, vm_dir: Path) -> bool:
     except OSError:
         return False
     # a jailed VMM names no path of vm_dir: it names its VM's uid (QEMU's -name, the
-    # jailer's --id), 16 random hex characters
+    # jailer's --id), 16 random hex characters. Only a VMM counts: other processes may name
+    # the VM's files (a `tail -f` of its console) and must never be taken for its own.
     uid = vm_dir.name.encode()
-    return any(uid in arg for arg in argv)
+    return os.path.basename(argv[0]) in VMM_PROGRAMS and any(uid in arg for arg in argv)
 
 
 def remove_runtime_files(vm_dir: Path) -> None:

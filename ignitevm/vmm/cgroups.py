@@ -120,7 +120,7 @@ def remove(procs: tuple[Path, ...], timeout: float = 2.0) -> None:
             for pid in procs_file.read_text().split():
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(int(pid), signal.SIGKILL)
-    for group in (p.parent for p in procs):
+    for group in (p.parent for p in procs if p.parent.exists()):
         while True:
             try:
                 group.rmdir()
@@ -132,6 +132,15 @@ def remove(procs: tuple[Path, ...], timeout: float = 2.0) -> None:
                     log.warning("cannot remove cgroup %s: %s", group, exc.strerror)
                     break
                 time.sleep(0.05)
+
+
+def group_procs(name: str, root: Path = ROOT) -> tuple[Path, ...]:
+    """The ``cgroup.procs`` files the VM ``name``'s groups have (or would have) here."""
+    hierarchy = find_hierarchy(root)
+    if hierarchy is None:
+        return ()
+    dirs = hierarchy.group_dirs(name).values()
+    return tuple(dict.fromkeys(d / "cgroup.procs" for d in dirs))
 
 
 def memory_usage(procs: Path) -> int | None:

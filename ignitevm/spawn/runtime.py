@@ -96,7 +96,9 @@ def pid_in_dir(pid: int, vm_dir: Path) -> bool:
     # jailer's --id), 16 random hex characters. Only a VMM counts: other processes may name
     # the VM's files (a `tail -f` of its console) and must never be taken for its own.
     uid = vm_dir.name.encode()
-    return os.path.basename(argv[0]) in VMM_PROGRAMS and any(uid in arg for arg in argv)
+    # the program, or the script an interpreter runs (a VMM's wrapper)
+    program = {os.path.basename(a) for a in argv[:2]}
+    return bool(program & set(VMM_PROGRAMS)) and any(uid in arg for arg in argv)
 
 
 def remove_runtime_files(vm_dir: Path) -> None:

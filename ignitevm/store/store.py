@@ -94,6 +94,16 @@ class Store:
         objects.sort(key=_sort_key)
         return objects
 
+    def damaged(self, kind: Kind) -> builtins.list[str]:
+        """Uids of ``kind`` directories whose object cannot be read (a damaged or missing
+        metadata.json, e.g. a create killed half way): shown as such, removable by uid."""
+        base = self.root / kind.dir
+        try:
+            names = os.listdir(base)
+        except OSError:
+            return []
+        return sorted(n for n in names if is_uid(n) and self._read_quietly(kind, n) is None)
+
     @overload
     def find(self, kind: Literal[Kind.VM], query: str) -> VM | None: ...
     @overload

@@ -77,7 +77,11 @@ def kill(vm_dir: Path) -> None:
     the supervisor. Returns when the lock is free and nothing of the run is left."""
     if is_running(vm_dir):
         status = read_runtime(vm_dir)
-        if status is None or status.vmm_pid is None:
+        if status is None:
+            # runtime.json is damaged: its VMM, found by the VM's uid, goes; the supervisor
+            # then tears the network down from what it holds itself
+            _kill_vmms(vm_dir)
+        elif status.vmm_pid is None:
             # Still setting up (e.g. the network): its crash path is the quickest way out.
             _signal_supervisor(vm_dir, signal.SIGKILL)
         else:
@@ -98,9 +102,49 @@ def kill(vm_dir: Path) -> None:
 
 def _signal_supervisor(vm_dir: Path, sig: int) -> None:
     status = read_runtime(vm_dir)
-    if status is not None and pid_in_dir(status.supervisor_pid, vm_dir):
+    pids = [status.supervisor_pid] if status is not None else _supervisors_of(vm_dir)
+    for pid in pids:
+        if pid_in_dir(pid, vm_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
+
+
+def kill_orphan(vm_dir: Path) -> None:
+    """Stop a VM whose directory was removed while it ran (its supervisor holds the lock of a
+    deleted directory): its VMM goes, the supervisor tears down with the records it holds;
+    then whatever of its network is left goes too (the cni plugin by container id)."""
+    from ignitevm.network.base import NetworkRequest
+    from ignitevm.network.registry import require_plugin
+
+    _kill_vmms(vm_dir)
+    deadline = time.monotonic() + KILL_TIMEOUT
+    while (supervisors := _supervisors_of(vm_dir)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in supervisors:
         with contextlib.suppress(ProcessLookupError):
-            os.kill(status.supervisor_pid, sig)
+            os.kill(pid, signal.SIGKILL)
+    require_plugin("cni").detach(NetworkRequest(vm_dir.name, "", vm_dir, ""))
+    from ignitevm.vmm.cgroups import group_procs, remove
+
+    remove(group_procs(vm_dir.name))
+
+
+def _kill_vmms(vm_dir: Path) -> None:
+    for pid in _processes_of(vm_dir):
+        if pid_in_dir(pid, vm_dir):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def _supervisors_of(vm_dir: Path) -> list[int]:
+    """Supervisors of the VM: ``python -m ignitevm.spawn <vm_dir>`` (even of a deleted dir)."""
+    found = []
+    for pid in _processes_of(vm_dir):
+        with contextlib.suppress(OSError):
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if b"ignitevm.spawn" in argv and str(vm_dir).encode() in argv:
+                found.append(pid)
+    return found
 
 
 def _kill_vmm(vm_dir: Path, status: RuntimeStatus | None) -> None:

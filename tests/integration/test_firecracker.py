@@ -185,8 +185,9 @@ def test_firecracker_cni_tap_and_kill9_of_supervisor(
     vm_name: str,
     fc_path: None,
 ) -> None:
-    """CNI in a test-owned host namespace: the tap is Firecracker's NIC; kill -9 of the
-    supervisor takes Firecracker with it, and rm undoes the netns."""
+    """CNI in a test-owned host namespace: the tap is Firecracker's NIC; after kill -9 of the
+    supervisor the VM is not running, and rm takes the jailed Firecracker (the jailer clears
+    the parent-death signal when it changes uid: docs/firecracker.md) and the netns."""
     if kvm_works():
         pytest.skip("this host has hardware KVM")
     _start_fc(nethost.cli, "run", "--name", vm_name, "--memory", "256MB",
@@ -201,12 +202,9 @@ def test_firecracker_cni_tap_and_kill9_of_supervisor(
     links = subprocess.run(["ip", "-n", netns, "link", "show", tap], capture_output=True)
     assert links.returncode == 0
     os.kill(int(str(rt["supervisor_pid"])), signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(pid), "PR_SET_PDEATHSIG did not take Firecracker down"
+    time.sleep(0.5)
     out = nethost.cli("ps", "-a")
-    assert vm_name in out
+    assert vm_name in out and "Stopped" in out
     nethost.cli("rm", "-f", vm_name)
     _assert_gone(d, pid, netns)
 

@@ -66,7 +66,7 @@ def bare_boot(vm_dir: Path, work: Path) -> float:
     """The supervisor's exact QEMU command line, started by hand on a fresh overlay."""
     from ignitevm.network.base import Attachment
     from ignitevm.spawn import read_plan
-    from ignitevm.vmm.qemu import build_qemu_argv
+    from ignitevm.vmm.qemuargs import build_qemu_argv
 
     plan = read_plan(vm_dir)
     disk = plan.machine.disks[0].path

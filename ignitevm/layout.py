@@ -46,6 +46,8 @@ class VMFiles:
     CONSOLE = "console.log"  # the serial console; rotated to console.log.1
     CONSOLE_OLD = "console.log.1"
     ATTACH_SOCKET = "attach.sock"  # ignite attach
+    AGENT_SOCKET = "agent.sock"  # the guest agent's virtio-serial port, on the host side
+    AGENT_LOCK = "agent.lock"  # one agent client at a time
     NETWORK = "network.json"  # the cni plugin's record: what DEL needs, the last address
     JAIL = "jail"  # the mount point of the jailed VMM's root (empty on the host)
     # the VMMs' own files

@@ -47,6 +47,7 @@ class Kind(StrEnum):
     VM = "VM"
     IMAGE = "Image"
     KERNEL = "Kernel"
+    SNAPSHOT = "Snapshot"
 
     @property
     def dir(self) -> str:
@@ -363,14 +364,3 @@ class Configuration(Model):
     api_version: Literal["ignite.weave.works/v1alpha4"] = API_VERSION
     metadata: ObjectMeta = Field(default_factory=_new(ObjectMeta))
     spec: ConfigurationSpec = Field(default_factory=_new(ConfigurationSpec))
-
-
-Object = VM | Image | Kernel
-AnyObject = VM | Image | Kernel | Configuration
-
-MODELS: dict[str, type[VM] | type[Image] | type[Kernel] | type[Configuration]] = {
-    "VM": VM,
-    "Image": Image,
-    "Kernel": Kernel,
-    "Configuration": Configuration,
-}

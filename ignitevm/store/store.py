@@ -21,7 +21,9 @@ from ignitevm.errors import AmbiguousError, IgniteError, NotFoundError, Validati
 from ignitevm.store.locks import file_lock, is_locked
 
 if TYPE_CHECKING:
-    from ignitevm.api.types import VM, Configuration, Image, Kernel, Object
+    from ignitevm.api.objects import Object
+    from ignitevm.api.snapshot import Snapshot
+    from ignitevm.api.types import VM, Configuration, Image, Kernel
 
 log = logging.getLogger(__name__)
 
@@ -33,10 +35,11 @@ _HINTS = {
     Kind.VM: "see `ignite ps -a`",
     Kind.IMAGE: "see `ignite image ls`, or import it with `ignite image import`",
     Kind.KERNEL: "see `ignite kernel ls`, or import it with `ignite kernel import`",
+    Kind.SNAPSHOT: "see `ignite snapshot ls`",
 }
 
-T = TypeVar("T", "VM", "Image", "Kernel")
-_AnyList = list["Object"] | list["VM"] | list["Image"] | list["Kernel"]
+T = TypeVar("T", "VM", "Image", "Kernel", "Snapshot")
+_AnyList = list["Object"] | list["VM"] | list["Image"] | list["Kernel"] | list["Snapshot"]
 
 
 class Store:
@@ -69,6 +72,8 @@ class Store:
     def list(self, kind: Literal[Kind.IMAGE]) -> builtins.list[Image]: ...
     @overload
     def list(self, kind: Literal[Kind.KERNEL]) -> builtins.list[Kernel]: ...
+    @overload
+    def list(self, kind: Literal[Kind.SNAPSHOT]) -> builtins.list[Snapshot]: ...
     @overload
     def list(self, kind: Kind) -> builtins.list[Object]: ...
 
@@ -111,6 +116,8 @@ class Store:
     @overload
     def find(self, kind: Literal[Kind.KERNEL], query: str) -> Kernel | None: ...
     @overload
+    def find(self, kind: Literal[Kind.SNAPSHOT], query: str) -> Snapshot | None: ...
+    @overload
     def find(self, kind: Kind, query: str) -> Object | None: ...
 
     def find(self, kind: Kind, query: str) -> Object | None:
@@ -140,6 +147,8 @@ class Store:
     def require(self, kind: Literal[Kind.IMAGE], query: str) -> Image: ...
     @overload
     def require(self, kind: Literal[Kind.KERNEL], query: str) -> Kernel: ...
+    @overload
+    def require(self, kind: Literal[Kind.SNAPSHOT], query: str) -> Snapshot: ...
     @overload
     def require(self, kind: Kind, query: str) -> Object: ...
 

@@ -33,6 +33,17 @@ class Disk:
 
 
 @dataclass(frozen=True)
+class Resume:
+    """Resume a machine from a saved state instead of booting it (docs/snapshots.md)."""
+
+    state: Path  # the device state (QEMU's migration stream)
+    memory: Path  # the guest RAM image (sparse)
+    # a running VM's sealed memfd of the same image to map too (/proc/<pid>/fd/<n>): restores
+    # of one snapshot share the pages none of them wrote
+    share_from: Path | None = None
+
+
+@dataclass(frozen=True)
 class MachineSpec:
     uid: str
     name: str
@@ -45,6 +56,7 @@ class MachineSpec:
     disks: tuple[Disk, ...]
     mac: str
     accel: str = Accel.AUTO
+    resume: Resume | None = None
 
 
 def mac_for_uid(uid: str) -> str:

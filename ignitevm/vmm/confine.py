@@ -76,9 +76,10 @@ def release(jail: Jail) -> None:
 
 def jail_spec(jail: Jail, machine: MachineSpec, *, new_netns: bool, kvm: bool) -> JailSpec:
     """What the VMM of ``machine`` may see, at their own paths: its kernel and initramfs (it
-    loads them by path); its disks, sockets and tap come as open file descriptors."""
+    loads them by path) and a /proc of its own (its RAM is /proc/self/fd/N); its disks,
+    sockets and tap come as open file descriptors."""
     files = (Bind(machine.vmlinux), Bind(machine.initrd))
     devices = (*DEVICES, "kvm") if kvm else DEVICES
     return JailSpec(uid=jail.uid, gid=jail.gid, root=jail.root, binds=files,
-                    devices=devices, new_netns=new_netns,
-                    cgroup_procs=jail.cgroup_procs)  # fmt: skip
+                    devices=devices, new_netns=new_netns, cgroup_procs=jail.cgroup_procs,
+                    proc=True)  # fmt: skip

@@ -52,6 +52,7 @@ class JailSpec:
     netns: Path | None = None  # join this network namespace (None: see new_netns)
     new_netns: bool = False  # a new, empty one: a VMM that gets its taps as fds needs no other
     cgroup_procs: tuple[Path, ...] = ()  # join these groups before anything else
+    proc: bool = False  # a /proc showing only the jail's own processes (/proc/self/fd/N paths)
 
 
 class JailError(OSError):
@@ -131,6 +132,10 @@ def _build_root(spec: JailSpec, libc: _Libc) -> None:
         if os.path.islink(f"/{name}"):  # merged /usr: the links into /usr/
             os.symlink(os.readlink(f"/{name}"), f"{root}/{name}")
     _bind(libc, "/usr", root + "/usr", readonly=True, directory=True)
+    if spec.proc:
+        os.mkdir(root + "/proc", 0o555)
+        libc.mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                   "hidepid=invisible")  # fmt: skip
     os.mkdir(root + "/dev", 0o755)
     for name in spec.devices:
         _bind(libc, f"/dev/{name}", f"{root}/dev/{name}", readonly=False, directory=False,

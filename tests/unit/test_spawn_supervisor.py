@@ -68,10 +68,7 @@ class FakeQemu(QemuDriver):
         super().__init__(vm_dir)
         self.script, self.mode = script, mode
 
-    def argv(
-        self, spec: MachineSpec, att: Attachment, *, qmp_fd: int, tap_fd: int | None,
-        disk_fds: object,
-    ) -> list[str]:  # fmt: skip
+    def argv(self, spec: MachineSpec, att: Attachment, *, qmp_fd: int, **fds: object) -> list[str]:
         return [sys.executable, str(self.script), self.mode, str(qmp_fd)]
 
 

@@ -3,10 +3,13 @@
 # switch_root on the virtio-serial port org.ignitevm.agent, it lives on in a mount namespace of
 # its own that keeps a copy of busybox (switch_root empties the initramfs) and answers one
 # request at a time, one line each, from the host:
-#   PING                      -> PONG
-#   IDENT <base64 of lines>   -> OK | ERR <reason>   (new identity after a restore: ip=, mac=,
-#                                hostname=, seed=; the kernel's RNG is reseeded)
-#   EXEC <b64 cmd> <b64 stdin|->  -> O <b64>..., E <b64>..., X <exit code>
+#   PING <id>                        -> PONG <id>
+#   IDENT <id> <base64 of lines>     -> OK <id> | ERR <id> <b64 reason>   (a new identity after a
+#                                       restore: ip=, gateway=, dns=, mac=, hostname=, seed=;
+#                                       the kernel's random generator is reseeded)
+#   EXEC <id> <b64 cmd> <b64 stdin|->  -> O <id> <b64>..., E <id> <b64>..., X <id> <exit code>
+# Every answer carries its request's id: a client that left leaves answers nobody reads.
+# The supervisor holds the host side of the port for the VM's whole life (docs/internals.md).
 # Sourced with IGNITEVM_AGENT_LIB=1 it only defines its functions (unit tests).
 
 AGENT_DIR=/ignite-agent
@@ -60,47 +63,48 @@ ident() {
     return 0
 }
 
-# stream FD TAG: base64 chunks of FD's data to the port as "TAG <b64>" lines until EOF
+# stream FILE TAG ID: base64 chunks of FILE's data to the port as "TAG ID <b64>" lines
 stream() {
     while :; do
         chunk=$(dd bs=3072 count=1 2>/dev/null | base64 -w0)
         [ -n "$chunk" ] || break
-        printf '%s %s\n' "$2" "$chunk" >&3
+        printf '%s %s %s\n' "$2" "$3" "$chunk" >&3
     done <"$1"
 }
 
-# run B64CMD B64STDIN: the command in the VM's root as root, its output streamed
+# run ID B64CMD B64STDIN: the command in the VM's root as root, its output streamed
 run() {
-    work=$(mktemp -d "$AGENT_DIR/run.XXXXXX") || { printf 'X 126\n' >&3; return; }
-    printf '%s' "$1" | base64 -d >"$work/cmd"
-    if [ "$2" = - ]; then : >"$work/in"; else printf '%s' "$2" | base64 -d >"$work/in"; fi
+    id=$1
+    work=$(mktemp -d "$AGENT_DIR/run.XXXXXX") || { printf 'X %s 126\n' "$id" >&3; return; }
+    printf '%s' "$2" | base64 -d >"$work/cmd"
+    if [ "$3" = - ]; then : >"$work/in"; else printf '%s' "$3" | base64 -d >"$work/in"; fi
     mkfifo "$work/out" "$work/err"
     (
         # the VM's own root and environment: what `ssh root@vm CMD` would see
         chroot /proc/1/root /bin/sh -c "$(cat "$work/cmd")" <"$work/in" >"$work/out" 2>"$work/err"
         echo $? >"$work/rc"
     ) &
-    stream "$work/err" E &
+    stream "$work/err" E "$id" &
     errs=$!
-    stream "$work/out" O
+    stream "$work/out" O "$id"
     wait "$errs"
     wait
-    printf 'X %s\n' "$(cat "$work/rc" 2>/dev/null || echo 127)" >&3
+    printf 'X %s %s\n' "$id" "$(cat "$work/rc" 2>/dev/null || echo 127)" >&3
     rm -rf "$work"
 }
 
 serve() {
-    while read -r verb a b <&3; do
+    while read -r verb id a b <&3; do
         case "$verb" in
-            PING) printf 'PONG\n' >&3 ;;
+            PING) printf 'PONG %s\n' "$id" >&3 ;;
             IDENT)
                 if printf '%s' "$a" | base64 -d | ident 2>"$AGENT_DIR/ident.err"; then
-                    printf 'OK\n' >&3
+                    printf 'OK %s\n' "$id" >&3
                 else
-                    printf 'ERR %s\n' "$(head -c 200 "$AGENT_DIR/ident.err" | base64 -w0)" >&3
+                    printf 'ERR %s %s\n' "$id" "$(head -c 200 "$AGENT_DIR/ident.err" | base64 -w0)" >&3
                 fi ;;
-            EXEC) run "$a" "$b" ;;
-            *) printf 'ERR unknown\n' >&3 ;;
+            EXEC) run "$id" "$a" "$b" ;;
+            *) printf 'ERR %s unknown\n' "$id" >&3 ;;
         esac
     done
 }
@@ -110,4 +114,7 @@ port=$1 ready=$2
 setup || { echo failed >"$ready"; exit 1; }
 echo ready >"$ready"
 exec 3<>"$port"
-serve
+while :; do
+    serve
+    sleep 1  # the host side went away (it should not: the supervisor holds it): wait, read on
+done

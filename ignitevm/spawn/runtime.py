@@ -22,6 +22,8 @@ class RuntimeState(StrEnum):
     STARTING = "starting"  # the lock is held, the network may be half set up
     RUNNING = "running"  # the VMM runs
     STOPPING = "stopping"  # a graceful stop was asked for
+    PAUSED = "paused"  # ignite pause: vCPUs frozen, memory kept
+    SUSPENDED = "suspended"  # ignite suspend: saving, then the VMM quits
 
 
 @dataclass(frozen=True)
@@ -44,6 +46,9 @@ class RuntimeStatus:
     # the jail of the run: the VMM's uid, its cgroups (removed by the cleanup after a crash)
     jail_uid: int | None = None
     cgroups: tuple[Path, ...] = ()
+    # the guest's RAM: the supervisor's fd (a VM restored from the same snapshot maps it too)
+    memory_fd: int | None = None
+    snapshot: str = ""  # the snapshot this run was resumed from
 
     def network_request(self, vm_dir: Path) -> NetworkRequest:
         return NetworkRequest(self.vm_uid, self.vm_name, vm_dir, self.mac, self.ports)
@@ -108,6 +113,6 @@ def remove_runtime_files(vm_dir: Path) -> None:
     from ignitevm.vmm.driver import remove_all_run_files
 
     close_master(vm_dir)
-    for name in (RUNTIME_FILE, VMFiles.ATTACH_SOCKET):
+    for name in (RUNTIME_FILE, VMFiles.ATTACH_SOCKET, VMFiles.AGENT_SOCKET, VMFiles.CONTROL_SOCKET):
         (vm_dir / name).unlink(missing_ok=True)
     remove_all_run_files(vm_dir)

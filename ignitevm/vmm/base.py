@@ -44,6 +44,25 @@ class Resume:
 
 
 @dataclass(frozen=True)
+class SaveRequest:
+    """Save a running machine (docs/snapshots.md): its device state to ``state`` and its RAM
+    to ``memory`` (new files), its disk's copy-on-write layer frozen under ``freeze`` (a new,
+    empty layer made by the caller) when given; the machine runs on, or stops (``stop``)."""
+
+    state: Path
+    memory: Path
+    freeze: Path | None = None
+    stop: bool = False
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    paused_seconds: float  # how long the guest's vCPUs stood still
+    state_bytes: int
+    memory_bytes: int  # the RAM pages the guest used, all that was written
+
+
+@dataclass(frozen=True)
 class MachineSpec:
     uid: str
     name: str

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from subprocess import Popen
 
     from ignitevm.network.base import Attachment
-    from ignitevm.vmm.base import MachineSpec
+    from ignitevm.vmm.base import MachineSpec, SaveRequest, SaveResult
     from ignitevm.vmm.confine import Jail
 
 
@@ -45,6 +45,15 @@ class VMMDriver(Protocol):
     @staticmethod
     def remove_run_files(vm_dir: Path) -> None:
         """Remove what a run of this VMM leaves in vm_dir (``runtime_files`` and more)."""
+
+    def pause(self) -> None:
+        """Freeze the vCPUs (memory kept); IgniteError when the VMM refuses."""
+
+    def unpause(self) -> None: ...
+
+    def save(self, req: SaveRequest) -> SaveResult:
+        """Save the running machine (docs/snapshots.md); IgniteError leaves it running."""
+        ...
 
 
 _DRIVERS = {

@@ -4,6 +4,7 @@ needs as open file descriptors, its readiness, power button and hard stop."""
 from __future__ import annotations
 
 import os
+import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -12,7 +13,7 @@ from ignitevm import proc
 from ignitevm.errors import IgniteError
 from ignitevm.layout import VMFiles
 from ignitevm.network.base import Attachment
-from ignitevm.vmm.base import Accel, MachineSpec, resolve_accel
+from ignitevm.vmm.base import Accel, MachineSpec, SaveRequest, SaveResult, resolve_accel
 from ignitevm.vmm.qemuargs import QMP_SOCKET, DiskFds, GuestMemory, build_qemu_argv
 
 if TYPE_CHECKING:
@@ -28,11 +29,12 @@ class QemuDriver:
 
     name = "QEMU"
     hard_stop_grace = 3.0
-    runtime_files = (QMP_SOCKET, VMFiles.AGENT_SOCKET)
+    runtime_files = (QMP_SOCKET,)
 
     def __init__(self, vm_dir: Path) -> None:
         self.vm_dir = vm_dir
         self.memory_fd: int | None = None  # the guest's RAM, held for the run (snapshots)
+        self.agent: socket.socket | None = None  # the host side of the guest agent's port
 
     def argv(
         self, spec: MachineSpec, att: Attachment, *, qmp_fd: int, tap_fd: int | None,
@@ -57,8 +59,9 @@ class QemuDriver:
         disks = DiskFds(spec.disks)
         try:
             self.memory_fd = self._memory(spec)
-            for name in (QMP_SOCKET, VMFiles.AGENT_SOCKET):
-                fds.append(listen_unix(self.vm_dir / name).detach())
+            fds.append(listen_unix(self.vm_dir / QMP_SOCKET).detach())
+            self.agent, qemu_end = socket.socketpair()
+            fds.append(qemu_end.detach())
             tap_fd = open_tap(att.netns, att.tap) if att.tap else None
             if tap_fd is not None:
                 fds.append(tap_fd)
@@ -145,10 +148,40 @@ class QemuDriver:
     def powerdown(self) -> None:
         self.qmp("system_powerdown", 2.0)
 
+    def pause(self) -> None:
+        self.qmp("stop", 5.0)
+
+    def unpause(self) -> None:
+        self.qmp("cont", 5.0)
+
+    def save(self, req: SaveRequest) -> SaveResult:
+        """Stop the vCPUs; freeze the disk's layer (when asked); the device state through
+        QEMU's migration (its RAM, shared, skipped); the RAM from the memfd this driver holds,
+        sparse; run on (or stay stopped for ``req.stop``, which quits QEMU after)."""
+        from ignitevm.vmm import guestmem, qemusnap
+
+        if self.memory_fd is None:
+            raise IgniteError("this VM's QEMU has no RAM the host can save (an older start)",
+                              hint="restart the VM, then snapshot it")  # fmt: skip
+        started = time.monotonic()
+        with qemusnap.paused(self.vm_dir / QMP_SOCKET, resume=not req.stop) as qmp:
+            if req.freeze is not None:
+                qemusnap.freeze_disk(qmp, req.freeze)
+            fd = os.open(req.state, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                qemusnap.save_state(qmp, fd)
+                state_bytes = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            size = os.fstat(self.memory_fd).st_size
+            memory_bytes = guestmem.save_memory(self.memory_fd, size, req.memory)
+            if req.stop:
+                qmp.execute("quit")
+        return SaveResult(time.monotonic() - started, state_bytes, memory_bytes)
+
     def hard_stop(self, pid: int) -> None:
         self.qmp("quit", 1.0)
 
     @staticmethod
     def remove_run_files(vm_dir: Path) -> None:
         (vm_dir / QMP_SOCKET).unlink(missing_ok=True)
-        (vm_dir / VMFiles.AGENT_SOCKET).unlink(missing_ok=True)

@@ -180,15 +180,17 @@ def build_qemu_argv(
 
 
 def _agent_args(spec: MachineSpec, agent_fd: int | None) -> list[str]:
-    """The guest agent's virtio-serial port (docs/internals.md "The guest agent")."""
-    where = (
-        f"fd={agent_fd}"
-        if agent_fd is not None
-        else (f"path={_escape(socket_arg(spec.vm_dir, VMFiles.AGENT_SOCKET))}")
-    )
+    """The guest agent's virtio-serial port (docs/internals.md "The guest agent"): one end of
+    a socket pair whose other end the supervisor keeps for the VM's life (a port whose host
+    side is not connected reads as end of file in the guest); else a socket QEMU listens on."""
+    if agent_fd is not None:
+        chardev = f"socket,id=agent,fd={agent_fd}"
+    else:
+        path = _escape(socket_arg(spec.vm_dir, VMFiles.AGENT_SOCKET))
+        chardev = f"socket,id=agent,path={path},server=on,wait=off"
     return [
         "-device", "virtio-serial-device",
-        "-chardev", f"socket,id=agent,{where},server=on,wait=off",
+        "-chardev", chardev,
         "-device", f"virtserialport,chardev=agent,name={AGENT_PORT}",
     ]  # fmt: skip
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -54,16 +54,19 @@ def resume(qmp_path: Path, state: Path, timeout: float = MIGRATION_TIMEOUT) -> N
 
 
 @contextmanager
-def paused(qmp_path: Path, timeout: float = 10.0) -> Iterator[QMPClient]:
-    """The machine's vCPUs stopped for the block; running again after it, whatever happens."""
+def paused(qmp_path: Path, *, resume: bool = True, timeout: float = 10.0) -> Iterator[QMPClient]:
+    """The machine's vCPUs stopped for the block; running again after it (``resume``; on an
+    error always), whatever happens."""
     with QMPClient(qmp_path, timeout=timeout) as qmp:
         running = qmp.execute("query-status").get("running", False)
         if running:
             qmp.execute("stop")
+        ok = False
         try:
             yield qmp
+            ok = True
         finally:
-            if running:
+            if running and (resume or not ok):
                 qmp.execute("cont")
 
 
@@ -75,10 +78,13 @@ def save_state(qmp: QMPClient, state_fd: int, timeout: float = MIGRATION_TIMEOUT
     _wait_migration(qmp, timeout)
 
 
-def freeze_disk(qmp: QMPClient, node: str, new_top: Path, make: Callable[[], None]) -> None:
-    """Put a new, empty copy-on-write layer ``new_top`` (``make`` creates it, backed by the
-    current one) over the disk node ``node``: the old layer stays unchanged from now on."""
-    make()
+def freeze_disk(qmp: QMPClient, new_top: Path, device: str = "disk0") -> None:
+    """Put the new, empty copy-on-write layer ``new_top`` (made by the caller, backed by the
+    current one) over the root disk: the old layer stays unchanged from now on."""
+    node = next(
+        b["inserted"]["node-name"] for b in qmp.execute("query-block")
+        if b.get("device") == device and "inserted" in b
+    )  # fmt: skip
     fd = os.open(new_top, os.O_RDWR | os.O_CLOEXEC)
     try:
         added = qmp.execute("add-fd", fd=fd)

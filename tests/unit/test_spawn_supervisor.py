@@ -17,7 +17,6 @@ import pytest
 
 from ignitevm.network.base import Attachment
 from ignitevm.network.none import NoNetwork
-from ignitevm.spawn import supervisor as sup_mod
 from ignitevm.spawn.plan import LaunchPlan
 from ignitevm.spawn.protocol import Ready
 from ignitevm.spawn.runtime import read_runtime
@@ -92,7 +91,7 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Any
     thread.start()
     driver = FakeQemu(vm_dir, script, mode)
     plan = LaunchPlan(make_machine(vm_dir, memory_mib=64, disks=()), stop_timeout=0.5, jail=False)
-    code = Supervisor(plan, Ready(write_fd), driver, NoNetwork()).run()
+    code = Supervisor(plan, Ready(write_fd), driver, NoNetwork(), repress=0.1).run()
     thread.join(10)
     ready = json.loads(os.read(read_fd, 4096))
     os.close(read_fd)
@@ -138,7 +137,6 @@ def test_hard_stop_when_the_guest_ignores_the_button(
         wait_for(lambda: (vm_dir / "attach.sock").exists())
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(sup_mod, "REPRESS_INTERVAL", 0.1)
     _run(tmp_path, monkeypatch, "deaf", driver)
     console = (tmp_path / "vm" / "console.log").read_text()
     # pressed again while waiting (a press before acpid listens is lost), then QMP quit

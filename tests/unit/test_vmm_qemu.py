@@ -239,7 +239,7 @@ def test_argv_with_inherited_fds_and_guest_memory(tmp_path: Path) -> None:
         "memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/8,share=on"]  # fmt: skip
     assert _opt(argv, "-netdev") == ["tap,id=n0,fd=6"]
     assert "socket,id=qmp,fd=5,server=on,wait=off" in _opt(argv, "-chardev")
-    assert "socket,id=agent,fd=7,server=on,wait=off" in _opt(argv, "-chardev")
+    assert "socket,id=agent,fd=7" in _opt(argv, "-chardev")
     assert "-qmp" not in argv and "-incoming" not in argv
     assert _opt(argv, "-sandbox") == [
         "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]  # fmt: skip

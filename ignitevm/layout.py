@@ -24,6 +24,16 @@ class KernelFiles:
     MODULES = "modules.ext4"  # the whole modules tree (label ignite-modules), read-only to VMs
 
 
+class SnapshotFiles:
+    """``snapshot/<uid>/``: a VM saved running (docs/snapshots.md)."""
+
+    STATE = "state"  # the device state (QEMU's migration stream)
+    MEMORY = "memory"  # the guest's RAM, sparse: only the pages it used
+    LAYER = "layer.qcow2"  # the VM's disk layer, frozen (read-only from then on)
+    SSH_KEY = "id_ed25519"  # the VM's key, for the VMs made from it (and .pub)
+    DONE = "done"  # the supervisor finished saving (a crash before it: the snapshot is dropped)
+
+
 class VMFiles:
     """``vm/<uid>/``: what create, start and the supervisor keep for one VM."""
 
@@ -49,6 +59,8 @@ class VMFiles:
     AGENT_SOCKET = "agent.sock"  # the guest agent, relayed by the supervisor
     CONTROL_SOCKET = "control.sock"  # requests to the supervisor: pause, unpause, save
     AGENT_LOCK = "agent.lock"  # one agent client at a time
+    SNAPSHOT_PENDING = "snapshot.pending"  # a snapshot being made (finished or undone later)
+    NEXT_DISK = "disk.qcow2.next"  # the new top layer while the old one is frozen
     SUSPENDED_STATE = "suspend.state"  # ignite suspend: the device state, then
     SUSPENDED_MEMORY = "suspend.memory"  # the RAM (sparse); start resumes from both
     NETWORK = "network.json"  # the cni plugin's record: what DEL needs, the last address

@@ -168,6 +168,10 @@ def _network_plugin(vm: VM, value: Any, flag: str) -> None:
     vm.status.network.plugin = _text(value, flag)
 
 
+def _snapshot(vm: VM, value: Any, flag: str) -> None:
+    vm.spec.snapshot = _text(value, flag)
+
+
 def _vmm(vm: VM, value: Any, flag: str) -> None:
     try:
         vm.spec.vmm = Vmm(value)
@@ -210,6 +214,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("network_plugin", ("--network-plugin",), "status.network.plugin",
             "Networking: cni, user or none (default: the configuration's, cni).",
             _network_plugin, metavar="cni|user|none"),
+    Setting("snapshot", ("--snapshot",), "spec.snapshot",
+            "Resume a new VM from this snapshot (its machine: cpus, memory, disk, kernel).",
+            _snapshot, metavar="SNAPSHOT"),
     Setting("vmm", ("--vmm",), "spec.vmm",
             "VMM: auto = firecracker where hardware KVM works and it is found, else qemu.", _vmm,
             metavar="auto|qemu|firecracker"),

@@ -265,6 +265,8 @@ class VMSpec(Model):
     ssh: SSH = None
     # ignitevm: which VMM runs the VM; None = the configuration's choice, else auto
     vmm: Vmm | None = None
+    # ignitevm: the snapshot (name or uid) the VM is made from: it resumes from it
+    snapshot: str | None = None
 
 
 class Runtime(Model):
@@ -289,6 +291,11 @@ class VMStatus(Model):
     # ignitevm: the VMM actually used and the supervisor's pid while it runs
     vmm: Vmm | None = None
     pid: int | None = None
+    # ignitevm (docs/snapshots.md): the snapshot whose disk layer this VM's disk sits on; the
+    # snapshot the next start resumes from (a VM made from one); suspended to its own dir
+    snapshot: str | None = None
+    resume: str | None = None
+    suspended: bool | None = None
 
 
 class VM(Model):

@@ -9,10 +9,11 @@ from ignitevm import proc
 from ignitevm.errors import ValidationError
 
 
-def create_qcow2_overlay(base: Path, out: Path, size_bytes: int) -> None:
-    """A qcow2 overlay whose backing file is ``base`` (raw) and whose virtual size is
-    ``size_bytes``: O(1) whatever the image size. The guest grows its filesystem to fit."""
-    base_size = base.stat().st_size
+def create_qcow2_overlay(base: Path, out: Path, size_bytes: int, base_format: str = "raw") -> None:
+    """A qcow2 overlay whose backing file is ``base`` (a raw image, or a snapshot's qcow2
+    layer) and whose virtual size is ``size_bytes``: O(1) whatever the image size. The guest
+    grows its filesystem to fit."""
+    base_size = base.stat().st_size if base_format == "raw" else 0
     if size_bytes < base_size:
         raise ValidationError(
             f"disk size {size_bytes} bytes is smaller than the image ({base_size} bytes)",
@@ -27,7 +28,7 @@ def create_qcow2_overlay(base: Path, out: Path, size_bytes: int) -> None:
             "-f",
             "qcow2",
             "-F",
-            "raw",
+            base_format,
             "-b",
             str(base.resolve()),
             "-o",

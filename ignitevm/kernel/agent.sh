@@ -81,7 +81,9 @@ run() {
     mkfifo "$work/out" "$work/err"
     (
         # the VM's own root and environment: what `ssh root@vm CMD` would see
-        chroot /proc/1/root /bin/sh -c "$(cat "$work/cmd")" <"$work/in" >"$work/out" 2>"$work/err"
+        HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+            "$AGENT_DIR/chroot" /proc/1/root /bin/sh -c "cd; $(cat "$work/cmd")" \
+            <"$work/in" >"$work/out" 2>"$work/err"
         echo $? >"$work/rc"
     ) &
     stream "$work/err" E "$id" &

@@ -25,6 +25,10 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
     meta, spec = vm.metadata, vm.spec
     if require_name and not meta.name:
         raise ValidationError("the VM has no name and --require-name is set", hint="add --name")
+    if spec.snapshot:
+        from ignitevm.ops.restore import prepare_from_snapshot
+
+        prepare_from_snapshot(svc, vm)
     _check_spec(vm)
     meta.name = meta.name or _free_name(svc)
     _check_name(meta.name)
@@ -63,11 +67,17 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
 
         # chosen once, here, and recorded: Firecracker VMs get the overlay mode's raw
         # writable disk instead of a qcow2 overlay
-        choice = resolve_vmm(svc, vm, vmlinux=kernel_files(svc, kernel)[0])
-        vm.status.vmm = Vmm(choice.vmm)
-        create_root_disk(vm, vm_dir, base_image_path(svc, image), cow_mode(vm_dir, choice.vmm))
-        if spec.ssh is True:
-            generate_ssh_key(vm_dir / VMFiles.SSH_KEY, meta.name)
+        if vm.status.snapshot:  # made from a snapshot: its disk sits on the snapshot's layer
+            from ignitevm.ops.restore import disk_and_key_from_snapshot
+
+            disk_and_key_from_snapshot(svc, vm, vm_dir)
+        else:
+            choice = resolve_vmm(svc, vm, vmlinux=kernel_files(svc, kernel)[0])
+            vm.status.vmm = Vmm(choice.vmm)
+            mode = cow_mode(vm_dir, choice.vmm)
+            create_root_disk(vm, vm_dir, base_image_path(svc, image), mode)
+            if spec.ssh is True:
+                generate_ssh_key(vm_dir / VMFiles.SSH_KEY, meta.name)
         svc.store.save(vm)
     except BaseException:
         shutil.rmtree(vm_dir, ignore_errors=True)

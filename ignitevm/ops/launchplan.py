@@ -26,6 +26,7 @@ def build_launch_plan(
     """Write the VM's boot files and make its disks ready; the plan that runs them."""
     from ignitevm.kernel import kernel_cmdline
     from ignitevm.network.base import PluginName
+    from ignitevm.ops.restore import resume_for
     from ignitevm.ops.vmmchoice import cow_mode, ensure_root_disk, root_disks, vmm_for_start
     from ignitevm.spawn import LaunchPlan
     from ignitevm.vmm.base import Accel, MachineSpec, mac_for_uid
@@ -58,6 +59,7 @@ def build_launch_plan(
         disks=(*root_disks(svc, vm, d, cow), *volume_disks(vm), *_modules(svc, kernel)),
         mac=mac_for_uid(vm.metadata.uid),
         accel=choice.accel,
+        resume=resume_for(svc, vm, d),
     )
     jail = svc.config.spec.jail is not False
     return LaunchPlan(machine, vmm=choice.vmm, network=PluginName(plugin_name), ports=ports,

@@ -28,13 +28,21 @@ def require_of_vm(svc: Services, kind: Literal[Kind.KERNEL], vm: VM) -> Kernel: 
 def require_of_vm(svc: Services, kind: Kind, vm: VM) -> Image | Kernel:
     """The image or kernel ``vm`` was created from; IgniteError when it was removed since."""
     digest = _digest(vm, kind)
-    for obj in svc.store.list(kind):
-        if isinstance(obj, Image | Kernel) and obj.status.oci_source.id == digest:
-            return obj
+    found = find_by_digest(svc, kind, digest)
+    if found is not None:
+        return found
     raise IgniteError(
         f"the {kind.dir} of VM {vm.metadata.name} ({digest}) is no longer stored",
         hint=_HINTS[kind],
     )
+
+
+def find_by_digest(svc: Services, kind: Kind, digest: str) -> Image | Kernel | None:
+    """The stored image or kernel with this digest (Ignite's status.image.id), or None."""
+    for obj in svc.store.list(kind):
+        if isinstance(obj, Image | Kernel) and obj.status.oci_source.id == digest:
+            return obj
+    return None
 
 
 def require_unused(svc: Services, kind: Kind, obj: Image | Kernel, *, force: bool) -> None:

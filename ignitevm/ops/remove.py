@@ -18,6 +18,9 @@ def remove_vm(svc: Services, query: str, *, force: bool = False) -> VM:
     except NotFoundError:
         return _remove_damaged(svc, query, force=force)
     d = vm_dir(svc, vm)
+    from ignitevm.ops.snapshots import finish_pending
+
+    finish_pending(svc, vm)
     if spawn.is_running(d):
         if not force:
             raise ConflictError(

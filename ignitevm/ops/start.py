@@ -35,9 +35,11 @@ def start_vm(
     from ignitevm import spawn
     from ignitevm.network.registry import require_plugin
     from ignitevm.ops.launchplan import build_launch_plan
+    from ignitevm.ops.snapshots import finish_pending
 
     vm = require_vm(svc, query)
     d = vm_dir(svc, vm)
+    finish_pending(svc, vm)
     if spawn.is_running(d):
         raise ConflictError(
             f"VM {vm.metadata.name} is already running",
@@ -51,6 +53,11 @@ def start_vm(
                       ignore_preflight)  # fmt: skip
     started = time.monotonic()
     spawn.launch(plan)
+    if plan.machine.resume is not None:  # running where it was saved: nothing boots
+        from ignitevm.ops.restore import resumed
+
+        resumed(svc, vm, d)
+        return record_state(svc, vm, spawn.runtime_status(d))
     try:
         if wait:
             spawn.wait_for_boot(d, plan.boot_marker, timeout)

@@ -27,3 +27,10 @@ def collect_versions() -> dict[str, str]:
         else:
             versions[name] = _first_version([proc.find_tool(argv[0]) or argv[0], *argv[1:]])
     return versions
+
+
+def vmm_version(vmm: str) -> str:
+    """The version of ``vmm`` (qemu | firecracker) found here, as its --version prints it."""
+    binary = {"qemu": "qemu-system-x86_64", "firecracker": "firecracker"}.get(vmm, vmm)
+    path = proc.find_tool(binary)
+    return _first_version([path, "--version"]) if path else "not found"

@@ -111,5 +111,7 @@ def root_disks(svc: Services, vm: VM, d: Path, mode: str) -> tuple[Disk, ...]:
     """The disks the root is assembled from (they exist: ``ensure_root_disk``)."""
     base = base_image_path(svc, require_of_vm(svc, Kind.IMAGE, vm))
     if mode == COW_QCOW2:
-        return (Disk(d / VMFiles.DISK, "qcow2", backing=base),)
+        from ignitevm.ops.snapshots import layers_under
+
+        return (Disk(d / VMFiles.DISK, "qcow2", backing=(*layers_under(svc, vm), base)),)
     return (Disk(base, "raw", readonly=True), Disk(d / VMFiles.RW, "raw"))

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import selectors
 import socket
 from collections.abc import Callable
@@ -66,19 +67,31 @@ class ControlServer:
             self.on_state("running")
             return {"ok": True}
         if op == "save":
-            freeze = Path(req["freeze"]) if req.get("freeze") else None
-            save = SaveRequest(Path(req["state"]), Path(req["memory"]), freeze,
-                               bool(req.get("stop")))  # fmt: skip
-            if save.stop:
-                self.on_state("suspended")  # the VMM quits: the loop ends as for a stop
-            result = self.driver.save(save)
-            return {
-                "ok": True,
-                "paused_seconds": result.paused_seconds,
-                "state_bytes": result.state_bytes,
-                "memory_bytes": result.memory_bytes,
-            }
+            return self._save(req)
         raise IgniteError(f"unknown control request {op!r}")
+
+    def _save(self, req: dict[str, Any]) -> dict[str, Any]:
+        """Save the machine (docs/snapshots.md). With ``freeze``: the disk's current layer
+        ``top`` gets a second name ``keep`` first (the snapshot's layer), the new layer
+        ``freeze`` goes over it in the VMM and then takes the name ``top``. ``done`` is made
+        last: a snapshot without it is undone by whoever finds it (ops/snapshots.py)."""
+        freeze = Path(req["freeze"]) if req.get("freeze") else None
+        if freeze is not None:
+            os.link(req["top"], req["keep"])
+        save = SaveRequest(Path(req["state"]), Path(req["memory"]), freeze, bool(req.get("stop")))
+        if save.stop:
+            self.on_state("suspended")  # the VMM quits: the loop ends as for a stop
+        result = self.driver.save(save)
+        if freeze is not None:
+            os.replace(freeze, req["top"])
+        if req.get("done"):
+            Path(req["done"]).touch()
+        return {
+            "ok": True,
+            "paused_seconds": result.paused_seconds,
+            "state_bytes": result.state_bytes,
+            "memory_bytes": result.memory_bytes,
+        }
 
     def close(self) -> None:
         self.sel.unregister(self.listener)

@@ -140,6 +140,7 @@ class Supervisor:
                 netns=att.netns,
                 tap=att.tap,
                 memory_fd=getattr(self.driver, "memory_fd", None),
+                snapshot=self.plan.machine.resume.tag if self.plan.machine.resume else "",
             )
             write_runtime(self.vm_dir, self.status)
             self.ready.ok(vmm.pid)

@@ -214,6 +214,24 @@ class Store:
             self._write(kind, uid, new)
             return new
 
+    def publish(self, obj: Object, scratch: Path) -> None:
+        """Make the directory ``scratch`` (on the store's filesystem, e.g. under tmp/) the
+        object's directory, with its metadata written first: it appears whole or not at all."""
+        from ignitevm.api.manifest import dump_object
+
+        kind, uid = _identity(obj)
+        data = dump_object(obj, "json").encode()
+        tmp = scratch / f".{METADATA}.tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, scratch / METADATA)
+        target = self.object_dir(kind, uid)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(scratch, target)
+        _fsync_dir(target.parent)
+
     def delete(self, kind: Kind, uid: str) -> None:
         """Remove the object's directory; a crash never leaves half an object visible. No-op if
         it does not exist."""

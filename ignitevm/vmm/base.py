@@ -27,9 +27,10 @@ class Disk:
     format: str  # "raw" | "qcow2"
     readonly: bool = False
     serial: str | None = None  # the guest reads it in /sys/block/vdX/serial (volumes)
-    # qcow2: the raw base under it, given to QEMU explicitly so the image header (which a
-    # compromised VMM could rewrite) never chooses a file the host opens
-    backing: Path | None = None
+    # qcow2: the layers under it, top down: qcow2 layers (snapshots), the raw image base last;
+    # named to QEMU explicitly, so no image header (which a compromised VMM could rewrite)
+    # ever chooses a file the host opens
+    backing: tuple[Path, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +42,7 @@ class Resume:
     # a running VM's sealed memfd of the same image to map too (/proc/<pid>/fd/<n>): restores
     # of one snapshot share the pages none of them wrote
     share_from: Path | None = None
+    tag: str = ""  # what it is resumed from (a snapshot's uid, "suspend"), for the records
 
 
 @dataclass(frozen=True)

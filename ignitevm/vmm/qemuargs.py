@@ -45,25 +45,16 @@ def _disk_args(spec: MachineSpec, fdsets: DiskFds | None) -> list[str]:
     the files the supervisor opened, so QEMU opens no disk itself."""
     args: list[str] = fdsets.add_fd_args() if fdsets else []
     for i, disk in enumerate(spec.disks):
-        base = str(disk.backing) if disk.backing else None
-        where = fdsets.files[i] if fdsets else (str(disk.path), base)
+        files = fdsets.files[i] if fdsets else [str(p) for p in (disk.path, *disk.backing)]
         opts = [
             "if=none",
             f"id=disk{i}",
-            f"file={_escape(where[0])}",
+            f"file={_escape(files[0])}",
             f"format={disk.format}",
             f"readonly={'on' if disk.readonly else 'off'}",
             "cache=writeback",
         ]
-        if fdsets:
-            # image locks are per open file; QEMU re-takes them after a migration (snapshot)
-            # on fds it did not open itself and fails. One supervisor per VM holds the VM's
-            # lock, which is what guards a disk against a second writer here.
-            opts.append("file.locking=off")
-        if where[1] is not None:
-            opts.append(f"backing.driver=raw,backing.file.filename={_escape(where[1])}")
-            if fdsets:
-                opts.append("backing.file.locking=off")
+        opts += _chain_opts(files[1:], locking=fdsets is None)
         if not disk.readonly:
             opts.append("discard=unmap")
         device = f"virtio-blk-device,drive=disk{i}"
@@ -73,19 +64,36 @@ def _disk_args(spec: MachineSpec, fdsets: DiskFds | None) -> list[str]:
     return args
 
 
+def _chain_opts(layers: list[str], *, locking: bool) -> list[str]:
+    """``backing.`` options naming every layer under a qcow2 disk: qcow2 layers, the raw base
+    last. Image locks are per open file: QEMU re-takes them after a migration (a snapshot) on
+    fds it did not open itself and fails, so they are off with fd sets; one supervisor per VM
+    holds the VM's lock, which is what guards its disks against a second writer."""
+    opts = [] if locking else ["file.locking=off"]
+    prefix = ""
+    for n, layer in enumerate(layers):
+        prefix += "backing."
+        driver = "raw" if n == len(layers) - 1 else "qcow2"
+        opts.append(f"{prefix}driver={driver},{prefix}file.filename={_escape(layer)}")
+        if not locking:
+            opts.append(f"{prefix}file.locking=off")
+    return opts
+
+
 class DiskFds:
     """The VM's disks opened by the supervisor, as QEMU fd sets (``-add-fd``): a writable
     disk with an O_RDWR and an O_RDONLY fd (QEMU picks by access mode), a read-only disk and a
-    qcow2's base with an O_RDONLY fd. ``files[i]`` = (/dev/fdset path, its base's or None)."""
+    qcow2's layers with an O_RDONLY fd each. ``files[i]``: the /dev/fdset paths of disk i
+    and of its layers, top down."""
 
     def __init__(self, disks: tuple[Disk, ...]) -> None:
         self.sets: list[list[int]] = []
-        self.files: list[tuple[str, str | None]] = []
+        self.files: list[list[str]] = []
         try:
             for disk in disks:
                 top = self._add(disk.path, writable=not disk.readonly)
-                base = self._add(disk.backing, writable=False) if disk.backing else None
-                self.files.append((top, base))
+                under = [self._add(p, writable=False) for p in disk.backing]
+                self.files.append([top, *under])
         except BaseException:
             self.close()
             raise

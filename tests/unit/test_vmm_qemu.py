@@ -253,7 +253,7 @@ def test_disks_as_fd_sets_with_the_base_named_by_the_host(tmp_path: Path) -> Non
 
     top, base = tmp_path / "disk.qcow2", tmp_path / "image.ext4"
     top.write_bytes(b"q"), base.write_bytes(b"b")
-    disks = (Disk(top, "qcow2", backing=base), Disk(base, "raw", readonly=True))
+    disks = (Disk(top, "qcow2", backing=(base,)), Disk(base, "raw", readonly=True))
     fds = DiskFds(disks)
     try:
         argv = build_qemu_argv(_spec(tmp_path, disks=disks), Attachment(), kvm_ok=False,

@@ -8,6 +8,9 @@ file of a VM, image or kernel directory lives. A file that is not named here doe
 METADATA = "metadata.json"  # the API object, written atomically
 META_LOCK = ".meta.lock"  # serializes metadata writers of one object
 
+# --- the state directory's own files ------------------------------------------------------------
+TMP_LOCK = ".lock"  # in tmp/: a scratch directory is made and locked as one step (scratch.py)
+
 
 class ImageFiles:
     """``image/<uid>/``."""

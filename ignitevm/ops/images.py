@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from ignitevm.api.types import ImageSpec, ImageStatus, OCIImageSource
 from ignitevm.errors import IgniteError
 from ignitevm.layout import ImageFiles
 from ignitevm.ops.services import Services
+from ignitevm.store.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -54,8 +54,7 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
     if existing is not None and base_image_path(svc, existing).exists():
         log.info("image %s (%s) is already imported", existing.metadata.name, uid)
         return existing
-    work = Path(tempfile.mkdtemp(prefix="import-", dir=svc.store.tmp_dir()))
-    try:
+    with scratch_dir(svc.store.tmp_dir(), "import") as work:
         log.info("importing %s", resolved.name)
         unpack_image(resolved, work / "rootfs", svc.fetch)
         obj_dir = work / "object"
@@ -83,8 +82,6 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
             os.rename(obj_dir, target)
         svc.store.save(image)
         return image
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def ensure_image(svc: Services, ref: str) -> Image:

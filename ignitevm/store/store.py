@@ -17,8 +17,14 @@ from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
 from ignitevm.api.names import is_uid
 from ignitevm.api.types import Kind
-from ignitevm.errors import AmbiguousError, IgniteError, NotFoundError, ValidationError
-from ignitevm.store.locks import file_lock, is_locked
+from ignitevm.errors import (
+    AmbiguousError,
+    ConflictError,
+    IgniteError,
+    NotFoundError,
+    ValidationError,
+)
+from ignitevm.store.locks import file_lock, is_locked, try_hold_lock
 
 if TYPE_CHECKING:
     from ignitevm.api.types import VM, Configuration, Image, Kernel, Object
@@ -51,9 +57,11 @@ class Store:
         return self.root / kind.dir / uid
 
     def tmp_dir(self) -> Path:
-        """``<root>/tmp``: scratch space on the store's filesystem, for atomic renames."""
+        """``<root>/tmp``: scratch space on the store's filesystem, for atomic renames; private
+        (0700): imports unpack image contents there."""
         path = self.root / "tmp"
         path.mkdir(parents=True, exist_ok=True)
+        _ensure_mode(path, 0o700)
         return path
 
     def cache_dir(self) -> Path:
@@ -197,24 +205,39 @@ class Store:
 
     def delete(self, kind: Kind, uid: str) -> None:
         """Remove the object's directory; a crash never leaves half an object visible. No-op if
-        it does not exist."""
+        it does not exist; ConflictError while a process holds the directory (a VM's
+        supervisor)."""
         import shutil
 
+        from ignitevm.store.scratch import grave_name, sweep
+
         path = self.object_dir(kind, uid)
-        grave = self.tmp_dir() / f"deleted-{kind.dir}-{uid}-{os.urandom(4).hex()}"
+        grave = self.tmp_dir() / grave_name(kind.dir, uid)
         try:
-            # under the meta lock, so no update writes into the grave
+            # under the meta lock, so no update writes into the grave; the directory's own
+            # lock moves with it (same inode) and marks the grave as being removed, so a
+            # sweep by another process leaves it alone until this one is done or dead
             with self.meta_lock(kind, uid, create=False):
-                path.rename(grave)
+                fd = try_hold_lock(path)
+                if fd is None:
+                    raise ConflictError(
+                        f"{kind.dir} {uid} is in use: a process holds its directory",
+                        hint="stop the VM first" if kind == Kind.VM else None,
+                    )
+                try:
+                    path.rename(grave)
+                except BaseException:
+                    os.close(fd)
+                    raise
         except (NotFoundError, FileNotFoundError):
             return  # already gone
-        shutil.rmtree(grave, ignore_errors=True)
-        if grave.exists():
-            log.warning("could not remove all of %s; remove it by hand", grave)
-        # graves a crash left mid-removal: already out of the store, safe to finish (a
-        # concurrent delete removing its own at the same time only makes rmtree skip entries)
-        for stale in self.tmp_dir().glob(f"deleted-{kind.dir}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            shutil.rmtree(grave, ignore_errors=True)
+            if grave.exists():
+                log.warning("could not remove all of %s; remove it by hand", grave)
+        finally:
+            os.close(fd)
+        sweep(self.root / "tmp")  # what deletes and imports killed earlier left
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -298,6 +321,14 @@ def _label(obj: Object) -> str:
 def _sort_key(obj: Object) -> tuple[float, str, str]:
     created = obj.metadata.created
     return (created.timestamp() if created else 0.0, obj.metadata.name, obj.metadata.uid)
+
+
+def _ensure_mode(path: Path, mode: int) -> None:
+    """chmod ``path`` to ``mode`` unless it has it (a directory made by an older version, or
+    under another umask); only its owner may, so others leave it as it is."""
+    st = path.stat()
+    if st.st_mode & 0o7777 != mode and st.st_uid == os.geteuid():
+        os.chmod(path, mode)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ignitevm.api.names import NAME_HINT, name_problem
 from ignitevm.api.size import Size
 from ignitevm.api.types import (
     VM,
@@ -64,7 +65,11 @@ def _text(value: Any, flag: str) -> str:
 
 
 def _name(vm: VM, value: Any, flag: str) -> None:
-    vm.metadata.name = _text(value, flag)
+    name = _text(value, flag)
+    problem = name_problem(name)
+    if problem is not None:
+        raise ValidationError(f"{flag} {name!r}: {problem}", hint=NAME_HINT)
+    vm.metadata.name = name
 
 
 def _labels(vm: VM, value: Any, flag: str) -> None:

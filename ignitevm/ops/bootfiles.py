@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ignitevm.api import VM
+from ignitevm.api.names import safe_hostname
 from ignitevm.layout import VMFiles
 
 if TYPE_CHECKING:
@@ -38,7 +39,7 @@ def write_initrd(vm: VM, d: Path, base_initrd: Path) -> Path:
 
 def vm_files(vm: VM, d: Path) -> tuple[dict[str, bytes | Path], dict[str, bytes | Path]]:
     """(files applied at every boot, files applied at first boot) for the per-VM layer."""
-    name = vm.metadata.name
+    name = safe_hostname(vm.metadata.name)
     files: dict[str, bytes | Path] = {
         "/etc/hostname": f"{name}\n".encode(),
         "/etc/hosts": f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost\n".encode(),

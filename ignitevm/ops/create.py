@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ignitevm import proc
 from ignitevm.api import VM, Kind, generate_name, new_uid
+from ignitevm.api.names import NAME_HINT, name_problem
 from ignitevm.api.settings import MIN_MEMORY_MIB
 from ignitevm.api.types import OCIImageSource, Vmm
 from ignitevm.errors import ConflictError, NotFoundError, ValidationError
@@ -100,20 +101,16 @@ def _free_name(svc: Services) -> str:
         name = generate_name()
         if name not in taken:
             return name
-    return f"{generate_name()}_{new_uid()[:4]}"
+    return f"{generate_name()}-{new_uid()[:4]}"
 
 
 def _check_name(name: str) -> None:
-    if (
-        not name
-        or "/" in name
-        or name.startswith(".")
-        or len(name) > 63
-        or any(c.isspace() for c in name)
-    ):
+    """Names follow Ignite's rule (api/names.py): the name is the guest's hostname and part
+    of its kernel command line, and `ps` prints it."""
+    problem = name_problem(name)
+    if problem is not None:
         raise ValidationError(
-            f"invalid VM name {name!r}",
-            hint="use up to 63 letters, digits, '-', '_' or '.', not starting with '.'",
+            f"invalid VM name {name!r} (metadata.name): {problem}", hint=NAME_HINT
         )
 
 

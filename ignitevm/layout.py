@@ -9,6 +9,7 @@ METADATA = "metadata.json"  # the API object, written atomically
 META_LOCK = ".meta.lock"  # serializes metadata writers of one object
 
 # --- the state directory's own files ------------------------------------------------------------
+NAMES_LOCK = ".names.lock"  # in vm/, image/, kernel/: names and uids are claimed under it
 TMP_LOCK = ".lock"  # in tmp/: a scratch directory is made and locked as one step (scratch.py)
 
 

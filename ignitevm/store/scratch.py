@@ -28,8 +28,9 @@ from ignitevm.store.locks import file_lock, try_hold_lock
 
 log = logging.getLogger(__name__)
 
-# what this module creates: <prefix>-<16 hex>, and graves deleted-<kind>-<uid>-<8 hex>
-_HELD = re.compile(r"(import|kernel)-[0-9a-f]{16}|deleted-[a-z]+-[0-9a-f]{16}-[0-9a-f]{8}")
+# what this module creates: <prefix>-<16 hex> (imports, kernel imports, VMs being created),
+# and graves deleted-<kind>-<uid>-<8 hex>
+_HELD = re.compile(r"(import|kernel|vm)-[0-9a-f]{16}|deleted-[a-z]+-[0-9a-f]{16}-[0-9a-f]{8}")
 # what versions before the locks left (tempfile.mkdtemp's names): owner unknown, so only
 # removed once old enough that no import can still be using them
 _UNHELD = re.compile(r"(import|kernel)-[a-z0-9_]{8}")

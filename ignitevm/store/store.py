@@ -7,6 +7,7 @@ Writes are atomic (temp file in the same directory, fsync, rename) and serialize
 from __future__ import annotations
 
 import builtins
+import errno
 import json
 import logging
 import os
@@ -24,6 +25,7 @@ from ignitevm.errors import (
     NotFoundError,
     ValidationError,
 )
+from ignitevm.layout import NAMES_LOCK
 from ignitevm.store.locks import file_lock, is_locked, try_hold_lock
 
 if TYPE_CHECKING:
@@ -173,6 +175,34 @@ class Store:
                 raise NotFoundError(f"{kind.dir} {uid} not found", hint=_HINTS[kind]) from None
             yield
 
+    @contextmanager
+    def names_lock(self, kind: Kind) -> Iterator[None]:
+        """Serialize the claims of names and uids of one kind (``<kind>/.names.lock``): a
+        creator checks that its name is free and adds its object under it, so two creators of
+        one name cannot both succeed."""
+        base = self.root / kind.dir
+        base.mkdir(parents=True, exist_ok=True)
+        with file_lock(base / NAMES_LOCK):
+            yield
+
+    def add_staged(self, obj: Object, staged: Path) -> None:
+        """Make ``staged`` (a complete object directory built elsewhere on the store's
+        filesystem, e.g. in a scratch directory) the object ``obj``: its metadata is written
+        into it, then the directory is renamed into place, so the object appears whole or not
+        at all. ConflictError if an object with that uid exists. Call it under
+        ``names_lock`` when the name must be unique."""
+        kind, uid = _identity(obj)
+        target = self.object_dir(kind, uid)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._write_in(staged, obj)
+        try:
+            os.rename(staged, target)  # fails on an existing, non-empty directory
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            raise ConflictError(f"a {kind.dir} with uid {uid} already exists") from None
+        _fsync_dir(target.parent)
+
     def save(self, obj: Object) -> None:
         """Write ``obj`` atomically under its meta lock; creates the object's directory."""
         kind, uid = _identity(obj)
@@ -271,10 +301,13 @@ class Store:
             return None
 
     def _write(self, kind: Kind, uid: str, obj: Object) -> None:
-        from ignitevm.api.manifest import dump_object
-
         directory = self.object_dir(kind, uid)
         directory.mkdir(parents=True, exist_ok=True)
+        self._write_in(directory, obj)
+
+    def _write_in(self, directory: Path, obj: Object) -> None:
+        from ignitevm.api.manifest import dump_object
+
         data = dump_object(obj, "json").encode()
         # a unique name in the same directory, so the rename is atomic (no tempfile: start-up cost)
         tmp = directory / f".{METADATA}.{os.getpid()}.{os.urandom(4).hex()}.tmp"

@@ -27,6 +27,7 @@ from ignitevm.api.types import (
 from ignitevm.errors import ValidationError
 
 MIN_MEMORY_MIB = 128  # less does not boot Debian's kernel with its initramfs
+NETWORK_PLUGINS = ("cni", "user", "none")  # ignitevm/network/registry.py's plugins
 
 
 @dataclass(frozen=True)
@@ -151,7 +152,10 @@ def _copy_files(vm: VM, value: Any, flag: str) -> None:
 
 def _ports(vm: VM, value: Any, flag: str) -> None:
     for item in _items(value):
-        pm = item if isinstance(item, PortMapping) else PortMapping.parse(_text(item, flag))
+        try:
+            pm = item if isinstance(item, PortMapping) else PortMapping.parse(_text(item, flag))
+        except ValidationError as exc:
+            raise ValidationError(f"{flag} {exc.message}", hint=exc.hint) from None
         vm.spec.network.ports.append(pm)
 
 
@@ -170,7 +174,12 @@ def _volumes(vm: VM, value: Any, flag: str) -> None:
 
 
 def _network_plugin(vm: VM, value: Any, flag: str) -> None:
-    vm.status.network.plugin = _text(value, flag)
+    plugin = _text(value, flag)
+    if plugin not in NETWORK_PLUGINS:
+        raise ValidationError(
+            f"{flag} {plugin!r} is unknown", hint=f"use {', '.join(NETWORK_PLUGINS)}"
+        )
+    vm.status.network.plugin = plugin
 
 
 def _vmm(vm: VM, value: Any, flag: str) -> None:

@@ -11,6 +11,7 @@ META_LOCK = ".meta.lock"  # serializes metadata writers of one object
 # --- the state directory's own files ------------------------------------------------------------
 NAMES_LOCK = ".names.lock"  # in vm/, image/, kernel/: names and uids are claimed under it
 TMP_LOCK = ".lock"  # in tmp/: a scratch directory is made and locked as one step (scratch.py)
+IGNITED_DIR = "ignited"  # <owner key>.lock: one ignited per owner value and state directory
 
 
 class ImageFiles:
@@ -43,6 +44,7 @@ class VMFiles:
     KNOWN_HOSTS = "known_hosts"  # the VM's host key, pinned at the first connection
     SSH_CONTROL = "ssh.ctl"  # the shared SSH connection's socket while the VM runs
     SSH_LOCK = "ssh.lock"  # one opener of the shared connection at a time
+    START_LOCK = "start.lock"  # one start at a time, from the check to the supervisor's lock
     # the supervisor's run
     PLAN = "launch.json"  # what to run (written by launch)
     RUNTIME = "runtime.json"  # the live record: pids, addresses, ports, network plugin

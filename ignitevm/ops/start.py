@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ignitevm.api import VM
 from ignitevm.errors import ConflictError, IgniteError
+from ignitevm.layout import VMFiles
 from ignitevm.ops.services import Services
 from ignitevm.ops.vmlist import record_state, require_vm, vm_dir
+from ignitevm.store.locks import file_lock, try_file_lock
 
 if TYPE_CHECKING:
     from ignitevm.spawn import LaunchPlan
@@ -38,19 +44,21 @@ def start_vm(
 
     vm = require_vm(svc, query)
     d = vm_dir(svc, vm)
-    if spawn.is_running(d):
-        raise ConflictError(
-            f"VM {vm.metadata.name} is already running",
-            hint=f"stop it first: ignite stop {vm.metadata.name}",
-        )
-    # the previous run's leftovers go with the plugin that made them, whatever this start uses
-    spawn.cleanup_stale(d)
-    plugin_name = network_plugin or vm.status.network.plugin or svc.default_network_plugin()
-    require_plugin(plugin_name)  # an unknown name fails here, naming the choices
-    plan = build_launch_plan(svc, vm, d, plugin_name, debug=debug, vmm=vmm)
-    _preflight(plan, ignore_preflight)
-    started = time.monotonic()
-    spawn.launch(plan)
+    with starting(vm, d):
+        if spawn.is_running(d):
+            raise ConflictError(
+                f"VM {vm.metadata.name} is already running",
+                hint=f"stop it first: ignite stop {vm.metadata.name}",
+            )
+        # the previous run's leftovers go with the plugin that made them, whatever this start
+        # uses
+        spawn.cleanup_stale(d)
+        plugin_name = network_plugin or vm.status.network.plugin or svc.default_network_plugin()
+        require_plugin(plugin_name)  # an unknown name fails here, naming the choices
+        plan = build_launch_plan(svc, vm, d, plugin_name, debug=debug, vmm=vmm)
+        _preflight(plan, ignore_preflight)
+        started = time.monotonic()
+        spawn.launch(plan)
     try:
         if wait:
             spawn.wait_for_boot(d, plan.boot_marker, timeout)
@@ -64,6 +72,29 @@ def start_vm(
     if wait and vm.spec.ssh and plugin_name != "none":
         _wait_for_ssh(svc, vm, max(1.0, timeout - (time.monotonic() - started)))
     return recorded
+
+
+@contextmanager
+def starting(vm: VM, d: Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold ``vm/<uid>/start.lock`` from the "is it running?" check until the supervisor holds
+    the VM directory's lock: a second start of the VM is refused at once instead of writing
+    the same boot files and waiting out the first supervisor's lock. ``wait``: block instead
+    (a stop waits for a start in progress, so it stops what that start launched)."""
+    path = d / VMFiles.START_LOCK
+    if wait:
+        with file_lock(path):
+            yield
+        return
+    fd = try_file_lock(path)
+    if fd is None:
+        raise ConflictError(
+            f"VM {vm.metadata.name} is being started by another command",
+            hint=f"wait for it; `ignite ps` shows it once it runs ({vm.metadata.name})",
+        )
+    try:
+        yield
+    finally:
+        os.close(fd)
 
 
 def _wait_for_ssh(svc: Services, vm: VM, timeout: float) -> None:

@@ -14,10 +14,18 @@ TMP_LOCK = ".lock"  # in tmp/: a scratch directory is made and locked as one ste
 IGNITED_DIR = "ignited"  # <owner key>.lock: one ignited per owner value and state directory
 
 
+# Modes (docs/architecture.md "State directory"): a VM's or an image's directory can be
+# traversed by others but not listed (0711), so metadata.json and runtime.json (0644) stay
+# readable for `ps`/`inspect` by any user, while the files named PRIVATE below are 0600.
+OBJECT_DIR_MODE = 0o711
+SCRATCH_DIR_MODE = 0o700  # tmp/, cache/: image contents while imported
+
+
 class ImageFiles:
     """``image/<uid>/``."""
 
     BASE = "image.ext4"  # the read-only base filesystem (label ignite-image), sparse
+    PRIVATE = (BASE,)  # the image's files: secrets baked into an image stay root's
 
 
 class KernelFiles:
@@ -58,3 +66,6 @@ class VMFiles:
     FC_API_SOCKET = "firecracker.sock"  # Firecracker's API
     FC_LOG = "firecracker.log"
     FC_METRICS = "firecracker.metrics"
+    # guest data, keys and what the guest printed: 0600 (the rest is metadata, 0644)
+    PRIVATE = (DISK, RW, VM_LAYER, INITRD, SSH_KEY, PLAN, SUPERVISOR_LOG, CONSOLE, CONSOLE_OLD,
+               FC_LOG, FC_METRICS)  # fmt: skip

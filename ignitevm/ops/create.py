@@ -11,7 +11,8 @@ from ignitevm.api import VM, Image, Kernel, Kind, generate_name, new_uid
 from ignitevm.api.names import NAME_HINT, name_problem
 from ignitevm.api.types import OCIImageSource, Vmm
 from ignitevm.errors import ConflictError, ValidationError
-from ignitevm.layout import VMFiles
+from ignitevm.fsutil import restrict
+from ignitevm.layout import OBJECT_DIR_MODE, VMFiles
 from ignitevm.ops.images import base_image_path, ensure_image
 from ignitevm.ops.kernels import ensure_kernel, kernel_files
 from ignitevm.ops.services import DEFAULT_IMAGE, Services
@@ -47,6 +48,9 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
         staged = work / "object"
         staged.mkdir()
         _make_files(svc, vm, staged, image, kernel)
+        # others may read metadata.json, not the disk or the key (the scratch dir kept them
+        # out while the files were made)
+        restrict(staged, OBJECT_DIR_MODE, VMFiles.PRIVATE)
         with svc.store.names_lock(Kind.VM):
             taken = svc.store.list(Kind.VM)
             if generated and any(v.metadata.name == meta.name for v in taken):

@@ -11,7 +11,8 @@ from pathlib import Path
 from ignitevm.api import Image, Kind, ObjectMeta, Size
 from ignitevm.api.types import ImageSpec, ImageStatus, OCIImageSource
 from ignitevm.errors import IgniteError
-from ignitevm.layout import ImageFiles
+from ignitevm.fsutil import restrict
+from ignitevm.layout import OBJECT_DIR_MODE, ImageFiles
 from ignitevm.ops.services import Services
 from ignitevm.store.scratch import scratch_dir
 
@@ -53,6 +54,7 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
     existing = svc.store.find(Kind.IMAGE, uid)
     if existing is not None and base_image_path(svc, existing).exists():
         log.info("image %s (%s) is already imported", existing.metadata.name, uid)
+        restrict_image(svc, existing)
         return existing
     with scratch_dir(svc.store.tmp_dir(), "import") as work:
         log.info("importing %s", resolved.name)
@@ -60,6 +62,7 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
         obj_dir = work / "object"
         obj_dir.mkdir()
         build_base_image(work / "rootfs", obj_dir / ImageFiles.BASE)
+        restrict(obj_dir, OBJECT_DIR_MODE, ImageFiles.PRIVATE)
         image = Image(
             metadata=ObjectMeta(name=name or resolved.name, uid=uid, created=datetime.now(UTC)),
             spec=ImageSpec(oci=resolved.name),
@@ -87,7 +90,18 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
 def ensure_image(svc: Services, ref: str) -> Image:
     """The stored image ``ref`` names, imported first when it is not stored."""
     image = find_image(svc, ref)
-    return image if image is not None else import_image(svc, ref)
+    if image is None:
+        return import_image(svc, ref)
+    restrict_image(svc, image)
+    return image
+
+
+def restrict_image(svc: Services, image: Image) -> None:
+    """An image's contents are root's (0600 in a 0711 directory), also when an older version
+    imported it: a secret baked into an image must not be readable by every local user."""
+    restrict(
+        svc.store.object_dir(Kind.IMAGE, image.metadata.uid), OBJECT_DIR_MODE, ImageFiles.PRIVATE
+    )
 
 
 def remove_image(svc: Services, query: str, *, force: bool = False) -> Image:

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING
 
 from ignitevm.api import VM
 from ignitevm.errors import ConflictError, IgniteError
-from ignitevm.layout import VMFiles
+from ignitevm.fsutil import restrict
+from ignitevm.layout import OBJECT_DIR_MODE, VMFiles
 from ignitevm.ops.services import Services
 from ignitevm.ops.vmlist import record_state, require_vm, vm_dir
 from ignitevm.store.locks import file_lock, try_file_lock
@@ -53,6 +54,7 @@ def start_vm(
         # the previous run's leftovers go with the plugin that made them, whatever this start
         # uses
         spawn.cleanup_stale(d)
+        restrict(d, OBJECT_DIR_MODE, VMFiles.PRIVATE)  # what an older version left readable
         plugin_name = network_plugin or vm.status.network.plugin or svc.default_network_plugin()
         require_plugin(plugin_name)  # an unknown name fails here, naming the choices
         plan = build_launch_plan(svc, vm, d, plugin_name, debug=debug, vmm=vmm)

@@ -52,15 +52,39 @@ def write_runtime(vm_dir: Path, status: RuntimeStatus) -> None:
 def is_running(vm_dir: Path) -> bool:
     """True while the VM's supervisor holds the lock on vm_dir (docs/architecture.md "State and
     truth")."""
-    return is_locked(vm_dir)
+    try:
+        return is_locked(vm_dir)
+    except PermissionError:
+        return _supervisor_lives(vm_dir, read_runtime(vm_dir))
 
 
 def runtime_status(vm_dir: Path) -> RuntimeStatus | None:
     """The supervisor's runtime.json while it runs; None when the VM does not run."""
     status = read_runtime(vm_dir)
-    if status is None or not is_locked(vm_dir):
+    if status is None:
         return None
-    return status
+    try:
+        running = is_locked(vm_dir)
+    except PermissionError:
+        running = _supervisor_lives(vm_dir, status)
+    return status if running else None
+
+
+def _supervisor_lives(vm_dir: Path, status: RuntimeStatus | None) -> bool:
+    """For a user who may not open the VM's directory (0711: traverse only), so cannot probe
+    its lock: does the supervisor runtime.json names still run, with this directory? Its
+    command line (world-readable in /proc) is ``python -S -m ignitevm.spawn VM_DIR ...``; a
+    pid reused by another process does not have it. Root always asks the lock."""
+    if status is None:
+        return False
+    try:
+        args = Path(f"/proc/{status.supervisor_pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if b"ignitevm.spawn" not in args:
+        return False
+    target = args[args.index(b"ignitevm.spawn") + 1 :][:1]
+    return bool(target) and Path(os.fsdecode(target[0])).resolve() == vm_dir.resolve()
 
 
 def read_runtime(vm_dir: Path) -> RuntimeStatus | None:

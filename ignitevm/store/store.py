@@ -67,8 +67,10 @@ class Store:
         return path
 
     def cache_dir(self) -> Path:
+        """``<root>/cache``: OCI blobs (image contents) and kernel packages; private (0700)."""
         path = self.root / "cache"
         path.mkdir(parents=True, exist_ok=True)
+        _ensure_mode(path, 0o700)
         return path
 
     # --- reading -----------------------------------------------------------------------------

@@ -56,6 +56,7 @@ class VMFiles:
     # the supervisor's run
     PLAN = "launch.json"  # what to run (written by launch)
     RUNTIME = "runtime.json"  # the live record: pids, addresses, ports, network plugin
+    LAST_RUN = "last-run.json"  # how the last run ended (restart policies read it)
     SUPERVISOR_LOG = "supervisor.log"  # the supervisor's and the VMM's stderr
     CONSOLE = "console.log"  # the serial console; rotated to console.log.1
     CONSOLE_OLD = "console.log.1"

@@ -20,6 +20,7 @@ from ignitevm.api.types import (
     BlockDeviceVolume,
     FileMapping,
     PortMapping,
+    RestartPolicy,
     Vmm,
     Volume,
     VolumeMount,
@@ -190,6 +191,14 @@ def _vmm(vm: VM, value: Any, flag: str) -> None:
         raise ValidationError(f"{flag} {value!r} is unknown", hint=f"use {choices}") from None
 
 
+def _restart(vm: VM, value: Any, flag: str) -> None:
+    try:
+        vm.spec.restart_policy = RestartPolicy(value)
+    except ValueError:
+        choices = ", ".join(p.value for p in RestartPolicy)
+        raise ValidationError(f"{flag} {value!r} is unknown", hint=f"use {choices}") from None
+
+
 def _items(value: Any) -> Iterable[Any]:
     return [value] if isinstance(value, str | PortMapping | FileMapping) else value
 
@@ -227,6 +236,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("vmm", ("--vmm",), "spec.vmm",
             "VMM: auto = firecracker where hardware KVM works and it is found, else qemu.", _vmm,
             metavar="auto|qemu|firecracker"),
+    Setting("restart", ("--restart",), "spec.restartPolicy",
+            "When ignited starts the VM again: always (unless stopped with ignite stop/kill), "
+            "on-failure (after a crash or a host reboot), no.", _restart,
+            metavar="no|always|on-failure", default="no"),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SETTINGS}
 

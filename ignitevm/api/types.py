@@ -59,6 +59,14 @@ class Vmm(StrEnum):
     FIRECRACKER = "firecracker"
 
 
+class RestartPolicy(StrEnum):
+    """ignitevm: when ignited starts a VM again that does not run (ops/restart.py)."""
+
+    NO = "no"
+    ALWAYS = "always"
+    ON_FAILURE = "on-failure"
+
+
 class Protocol(StrEnum):
     TCP = "tcp"
     UDP = "udp"
@@ -264,6 +272,10 @@ class VMSpec(Model):
     ssh: SSH = None
     # ignitevm: which VMM runs the VM; None = the configuration's choice, else auto
     vmm: Vmm | None = None
+    # ignitevm: when ignited starts the VM again; None = no (YAML reads an unquoted no as false)
+    restart_policy: Annotated[
+        RestartPolicy | None, BeforeValidator(lambda v: "no" if v is False else v)
+    ] = None
 
 
 class Runtime(Model):
@@ -274,6 +286,15 @@ class Runtime(Model):
 class Network(Model):
     plugin: str = ""
     ip_addresses: Nullable[list[str]] = Field(default_factory=_list)
+
+
+class LastRun(Model):
+    """ignitevm: how the VM's last run ended (spawn/runtime.py's RunOutcome, LastRun)."""
+
+    outcome: str  # exited | crashed | terminated | lost
+    exit_code: int | None = None
+    started_at: Time | None = None
+    ended_at: Time | None = None
 
 
 class VMStatus(Model):
@@ -288,6 +309,10 @@ class VMStatus(Model):
     # ignitevm: the VMM actually used and the supervisor's pid while it runs
     vmm: Vmm | None = None
     pid: int | None = None
+    # ignitevm: set by ignite stop/kill, cleared by a start: ignited does not restart it
+    stopped_by_user: bool | None = None
+    # ignitevm: how the last run ended, while the VM does not run (read, never stored)
+    last_run: LastRun | None = None
 
 
 class VM(Model):

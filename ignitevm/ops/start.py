@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ignitevm.api import VM
+from ignitevm.api import VM, Kind
 from ignitevm.errors import ConflictError, IgniteError
 from ignitevm.fsutil import restrict
 from ignitevm.layout import OBJECT_DIR_MODE, VMFiles
@@ -36,9 +36,12 @@ def start_vm(
     debug: bool = False,
     vmm: str | None = None,
     ignore_preflight: frozenset[str] = frozenset(),
+    unless_stopped_by_user: bool = False,
 ) -> VM:
     """Start a created or stopped VM; returns when its init runs (``wait``). ``vmm``
-    overrides the VM's choice for this start; ``ignore_preflight`` names checks to skip."""
+    overrides the VM's choice for this start; ``ignore_preflight`` names checks to skip;
+    ``unless_stopped_by_user``: a restart by policy, refused (ConflictError) when a person
+    stopped the VM, as checked under the start lock."""
     from ignitevm import spawn
     from ignitevm.network.registry import require_plugin
     from ignitevm.ops.launchplan import build_launch_plan
@@ -51,6 +54,7 @@ def start_vm(
                 f"VM {vm.metadata.name} is already running",
                 hint=f"stop it first: ignite stop {vm.metadata.name}",
             )
+        vm = _claim_start(svc, vm, unless_stopped_by_user)
         # the previous run's leftovers go with the plugin that made them, whatever this start
         # uses
         spawn.cleanup_stale(d)
@@ -74,6 +78,24 @@ def start_vm(
     if wait and vm.spec.ssh and plugin_name != "none":
         _wait_for_ssh(svc, vm, max(1.0, timeout - (time.monotonic() - started)))
     return recorded
+
+
+def _claim_start(svc: Services, vm: VM, unless_stopped_by_user: bool) -> VM:
+    """The VM as stored now, with a person's stop cleared: this start is what is wanted now."""
+    if (
+        unless_stopped_by_user
+        and svc.store.require(Kind.VM, vm.metadata.uid).status.stopped_by_user
+    ):
+        raise ConflictError(
+            f"VM {vm.metadata.name} was stopped by a user: not restarted",
+            hint=f"start it by hand: ignite start {vm.metadata.name}",
+        )
+
+    def clear(current: VM) -> VM:
+        current.status.stopped_by_user = None
+        return current
+
+    return svc.store.update(Kind.VM, vm.metadata.uid, clear)
 
 
 @contextmanager

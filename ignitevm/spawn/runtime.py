@@ -17,6 +17,28 @@ from ignitevm.store.locks import is_locked
 RUNTIME_FILE = VMFiles.RUNTIME
 
 
+class RunOutcome(StrEnum):
+    """How a run ended (docs/runtime.md "How a run ended")."""
+
+    EXITED = "exited"  # the VMM exited with 0: the guest powered off or rebooted, or a stop
+    CRASHED = "crashed"  # the VMM exited non-zero or was killed by a signal
+    # the supervisor was told to stop (SIGTERM/SIGINT): a host shutdown (systemd signals every
+    # process), or a stop that could not reach the VMM's control socket
+    TERMINATED = "terminated"
+    LOST = "lost"  # the supervisor vanished (kill -9, OOM, a host reboot): found stale
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """``last-run.json``: written when a run ends, by its supervisor or, for a supervisor that
+    vanished, by the cleanup that finds its stale runtime.json."""
+
+    outcome: RunOutcome
+    started_at: float  # the run's runtime.json started_at: which run this record is about
+    ended_at: float | None = None  # None: unknown (lost)
+    exit_code: int | None = None  # the VMM's; negative: killed by that signal
+
+
 class RuntimeState(StrEnum):
     STARTING = "starting"  # the lock is held, the network may be half set up
     RUNNING = "running"  # the VMM runs
@@ -47,6 +69,31 @@ class RuntimeStatus:
 
 def write_runtime(vm_dir: Path, status: RuntimeStatus) -> None:
     write_record(vm_dir / RUNTIME_FILE, status)
+
+
+def write_last_run(vm_dir: Path, record: LastRun) -> None:
+    write_record(vm_dir / VMFiles.LAST_RUN, record, fsync=True)
+
+
+def read_last_run(vm_dir: Path) -> LastRun | None:
+    try:
+        return read_record(LastRun, vm_dir / VMFiles.LAST_RUN)
+    except (OSError, RecordError):
+        return None
+
+
+def vmm_outcome(exit_code: int, *, signalled: bool = False) -> RunOutcome:
+    if signalled:
+        return RunOutcome.TERMINATED
+    return RunOutcome.EXITED if exit_code == 0 else RunOutcome.CRASHED
+
+
+def record_lost_run(vm_dir: Path, status: RuntimeStatus) -> None:
+    """A stale runtime.json means its supervisor vanished: record that run as lost, unless its
+    supervisor recorded the end itself (it writes last-run.json before removing runtime.json)."""
+    last = read_last_run(vm_dir)
+    if last is None or last.started_at != status.started_at:
+        write_last_run(vm_dir, LastRun(RunOutcome.LOST, status.started_at))
 
 
 def is_running(vm_dir: Path) -> bool:

@@ -24,9 +24,12 @@ from ignitevm.spawn.plan import LaunchPlan
 from ignitevm.spawn.protocol import REPRESS_INTERVAL, Ready
 from ignitevm.spawn.relay import MAX_INPUT_BACKLOG, Clients, ConsoleLog, listen_unix
 from ignitevm.spawn.runtime import (
+    LastRun,
     RuntimeState,
     RuntimeStatus,
     remove_runtime_files,
+    vmm_outcome,
+    write_last_run,
     write_runtime,
 )
 from ignitevm.vmm.base import with_guest_ip
@@ -108,8 +111,22 @@ class Supervisor:
             self.ready.error(exc)
             return 1
         finally:
+            self._record_end()
             remove_runtime_files(self.vm_dir)
             log.info("supervisor exits")
+
+    def _record_end(self) -> None:
+        """How the run ended, before runtime.json goes (a crash in between leaves the run
+        "lost" to the cleanup, which is what it then is)."""
+        code = self.vmm.returncode if self.vmm is not None else None
+        if code is None or self.status is None:
+            return  # the VMM never ran
+        outcome = vmm_outcome(code, signalled=self._stop_deadline is not None)
+        record = LastRun(outcome, self.status.started_at, time.time(), code)
+        try:
+            write_last_run(self.vm_dir, record)
+        except OSError as exc:
+            log.warning("cannot record how the run ended: %s", exc)
 
     def _detach(self) -> None:
         try:

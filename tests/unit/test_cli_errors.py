@@ -101,6 +101,7 @@ def test_an_unexpected_error_is_one_line_without_traceback(
     assert lines[0] == "error: File exists: /var/lib/firecracker/vm/x" and len(lines) == 2
 
 
+@pytest.mark.usefixtures("restore_signals")  # ignited installs a SIGTERM handler
 def test_ignited_logs_a_bad_manifest_as_one_error_and_one_hint(
     files: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -59,6 +59,7 @@ def test_two_starts_at_once_one_runs_the_other_is_refused_quickly(fake_host: Fak
     assert loser[1] < 3.0, results
 
 
+@pytest.mark.usefixtures("restore_signals")  # ignited installs a SIGTERM handler
 def test_a_second_ignited_for_the_same_owner_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

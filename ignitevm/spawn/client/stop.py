@@ -18,6 +18,7 @@ from ignitevm.spawn.runtime import (
     is_running,
     pid_in_dir,
     read_runtime,
+    record_lost_run,
     remove_runtime_files,
 )
 from ignitevm.store.locks import try_hold_lock
@@ -131,6 +132,7 @@ def cleanup_stale(vm_dir: Path, plugins: Callable[[str], NetworkPlugin] | None =
         if status.vmm_pid and pid_in_dir(status.vmm_pid, vm_dir):
             log.warning("killing VMM %d left by a dead supervisor", status.vmm_pid)
             os.kill(status.vmm_pid, signal.SIGKILL)
+        record_lost_run(vm_dir, status)  # for restart policies: this run ended abnormally
         try:
             plugins(status.network).detach(status.network_request(vm_dir))
         except IgniteError as exc:

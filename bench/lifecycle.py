@@ -3,7 +3,8 @@
     .venv/bin/python bench/lifecycle.py [--rounds N]      (root; QEMU; ~3 minutes)
 
 1. `ignite run` to the guest's init marker vs the bare QEMU command line with the same kernel,
-   initramfs and disk (goal: ratio <= 1.10).
+   initramfs and disk (goal: ratio <= 1.10); and jailed (the default as root) vs unjailed
+   (configuration `jail: false`), alternating (goal: ratio <= 1.05).
 2. `ignite create` on a 100 MB and a 1 GB image (goal: both under 150 ms, i.e. O(1)); baseline:
    `python -c "import pydantic, click"` (the interpreter start-up every CLI call pays).
 3. `ignite ps -a` with 30 stopped VMs vs `python3 -c pass` (goal: under 250 ms).
@@ -35,14 +36,18 @@ class Bench:
     def __init__(self, base: Path, deb: Path) -> None:
         self.state = base / "state"
         self.config = base / "config.yaml"
-        self.config.write_text(
+        text = (
             "apiVersion: ignite.weave.works/v1alpha4\nkind: Configuration\nspec:\n"
             f"  networkPlugin: none\n  vmDefaults:\n    kernel:\n      oci: deb:{deb}\n"
         )
+        self.config.write_text(text)
+        self.unjailed = base / "config-unjailed.yaml"
+        self.unjailed.write_text(text + "  jail: false\n")
         self.env = {**os.environ, "IGNITE_STATE_DIR": str(self.state)}
 
-    def ignite(self, *args: str) -> str:
-        argv = [str(Path(PY).parent / "ignite"), "--ignite-config", str(self.config), *args]
+    def ignite(self, *args: str, config: Path | None = None) -> str:
+        argv = [str(Path(PY).parent / "ignite"), "--ignite-config", str(config or self.config),
+                *args]  # fmt: skip
         out = subprocess.run(argv, env=self.env, capture_output=True, text=True)
         if out.returncode != 0:
             raise SystemExit(f"ignite {' '.join(args)} failed:\n{out.stderr}")
@@ -61,10 +66,10 @@ def bare_boot(vm_dir: Path, work: Path) -> float:
     """The supervisor's exact QEMU command line, started by hand on a fresh overlay."""
     from ignitevm.network.base import Attachment
     from ignitevm.spawn import read_plan
-    from ignitevm.vmm.qemu import build_qemu_argv
+    from ignitevm.vmm.qemuargs import build_qemu_argv
 
     plan = read_plan(vm_dir)
-    disk = plan.disks[0].path
+    disk = plan.machine.disks[0].path
     fresh = work / "bare.qcow2"
     backing = json.loads(
         subprocess.run(["qemu-img", "info", "--output=json", str(disk)], check=True,
@@ -76,7 +81,7 @@ def bare_boot(vm_dir: Path, work: Path) -> float:
     from dataclasses import replace
 
     # the same disks (the kernel's read-only modules disk too), with a fresh root overlay
-    disks = (replace(plan.disks[0], path=fresh), *plan.disks[1:])
+    disks = (replace(plan.machine.disks[0], path=fresh), *plan.machine.disks[1:])
     spec = replace(plan.machine, disks=disks, vm_dir=work)
     argv = build_qemu_argv(spec, Attachment())
     start = time.perf_counter()
@@ -96,17 +101,20 @@ def bare_boot(vm_dir: Path, work: Path) -> float:
         fresh.unlink()
 
 
-def boot_ratio(b: Bench, rounds: int, work: Path) -> tuple[float, float]:
-    runs, bares = [], []
+def boot_ratio(b: Bench, rounds: int, work: Path) -> tuple[float, float, float]:
+    """Medians of (ignite run jailed, unjailed, bare QEMU), alternating in each round."""
+    runs, unjailed, bares = [], [], []
     for i in range(rounds):
-        name = f"bench-boot-{i}"
-        argv = ("run", "ignitevm/default:latest", "--name", name, "--memory", "256MB")
-        runs.append(timed(lambda argv=argv: b.ignite(*argv)))
-        d = b.vm_dir(name)
-        b.ignite("kill", name)
-        bares.append(bare_boot(d, work))
-        b.ignite("rm", name)
-    return statistics.median(runs), statistics.median(bares)
+        for config, times in ((b.config, runs), (b.unjailed, unjailed)):
+            name = f"bench-boot-{i}-{len(times)}-{config.stem}"
+            argv = ("run", "ignitevm/default:latest", "--name", name, "--memory", "256MB")
+            times.append(timed(lambda argv=argv, c=config: b.ignite(*argv, config=c)))
+            d = b.vm_dir(name)
+            b.ignite("kill", name)
+            if config == b.config:
+                bares.append(bare_boot(d, work))
+            b.ignite("rm", name)
+    return statistics.median(runs), statistics.median(unjailed), statistics.median(bares)
 
 
 def make_image(b: Bench, work: Path, size_mb: int) -> str:
@@ -184,9 +192,11 @@ def main() -> None:
     try:
         b.ignite("kernel", "import", f"deb:{deb}")
         b.ignite("image", "import", "--name", "ignitevm/default:latest", f"oci-archive:{archive}")
-        run, bare = boot_ratio(b, args.rounds, work)
+        run, unjailed, bare = boot_ratio(b, args.rounds, work)
         rows.append(("ignite run -> init marker", f"{run:.2f} s", f"bare QEMU {bare:.2f} s",
                      f"ratio {run / bare:.2f} (goal <= 1.10)"))  # fmt: skip
+        rows.append(("ignite run -> init, jailed", f"{run:.2f} s", f"unjailed {unjailed:.2f} s",
+                     f"ratio {run / unjailed:.2f} (goal <= 1.05)"))  # fmt: skip
         startup = median_of(5, run_cmd(PY, "-c", "import pydantic, click"))
         for size in (100, 1024):
             image = make_image(b, work, size)

@@ -47,6 +47,7 @@ fi
 # bin, so `ignite` finds it when run from the venv. Optional: VMs run on QEMU without it.
 if fc=$(hack/fetch-firecracker.sh 2>/dev/null); then
   ln -sf "$fc" .venv/bin/firecracker
+  ln -sf "$(dirname "$fc")/jailer" .venv/bin/jailer
 else
   echo "setup: could not fetch Firecracker (optional; VMs run on QEMU)" >&2
 fi

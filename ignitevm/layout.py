@@ -61,7 +61,13 @@ class VMFiles:
     CONSOLE = "console.log"  # the serial console; rotated to console.log.1
     CONSOLE_OLD = "console.log.1"
     ATTACH_SOCKET = "attach.sock"  # ignite attach
+    AGENT_SOCKET = "agent.sock"  # the guest agent, relayed by the supervisor
+    CONTROL_SOCKET = "control.sock"  # requests to the supervisor: pause, unpause, save
+    AGENT_LOCK = "agent.lock"  # one agent client at a time
+    SUSPENDED_STATE = "suspend.state"  # ignite suspend: the device state, then
+    SUSPENDED_MEMORY = "suspend.memory"  # the RAM (sparse); start resumes from both
     NETWORK = "network.json"  # the cni plugin's record: what DEL needs, the last address
+    JAIL = "jail"  # the mount point of the jailed VMM's root (empty on the host)
     # the VMMs' own files
     QMP_SOCKET = "qmp.sock"  # QEMU
     FC_API_SOCKET = "firecracker.sock"  # Firecracker's API
@@ -69,4 +75,4 @@ class VMFiles:
     FC_METRICS = "firecracker.metrics"
     # guest data, keys and what the guest printed: 0600 (the rest is metadata, 0644)
     PRIVATE = (DISK, RW, VM_LAYER, INITRD, SSH_KEY, PLAN, SUPERVISOR_LOG, CONSOLE, CONSOLE_OLD,
-               FC_LOG, FC_METRICS)  # fmt: skip
+               SUSPENDED_STATE, SUSPENDED_MEMORY, FC_LOG, FC_METRICS)  # fmt: skip

@@ -11,7 +11,9 @@ from ignitevm.api.manifest import (
     to_dict,
 )
 from ignitevm.api.names import generate_name, is_uid, new_uid, uid_from_name
+from ignitevm.api.objects import AnyObject, Object
 from ignitevm.api.size import Size
+from ignitevm.api.snapshot import Snapshot
 from ignitevm.api.types import (
     API_GROUP,
     API_VERSION,
@@ -22,7 +24,6 @@ from ignitevm.api.types import (
     DEFAULT_NETWORK_PLUGIN,
     DEFAULT_SANDBOX_IMAGE,
     VM,
-    AnyObject,
     BlockDeviceVolume,
     Configuration,
     ConfigurationSpec,
@@ -36,7 +37,6 @@ from ignitevm.api.types import (
     Kind,
     LastRun,
     Network,
-    Object,
     ObjectMeta,
     OCIImageSource,
     PortMapping,
@@ -89,6 +89,7 @@ __all__ = [
     "RestartPolicy",
     "Runtime",
     "Size",
+    "Snapshot",
     "VMImageSpec",
     "VMKernelSpec",
     "VMNetworkSpec",

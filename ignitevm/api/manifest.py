@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from ignitevm.api.types import API_GROUP, MODELS, SUPPORTED_VERSIONS, AnyObject
+from ignitevm.api.objects import MODELS, AnyObject
+from ignitevm.api.types import API_GROUP, SUPPORTED_VERSIONS
 from ignitevm.errors import IgniteError, ValidationError
 
 if TYPE_CHECKING:

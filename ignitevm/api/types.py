@@ -47,6 +47,7 @@ class Kind(StrEnum):
     VM = "VM"
     IMAGE = "Image"
     KERNEL = "Kernel"
+    SNAPSHOT = "Snapshot"
 
     @property
     def dir(self) -> str:
@@ -378,6 +379,9 @@ class ConfigurationSpec(Model):
     # ignitevm: default VMM ("auto" picks firecracker only where KVM really works) and state dir
     vmm: Vmm | None = None
     state_dir: str | None = None
+    # ignitevm: run each VMM in its jail (own uid, mount namespace, seccomp, cgroup) when
+    # ignite runs as root; false only to debug a VMM (docs/runtime.md "The jail")
+    jail: bool | None = None
 
 
 class Configuration(Model):
@@ -385,14 +389,3 @@ class Configuration(Model):
     api_version: Literal["ignite.weave.works/v1alpha4"] = API_VERSION
     metadata: ObjectMeta = Field(default_factory=_new(ObjectMeta))
     spec: ConfigurationSpec = Field(default_factory=_new(ConfigurationSpec))
-
-
-Object = VM | Image | Kernel
-AnyObject = VM | Image | Kernel | Configuration
-
-MODELS: dict[str, type[VM] | type[Image] | type[Kernel] | type[Configuration]] = {
-    "VM": VM,
-    "Image": Image,
-    "Kernel": Kernel,
-    "Configuration": Configuration,
-}

@@ -57,7 +57,12 @@ def exec_(
     target = require_target(app.services(), vm, identity)
     connect(target, timeout)
     sys.stdout.flush()
-    proc.exec_replace([*target.argv(tty=tty, timeout=timeout), remote_command(list(command))])
+    proc.exec_replace([*target.argv(tty=tty, timeout=timeout), remote_command(_command(command))])
+
+
+def _command(words: tuple[str, ...]) -> list[str]:
+    """The remote command: a leading ``--`` ends the flags, as in cobra, and is not run."""
+    return list(words[1:] if words[:1] == ("--",) else words)
 
 
 exec_.name = "exec"

@@ -27,7 +27,7 @@ def ignore_preflight_option() -> Any:
         default="",
         metavar="NAME,...|all",
         help="Preflight checks whose failure is only a warning when a VM starts (Root, KVM, "
-        "VMMBinary, TunDevice, CNIPlugins, HostPorts, KernelFitsVMM).",
+        "VMMBinary, TunDevice, CNIPlugins, HostPorts, KernelFitsVMM, Jail).",
     )
 
 

@@ -16,6 +16,7 @@ from ignitevm.cli.output import compile_go_template, format_age, format_bytes, p
 
 if TYPE_CHECKING:
     from ignitevm.api import VM
+    from ignitevm.ops.vmlist import VMView
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +231,7 @@ def ps(app: App, all_: bool, filter_: str, output: str, template: str) -> None:
         for v in views:
             click.echo(v.vm.metadata.uid)
         return
-    print_table(_PS_HEADERS, [_ps_row(v.vm, v.ports) for v in views])
+    print_table(_PS_HEADERS, [_ps_row(v) for v in views])
 
 
 def _vm_filter(text: str) -> Callable[[VM], bool]:
@@ -247,8 +248,10 @@ _PS_HEADERS = ["VM ID", "IMAGE", "KERNEL", "SIZE", "CPUS", "MEMORY", "CREATED", 
                "IPS", "PORTS", "NAME"]  # fmt: skip
 
 
-def _ps_row(vm: VM, ports: tuple[str, ...]) -> list[str]:
-    st = vm.status
+def _ps_row(view: VMView) -> list[str]:
+    vm, st = view.vm, view.vm.status
+    if view.damaged:  # its metadata.json is unreadable: `ignite rm -f UID` removes it
+        return [vm.metadata.uid, *["?"] * 6, "Unknown", "", "", ""]
     status = f"Up {format_age(st.start_time)}" if st.running else "Stopped"
     return [
         vm.metadata.uid,
@@ -260,7 +263,7 @@ def _ps_row(vm: VM, ports: tuple[str, ...]) -> list[str]:
         f"{format_age(vm.metadata.created)} ago",
         status,
         ", ".join(st.network.ip_addresses),
-        ", ".join(ports),
+        ", ".join(view.ports),
         vm.metadata.name,
     ]
 

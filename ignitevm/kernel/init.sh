@@ -267,6 +267,41 @@ mount_volumes() {
     done
 }
 
+# agent_port: the device of the virtio-serial port org.ignitevm.agent, if the VM has one.
+agent_port() {
+    for f in /sys/class/virtio-ports/*/name; do
+        [ -f "$f" ] && [ "$(cat "$f")" = org.ignitevm.agent ] || continue
+        d=${f%/name}
+        echo "/dev/${d##*/}"
+        return 0
+    done
+    return 1
+}
+
+# start_agent: the guest agent (/agent.sh, docs/internals.md "The guest agent") on its port,
+# in a mount namespace of its own so it outlives switch_root; waits until it is set up.
+start_agent() {
+    [ -x /agent.sh ] || return 0
+    if [ ! -d /sys/class/virtio-ports ]; then
+        # a kernel imported before the agent existed: virtio_console from the modules disk
+        ko=$(find "$NEWROOT/lib/modules/$(uname -r)/" -name 'virtio_console.ko*' 2>/dev/null | head -n1)
+        [ -n "$ko" ] && insmod "$ko" 2>/dev/null
+    fi
+    n=0
+    until port=$(agent_port); do
+        [ "$n" -ge 20 ] && return 0  # no agent port: a VM started without one
+        usleep 10000
+        n=$((n + 1))
+    done
+    n=0
+    while [ ! -c "$port" ] && [ "$n" -lt 50 ]; do usleep 10000; n=$((n + 1)); done
+    mkfifo /agent.ready
+    setsid unshare -m --propagation private /bin/busybox sh /agent.sh "$port" /agent.ready \
+        </dev/null >/dev/null 2>&1 &
+    read -r state </agent.ready
+    [ "$state" = ready ] || say "warning: the guest agent did not start"
+}
+
 find_init() {
     if [ -n "$IGNITE_INIT" ]; then echo "$IGNITE_INIT"; return 0; fi
     for candidate in /sbin/init /etc/init /bin/init /bin/sh; do
@@ -309,6 +344,8 @@ main() {
     apply_files
     step "mount_volumes"
     mount_volumes
+    step "start_agent"
+    start_agent
     step "switch_root"
     init=$(find_init) || fatal "no init in the image (tried /sbin/init /etc/init /bin/init /bin/sh)"
     [ -x "$NEWROOT$init" ] || [ -L "$NEWROOT$init" ] || fatal "init $init is not executable in the image"

@@ -17,6 +17,7 @@ from ignitevm.errors import IgniteError, ValidationError
 from ignitevm.fsutil import PRIVATE_MODE, create_file
 from ignitevm.kernel.cpio import CpioWriter
 from ignitevm.kernel.modules import read_module, resolve_modules, strip_signature
+from ignitevm.kernel.reseed import reseed_program
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,11 @@ _ENV_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 def init_script() -> bytes:
     """The /init shipped as package data (``ignitevm/kernel/init.sh``)."""
     return resources.files("ignitevm.kernel").joinpath("init.sh").read_bytes()
+
+
+def agent_script() -> bytes:
+    """The guest agent (``ignitevm/kernel/agent.sh``), which /init starts."""
+    return resources.files("ignitevm.kernel").joinpath("agent.sh").read_bytes()
 
 
 def is_static_elf(data: bytes) -> bool:
@@ -171,6 +177,8 @@ def write_vm_layer(
     with create_file(tmp, file_mode) as fh:
         cpio = CpioWriter(fh)
         cpio.file("init", init_script(), 0o755)
+        cpio.file("agent.sh", agent_script(), 0o755)
+        cpio.file("sbin/ignite-reseed", reseed_program(), 0o755)
         cpio.directory("ignite", 0o700)
         cpio.directory("ignite/files", 0o755)
         cpio.directory("ignite/firstboot", 0o755)

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 # What /init needs, in the order it should load them. ext4 looks its crc32c up by name at mount
 # time (no symbol dependency), so crc32c_generic is named explicitly.
 REQUIRED_MODULES = ("virtio_mmio", "virtio_blk", "virtio_net", "crc32c_generic", "ext4", "overlay")
-OPTIONAL_MODULES = ("button", "evdev")
+# virtio_console: the guest agent's port (docs/internals.md "The guest agent")
+OPTIONAL_MODULES = ("button", "evdev", "virtio_console")
 _SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 
 

@@ -51,6 +51,8 @@ class CNINetwork:
         self.runtime = CNIRuntime(self.bin_dirs, executor)
         self.resolv_conf = resolv_conf
         self._responder_threads: dict[str, ResponderThread] = {}
+        # this process's own records, for a detach after vm_dir was damaged or deleted
+        self._records: dict[str, NetworkRecord] = {}
 
     # --- attach -----------------------------------------------------------------------------
 
@@ -87,6 +89,7 @@ class CNINetwork:
                 hostname=req.vm_name,
             )
             self._start_responder(req, record.netns, lease)
+            self._records[req.vm_uid] = record
         except BaseException:
             self._undo_failed_attach(req)
             raise
@@ -173,9 +176,14 @@ class CNINetwork:
     # --- detach -----------------------------------------------------------------------------
 
     def detach(self, req: NetworkRequest) -> None:
-        record = NetworkRecord.load(req.vm_dir)
+        """Undo ``attach`` from network.json, or from this process's own record when the file
+        is gone or damaged, or from what the netns name and the CNI configuration say."""
+        record = NetworkRecord.load(req.vm_dir) or self._records.get(req.vm_uid)
         ns = record.netns if record and record.netns else netns_name(req.vm_uid)
-        if record is None or not record.attached:
+        if record is None:
+            self._detach_without_record(req, ns)
+            return
+        if not record.attached:
             netns.delete_netns(ns)  # e.g. a crash between "ip netns add" and the first record
             return
         self._stop_responder(req)
@@ -190,6 +198,25 @@ class CNINetwork:
             self.runtime.delete(net, args, record.result)
             remove_leaked_masquerade(net, record.container_id)
         netns.delete_netns(ns)
-        NetworkRecord(
-            attached=False, last_ip=record.last_ip, last_network=record.last_network
-        ).save(req.vm_dir)
+        self._records.pop(req.vm_uid, None)
+        if req.vm_dir.is_dir():  # a VM directory removed under the VM is not made again
+            NetworkRecord(
+                attached=False, last_ip=record.last_ip, last_network=record.last_network
+            ).save(req.vm_dir)
+
+    def _detach_without_record(self, req: NetworkRequest, ns: str) -> None:
+        """network.json is damaged or gone while the VM's namespace is there: CNI DEL with the
+        configuration in use and the container id (host-local frees the lease by it, portmap
+        and the bridge's masquerade chain are named after it), then the namespace."""
+        if netns.netns_exists(ns):
+            net = cniconf.find_config_list(self.conf_dir)
+            if net is not None:
+                log.warning("VM %s: no network record; CNI DEL from its netns and the "
+                            "configuration", req.vm_uid)  # fmt: skip
+                cid = container_id(req.vm_uid)
+                args = RuntimeArgs(container_id=cid, netns=str(netns.netns_path(ns)),
+                                   ifname=IFNAME)  # fmt: skip
+                self.runtime.delete(net, args, None)
+                remove_leaked_masquerade(net, cid)
+        self._stop_responder(req)
+        netns.delete_netns(ns)

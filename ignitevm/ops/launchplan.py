@@ -61,7 +61,9 @@ def build_launch_plan(
         mac=mac_for_uid(vm.metadata.uid),
         accel=choice.accel,
     )
-    return LaunchPlan(machine, vmm=choice.vmm, network=PluginName(plugin_name), ports=ports)
+    jail = svc.config.spec.jail is not False
+    return LaunchPlan(machine, vmm=choice.vmm, network=PluginName(plugin_name), ports=ports,
+                      jail=jail)  # fmt: skip
 
 
 def network_ports(ports: list[APIPortMapping]) -> tuple[PortMapping, ...]:

@@ -36,6 +36,7 @@ class Check(StrEnum):
     CNI_PLUGINS = "CNIPlugins"
     HOST_PORTS = "HostPorts"
     KERNEL_FITS_VMM = "KernelFitsVMM"
+    JAIL = "Jail"
 
 
 class PreflightError(IgniteError):
@@ -61,6 +62,7 @@ class StartRequest:
     vmlinux: Path
     accel: Accel = Accel.AUTO  # KVM: asked for explicitly, so it must work for QEMU too
     ports: tuple[PortMapping, ...] = ()
+    jail: bool = False  # the VMM is to run jailed (docs/runtime.md "The jail")
 
 
 @dataclass(frozen=True)
@@ -74,6 +76,7 @@ class HostFacts:
     missing_cni: tuple[str, ...] = ()
     busy_ports: tuple[str, ...] = ()  # "host port 0.0.0.0:80/tcp is not free: <why>"
     kernel_mmio_cmdline: bool | None = None  # None: unknown
+    cgroup_problem: str | None = None  # why the jail gets no cgroup (a warning, not a failure)
 
 
 def parse_ignored(value: str | Iterable[str] | None) -> frozenset[str]:
@@ -175,6 +178,27 @@ def _check_kernel(req: StartRequest, facts: HostFacts) -> Failure | None:
     )
 
 
+def _check_jail(req: StartRequest, facts: HostFacts) -> Failure | None:
+    low = sorted({p.host_port for p in req.ports if p.host_port < 1024})
+    if not req.jail or req.network != "user" or not low:
+        return None
+    return Failure(
+        Check.JAIL,
+        f"the jailed QEMU runs as an unprivileged user and cannot bind host port(s) "
+        f"{', '.join(map(str, low))} for user-mode networking",
+        "Use host ports from 1024 up, or --network-plugin cni, or "
+        "--ignore-preflight-checks Jail to run this VM's QEMU unjailed",
+    )
+
+
+def jail_warnings(req: StartRequest, facts: HostFacts) -> list[str]:
+    """What the jail lacks here; the VM starts anyway (docs/runtime.md "The jail")."""
+    if not req.jail or facts.euid != 0 or facts.cgroup_problem is None:
+        return []
+    return [f"[WARNING {Check.JAIL}]: no memory, cpu and pids limits for the VMM: "
+            f"{facts.cgroup_problem}"]  # fmt: skip
+
+
 CHECKS: tuple[Callable[[StartRequest, HostFacts], Failure | None], ...] = (
     _check_root,
     _check_kvm,
@@ -183,6 +207,7 @@ CHECKS: tuple[Callable[[StartRequest, HostFacts], Failure | None], ...] = (
     _check_cni,
     _check_ports,
     _check_kernel,
+    _check_jail,
 )
 
 
@@ -203,7 +228,10 @@ def require_preflight(
     if ALL in ignored:
         log.debug("preflight checks skipped (--ignore-preflight-checks all)")
         return
-    failures = find_failures(req, facts or read_host_facts(req), ignored)
+    facts = facts or read_host_facts(req)
+    for warning in jail_warnings(req, facts):
+        log.warning("%s", warning)
+    failures = find_failures(req, facts, ignored)
     if failures:
         names = ",".join(f.check.value for f in failures)
         raise PreflightError(
@@ -228,7 +256,14 @@ def read_host_facts(req: StartRequest) -> HostFacts:
         kernel_mmio_cmdline=(
             kernel_has_mmio_cmdline(req.vmlinux) if req.vmm == VMMName.FIRECRACKER else None
         ),
+        cgroup_problem=_cgroup_problem() if req.jail else None,
     )
+
+
+def _cgroup_problem() -> str | None:
+    from ignitevm.vmm.cgroups import problem
+
+    return problem()
 
 
 def _missing_cni() -> tuple[str, ...]:

@@ -9,6 +9,8 @@ users lost their VMs at every host reboot (weaveworks/ignite #351, #504).
   supervisor vanished (kill -9, a host crash) or was told to stop by a signal (a host shutdown).
   Not after the guest powered off, nor after a stop by a person.
 - ``no`` (the default): never.
+
+A VM suspended with ``ignite suspend`` is never restarted: that is a person's stop too.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ def restart_reason(vm: VM, *, running: bool) -> str | None:
     if running or policy == RestartPolicy.NO or vm.status.stopped_by_user:
         return None
     last = vm.status.last_run
+    if last is not None and last.outcome == "suspended":
+        return None  # `ignite suspend` is a person's stop too; `ignite start` resumes it
     if policy == RestartPolicy.ALWAYS:
         return f"restart policy always, last run {last.outcome if last else 'none'}"
     if last is not None and last.outcome in ABNORMAL:

@@ -61,8 +61,8 @@ def start_vm(
         restrict(d, OBJECT_DIR_MODE, VMFiles.PRIVATE)  # what an older version left readable
         plugin_name = network_plugin or vm.status.network.plugin or svc.default_network_plugin()
         require_plugin(plugin_name)  # an unknown name fails here, naming the choices
-        plan = build_launch_plan(svc, vm, d, plugin_name, debug=debug, vmm=vmm)
-        _preflight(plan, ignore_preflight)
+        plan = _preflight(build_launch_plan(svc, vm, d, plugin_name, debug=debug, vmm=vmm),
+                          ignore_preflight)  # fmt: skip
         started = time.monotonic()
         spawn.launch(plan)
     try:
@@ -132,8 +132,16 @@ def _wait_for_ssh(svc: Services, vm: VM, timeout: float) -> None:
         wait_for_ssh(require_target(svc, vm.metadata.uid, any_key=True), timeout)
 
 
-def _preflight(plan: LaunchPlan, ignored: frozenset[str]) -> None:
-    from ignitevm.ops.preflight import StartRequest, require_preflight
+def _preflight(plan: LaunchPlan, ignored: frozenset[str]) -> LaunchPlan:
+    """Check the host for ``plan``; the plan to run (an ignored Jail check: unjailed)."""
+    from dataclasses import replace
 
-    req = StartRequest(plan.vmm, plan.network, plan.machine.vmlinux, ports=plan.ports)
+    from ignitevm.ops.preflight import Check, StartRequest, require_preflight
+
+    req = StartRequest(plan.vmm, plan.network, plan.machine.vmlinux, ports=plan.ports,
+                       jail=plan.jail)  # fmt: skip
     require_preflight(req, ignored)
+    if plan.jail and ({"all", Check.JAIL.value} & ignored):
+        log.warning("the Jail check is ignored: this VM's QEMU runs unjailed, as root")
+        return replace(plan, jail=False)
+    return plan

@@ -22,6 +22,7 @@ class VMView:
     vm: VM  # status.running, start_time and ip addresses reflect the live state
     running: bool
     ports: tuple[str, ...] = ()  # published ports as they are (e.g. "0.0.0.0:2222->22/tcp")
+    damaged: bool = False  # its metadata.json cannot be read: only the uid is known
 
 
 def vm_dir(svc: Services, vm: VM) -> Path:
@@ -53,14 +54,17 @@ def apply_runtime(vm: VM, status: RuntimeStatus | None) -> VM:
 def live_view(svc: Services, vm: VM) -> VMView:
     """Overlay the supervisor's live state on the stored object: a dead VM is never running,
     and says how its last run ended."""
-    from ignitevm.spawn.runtime import runtime_status
+    from ignitevm.spawn.runtime import is_running, runtime_status
 
     d = vm_dir(svc, vm)
     status = runtime_status(d)
     apply_runtime(vm, status)
-    vm.status.last_run = None if status is not None else last_run(d)
+    # the lock is the truth: a run whose runtime.json is damaged still runs
+    running = status is not None or is_running(d)
+    vm.status.running = running
+    vm.status.last_run = None if running else last_run(d)
     ports = status.ports if status is not None else vm.spec.network.ports
-    return VMView(vm=vm, running=status is not None, ports=tuple(str(p) for p in ports))
+    return VMView(vm=vm, running=running, ports=tuple(str(p) for p in ports))
 
 
 def last_run(d: Path) -> LastRun | None:
@@ -84,7 +88,16 @@ def last_run(d: Path) -> LastRun | None:
 
 
 def list_vms(svc: Services, *, all_: bool = True) -> list[VMView]:
+    """Every VM as it is; a damaged one (metadata.json unreadable) too, known by its uid."""
+    from ignitevm.api import ObjectMeta
+    from ignitevm.spawn.runtime import is_running
+
     views = [live_view(svc, vm) for vm in svc.store.list(Kind.VM)]
+    for uid in svc.store.damaged(Kind.VM):
+        running = is_running(svc.store.object_dir(Kind.VM, uid))
+        vm = VM(metadata=ObjectMeta(uid=uid))
+        vm.status.running = running
+        views.append(VMView(vm=vm, running=running, damaged=True))
     return views if all_ else [v for v in views if v.running]
 
 

@@ -109,7 +109,7 @@ def ensure_root_disk(svc: Services, vm: VM, d: Path, mode: str) -> None:
 
 def root_disks(svc: Services, vm: VM, d: Path, mode: str) -> tuple[Disk, ...]:
     """The disks the root is assembled from (they exist: ``ensure_root_disk``)."""
-    if mode == COW_QCOW2:
-        return (Disk(d / VMFiles.DISK, "qcow2"),)
     base = base_image_path(svc, require_of_vm(svc, Kind.IMAGE, vm))
+    if mode == COW_QCOW2:
+        return (Disk(d / VMFiles.DISK, "qcow2", backing=base),)
     return (Disk(base, "raw", readonly=True), Disk(d / VMFiles.RW, "raw"))

@@ -12,7 +12,13 @@ if TYPE_CHECKING:
     from ignitevm.spawn.attach import attach
     from ignitevm.spawn.client.console import ConsoleFollower, wait_for_boot
     from ignitevm.spawn.client.launch import launch
-    from ignitevm.spawn.client.stop import cleanup_stale, kill, request_stop, wait_until_stopped
+    from ignitevm.spawn.client.stop import (
+        cleanup_stale,
+        kill,
+        kill_orphan,
+        request_stop,
+        wait_until_stopped,
+    )
     from ignitevm.spawn.plan import LaunchPlan, read_plan
     from ignitevm.spawn.runtime import RuntimeState, RuntimeStatus, is_running, runtime_status
 
@@ -22,6 +28,7 @@ _LAZY = {
     "cleanup_stale": "client.stop",
     "is_running": "runtime",
     "kill": "client.stop",
+    "kill_orphan": "client.stop",
     "launch": "client.launch",
     "request_stop": "client.stop",
     "runtime_status": "runtime",
@@ -42,6 +49,7 @@ __all__ = [
     "cleanup_stale",
     "is_running",
     "kill",
+    "kill_orphan",
     "launch",
     "read_plan",
     "request_stop",

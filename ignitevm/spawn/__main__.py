@@ -43,9 +43,6 @@ def main(argv: list[str]) -> int:
     vm_dir, ready_fd, foreground = _parse(argv)
     if not foreground and os.fork() != 0:
         os._exit(0)
-    # what the run makes (sockets, the VMM's files) is root's; the records others may read
-    # (runtime.json, network.json) are written with their mode set explicitly
-    os.umask(0o077)
     logging.basicConfig(
         stream=sys.stderr,
         level=logging.DEBUG if os.environ.get("IGNITE_SPAWN_DEBUG") else logging.INFO,

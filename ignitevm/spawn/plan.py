@@ -26,6 +26,7 @@ class LaunchPlan:
     console_limit_bytes: int = DEFAULT_CONSOLE_LIMIT
     boot_marker: str = DEFAULT_BOOT_MARKER
     stop_timeout: float = 30.0  # SIGTERM to the supervisor: power button, then hard stop
+    jail: bool = True  # run the VMM in its jail (docs/runtime.md "The jail"), when root
 
     @property
     def vm_dir(self) -> Path:

@@ -15,6 +15,7 @@ from ignitevm.records import RecordError, read_record, write_record
 from ignitevm.store.locks import is_locked
 
 RUNTIME_FILE = VMFiles.RUNTIME
+VMM_PROGRAMS = (b"qemu-system-x86_64", b"firecracker", b"jailer")
 
 
 class RunOutcome(StrEnum):
@@ -25,6 +26,7 @@ class RunOutcome(StrEnum):
     # the supervisor was told to stop (SIGTERM/SIGINT): a host shutdown (systemd signals every
     # process), or a stop that could not reach the VMM's control socket
     TERMINATED = "terminated"
+    SUSPENDED = "suspended"  # ignite suspend: saved, then the VMM quit; resumed, not restarted
     LOST = "lost"  # the supervisor vanished (kill -9, OOM, a host reboot): found stale
 
 
@@ -43,6 +45,8 @@ class RuntimeState(StrEnum):
     STARTING = "starting"  # the lock is held, the network may be half set up
     RUNNING = "running"  # the VMM runs
     STOPPING = "stopping"  # a graceful stop was asked for
+    PAUSED = "paused"  # ignite pause: vCPUs frozen, memory kept
+    SUSPENDED = "suspended"  # ignite suspend: saving, then the VMM quits
 
 
 @dataclass(frozen=True)
@@ -62,6 +66,12 @@ class RuntimeStatus:
     vm_name: str = ""
     mac: str = ""
     ports: tuple[PortMapping, ...] = ()
+    # the jail of the run: the VMM's uid, its cgroups (removed by the cleanup after a crash)
+    jail_uid: int | None = None
+    cgroups: tuple[Path, ...] = ()
+    # the guest's RAM: the supervisor's fd (a VM restored from the same snapshot maps it too)
+    memory_fd: int | None = None
+    snapshot: str = ""  # the snapshot this run was resumed from
 
     def network_request(self, vm_dir: Path) -> NetworkRequest:
         return NetworkRequest(self.vm_uid, self.vm_name, vm_dir, self.mac, self.ports)
@@ -82,7 +92,9 @@ def read_last_run(vm_dir: Path) -> LastRun | None:
         return None
 
 
-def vmm_outcome(exit_code: int, *, signalled: bool = False) -> RunOutcome:
+def vmm_outcome(exit_code: int, *, signalled: bool = False, suspended: bool = False) -> RunOutcome:
+    if suspended and exit_code == 0:
+        return RunOutcome.SUSPENDED
     if signalled:
         return RunOutcome.TERMINATED
     return RunOutcome.EXITED if exit_code == 0 else RunOutcome.CRASHED
@@ -144,21 +156,37 @@ def read_runtime(vm_dir: Path) -> RuntimeStatus | None:
 
 
 def pid_in_dir(pid: int, vm_dir: Path) -> bool:
-    """True when process ``pid`` lives with vm_dir as its working directory: the supervisor
-    and its VMM both run there, which tells them from an unrelated process that reused a pid."""
+    """True when process ``pid`` belongs to the VM of vm_dir: the supervisor works there, and
+    its VMM names files of that directory on its command line (a jailed VMM's working
+    directory is its jail's root). This tells them from an unrelated process that reused a
+    pid."""
     try:
         cwd = os.readlink(f"/proc/{pid}/cwd")
     except OSError:
         return False
-    return cwd == str(vm_dir.resolve())
+    where = str(vm_dir.resolve())
+    if cwd == where:
+        return True
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    # a jailed VMM names no path of vm_dir: it names its VM's uid (QEMU's -name, the
+    # jailer's --id), 16 random hex characters. Only a VMM counts: other processes may name
+    # the VM's files (a `tail -f` of its console) and must never be taken for its own.
+    uid = vm_dir.name.encode()
+    # the program, or the script an interpreter runs (a VMM's wrapper)
+    program = {os.path.basename(a) for a in argv[:2]}
+    return bool(program & set(VMM_PROGRAMS)) and any(uid in arg for arg in argv)
 
 
 def remove_runtime_files(vm_dir: Path) -> None:
     """What one run leaves in vm_dir: the shared SSH connection (it lives as long as the run),
     runtime.json, the attach socket and every VMM's sockets."""
     from ignitevm.spawn.sshmux import close_master
-    from ignitevm.vmm.driver import all_runtime_files
+    from ignitevm.vmm.driver import remove_all_run_files
 
     close_master(vm_dir)
-    for name in (RUNTIME_FILE, VMFiles.ATTACH_SOCKET, *all_runtime_files()):
+    for name in (RUNTIME_FILE, VMFiles.ATTACH_SOCKET, VMFiles.AGENT_SOCKET, VMFiles.CONTROL_SOCKET):
         (vm_dir / name).unlink(missing_ok=True)
+    remove_all_run_files(vm_dir)

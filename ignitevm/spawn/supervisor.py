@@ -6,23 +6,20 @@ life, which is what "running" means. Single-threaded: one selector loop relays t
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import selectors
 import signal
 import time
 from dataclasses import replace
-from types import FrameType
 from typing import Any
 
 from ignitevm import proc
-from ignitevm.errors import IgniteError
 from ignitevm.layout import VMFiles
 from ignitevm.network.base import Attachment, NetworkPlugin
 from ignitevm.spawn.plan import LaunchPlan
 from ignitevm.spawn.protocol import REPRESS_INTERVAL, Ready
-from ignitevm.spawn.relay import MAX_INPUT_BACKLOG, Clients, ConsoleLog, listen_unix
+from ignitevm.spawn.relay import ConsoleLog, ConsoleRelay
 from ignitevm.spawn.runtime import (
     LastRun,
     RuntimeState,
@@ -32,26 +29,14 @@ from ignitevm.spawn.runtime import (
     write_last_run,
     write_runtime,
 )
+from ignitevm.spawn.stopping import StopSequence
 from ignitevm.vmm.base import with_guest_ip
+from ignitevm.vmm.confine import Jail, confine, release
 from ignitevm.vmm.driver import VMMDriver
 
 log = logging.getLogger(__name__)
 
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> Any:
-    """A preexec_fn: the child gets SIGKILL when the supervisor dies, even by kill -9. The flag
-    survives ``ip netns exec`` exec'ing into QEMU (no set-uid binary in between)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    parent = os.getpid()
-
-    def preexec() -> None:
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        if os.getppid() != parent:  # the supervisor died before prctl took effect
-            os._exit(1)
-
-    return preexec
+IDENT_TIMEOUT = 30.0  # the guest sets its address, MAC and hostname (busybox forks, under TCG)
 
 
 class Supervisor:
@@ -59,23 +44,24 @@ class Supervisor:
     (``__main__`` picks both by name; tests pass fakes, as httpx tests pass a transport)."""
 
     def __init__(
-        self, plan: LaunchPlan, ready: Ready, driver: VMMDriver, plugin: NetworkPlugin
+        self,
+        plan: LaunchPlan,
+        ready: Ready,
+        driver: VMMDriver,
+        plugin: NetworkPlugin,
+        repress: float = REPRESS_INTERVAL,
     ) -> None:
         self.plan = plan
         self.vm_dir = plan.vm_dir
         self.ready = ready
         self.driver = driver
         self.plugin = plugin
+        self.jail: Jail | None = None
         self.sel = selectors.DefaultSelector()
-        self.clients = Clients(self.sel)
         self.vmm: proc.Popen[bytes] | None = None
         self.status: RuntimeStatus | None = None
-        self._to_vmm = bytearray()
-        self._stop_requested = False
-        self._stop_deadline: float | None = None  # graceful stop gives up at this time
-        self._kill_deadline: float | None = None  # QMP quit was sent; SIGKILL at this time
-        self._next_press: float | None = None  # press the power button again at this time
-        self._vmm_gone = False
+        self.stop = StopSequence(driver, plan.stop_timeout, lambda: self._record("stopping"),
+                                 repress)  # fmt: skip
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -83,7 +69,7 @@ class Supervisor:
         """Set up, run the VM until it exits, clean up. Returns the supervisor's exit code."""
         # A stop asked for while the network is set up is carried out once QEMU runs.
         for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, self._on_stop_signal)
+            signal.signal(sig, lambda signum, frame: self.stop.signal())
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         remove_runtime_files(self.vm_dir)
         req = self.plan.network_request()
@@ -98,9 +84,10 @@ class Supervisor:
             mac=self.plan.machine.mac,
             ports=self.plan.ports,
         )
-        # Written before the network is touched, so a crash from here on leaves a record.
-        write_runtime(self.vm_dir, self.status)
         try:
+            self._confine()
+            # Written before the network is touched, so a crash from here on leaves a record.
+            write_runtime(self.vm_dir, self.status)
             att = self.plugin.attach(req)
             try:
                 return self._run_vm(att)
@@ -112,6 +99,8 @@ class Supervisor:
             return 1
         finally:
             self._record_end()
+            if self.jail is not None:
+                release(self.jail)
             remove_runtime_files(self.vm_dir)
             log.info("supervisor exits")
 
@@ -121,12 +110,25 @@ class Supervisor:
         code = self.vmm.returncode if self.vmm is not None else None
         if code is None or self.status is None:
             return  # the VMM never ran
-        outcome = vmm_outcome(code, signalled=self._stop_deadline is not None)
+        suspended = self.status.state == RuntimeState.SUSPENDED
+        outcome = vmm_outcome(code, signalled=self.stop.stop_deadline is not None,
+                              suspended=suspended)  # fmt: skip
         record = LastRun(outcome, self.status.started_at, time.time(), code)
         try:
             write_last_run(self.vm_dir, record)
         except OSError as exc:
             log.warning("cannot record how the run ended: %s", exc)
+
+    def _confine(self) -> None:
+        """The VMM's jail, when the plan asks for one (docs/runtime.md "The jail"); its uid and
+        cgroups go into runtime.json, so a cleanup after kill -9 removes them too."""
+        if not self.plan.jail:
+            return
+        m = self.plan.machine
+        self.jail = confine(m, readable=[m.initrd])
+        if self.jail is not None and self.status is not None:
+            self.status = replace(self.status, jail_uid=self.jail.uid,
+                                  cgroups=self.jail.cgroup_procs)  # fmt: skip
 
     def _detach(self) -> None:
         try:
@@ -135,13 +137,18 @@ class Supervisor:
             log.exception("network detach failed")
 
     def _run_vm(self, att: Attachment) -> int:
-        console = ConsoleLog(self.vm_dir / VMFiles.CONSOLE, self.plan.console_limit_bytes)
-        listener = listen_unix(self.vm_dir / VMFiles.ATTACH_SOCKET)
+        from ignitevm.vmm.qmp import listen_unix
+
+        log_file = ConsoleLog(self.vm_dir / VMFiles.CONSOLE, self.plan.console_limit_bytes)
+        attach = listen_unix(self.vm_dir / VMFiles.ATTACH_SOCKET)
+        console = ConsoleRelay(self.sel, log_file, attach)
         wake_r, wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         old_wakeup = signal.set_wakeup_fd(wake_w)
+        extras: list[Any] = []
         try:
             vmm_started_at = time.time()
             vmm = self._start_vmm(att)
+            extras = self._serve(att)
             assert self.status is not None
             self.status = replace(
                 self.status,
@@ -151,37 +158,70 @@ class Supervisor:
                 ip_addresses=(att.ip,) if att.ip else (),
                 netns=att.netns,
                 tap=att.tap,
+                memory_fd=getattr(self.driver, "memory_fd", None),
             )
             write_runtime(self.vm_dir, self.status)
             self.ready.ok(vmm.pid)
-            self.sel.register(wake_r, selectors.EVENT_READ, ("signal", None))
-            self.sel.register(listener, selectors.EVENT_READ, ("listen", listener))
+            self.sel.register(wake_r, selectors.EVENT_READ, lambda events: _drain(wake_r))
+            assert vmm.stdout is not None and vmm.stdin is not None
+            console.watch(vmm.stdout.fileno(), vmm.stdin.fileno())
             self._loop(vmm, console)
             return 0
         finally:
             self._reap()
-            self.clients.close_all()
-            listener.close()
+            for extra in extras:
+                extra.close()
             console.close()
             signal.set_wakeup_fd(old_wakeup)
             os.close(wake_r)
             os.close(wake_w)
 
+    def _serve(self, att: Attachment) -> list[Any]:
+        """The control socket, and the guest agent's relay (after it took its new identity,
+        for a resumed machine) when the VMM has an agent port."""
+        from ignitevm.spawn.control import ControlServer
+        from ignitevm.vmm.qmp import listen_unix
+
+        control = listen_unix(self.vm_dir / VMFiles.CONTROL_SOCKET)
+        served: list[Any] = [ControlServer(self.sel, control, self.driver, self._record)]
+        port = getattr(self.driver, "agent", None)
+        if port is not None:
+            from ignitevm.spawn.agentrelay import AgentRelay
+
+            if self.plan.machine.resume is not None:
+                self._new_identity(port, att)
+            relay = listen_unix(self.vm_dir / VMFiles.AGENT_SOCKET)
+            served.append(AgentRelay(self.sel, port, relay))
+        return served
+
+    def _new_identity(self, port: Any, att: Attachment) -> None:
+        """A machine resumed from a snapshot is another machine: its address, MAC, hostname and
+        random generator (docs/snapshots.md)."""
+        from ignitevm.vmm.agent import AgentSession
+
+        values = {"seed": os.urandom(32).hex(), "mac": self.plan.machine.mac,
+                  "hostname": self.plan.name}  # fmt: skip
+        if att.ip:
+            values["ip"] = f"{att.ip}/{att.prefix_len or 24}"
+            if att.gateway:
+                values["gateway"] = att.gateway
+            for dns in att.dns:
+                values["dns"] = dns
+        AgentSession(port).ident(values, IDENT_TIMEOUT)
+        log.info("the resumed guest took its identity (%s)", values.get("ip", "no address"))
+
+    def _record(self, state: str) -> None:
+        """A state the VM entered (paused, running, stopping, suspended): into runtime.json."""
+        if self.status is not None:
+            self.status = replace(self.status, state=RuntimeState(state))
+            write_runtime(self.vm_dir, self.status)
+
     def _start_vmm(self, att: Attachment) -> proc.Popen[bytes]:
         spec = self.plan.machine
         spec = replace(spec, cmdline=with_guest_ip(spec.cmdline, att, self.plan.name))
-        argv = self.driver.argv(spec, att)
-        if att.netns is not None:
-            argv = [proc.require_tool("ip"), "netns", "exec", att.netns, *argv]
-        log.info("starting %s", " ".join(argv))
-        self.vmm = vmm = proc.start(
-            argv,
-            stdin=proc.PIPE,
-            stdout=proc.PIPE,
-            cwd=self.vm_dir,
-            close_fds=True,
-            preexec_fn=_die_with_parent(),
-        )
+        log.info("starting %s%s", self.driver.name,
+                 f" as uid {self.jail.uid}" if self.jail else " unjailed")  # fmt: skip
+        self.vmm = vmm = self.driver.start(spec, att, self.jail)
         assert vmm.stdin is not None and vmm.stdout is not None
         os.set_blocking(vmm.stdin.fileno(), False)
         os.set_blocking(vmm.stdout.fileno(), False)
@@ -206,149 +246,22 @@ class Supervisor:
                     pipe.close()
         log.info("VMM %d exited with code %s", vmm.pid, vmm.returncode)
 
-    # ---- the loop --------------------------------------------------------------------------
+    def _loop(self, vmm: proc.Popen[bytes], console: ConsoleRelay) -> None:
+        while not console.vmm_gone:
+            for key, events in self.sel.select(self.stop.timeout_for_select()):
+                key.data(events)
+            if self.stop.requested:
+                self.stop.begin()
+            if not console.vmm_gone:
+                self.stop.check(vmm)
+            if not console.vmm_gone and vmm.poll() is not None:
+                console.drain()
+                console.vmm_gone = True
 
-    def _loop(self, vmm: proc.Popen[bytes], console: ConsoleLog) -> None:
-        assert vmm.stdout is not None and vmm.stdin is not None
-        out_fd, in_fd = vmm.stdout.fileno(), vmm.stdin.fileno()
-        self.sel.register(out_fd, selectors.EVENT_READ, ("vmm", None))
-        while not self._vmm_gone:
-            for key, _ in self.sel.select(self._timeout()):
-                kind, obj = key.data
-                if kind == "vmm":
-                    self._on_vmm_output(out_fd, console)
-                elif kind == "vmm-in":
-                    self._flush_input(in_fd)
-                elif kind == "listen":
-                    self._accept(obj)
-                elif kind == "client":
-                    self._on_client(obj, key.events, in_fd)
-                elif kind == "signal":
-                    self._drain_wakeup(key.fd)
-            if self._stop_requested:
-                self._begin_stop()
-            self._check_deadlines()
-            if not self._vmm_gone and vmm.poll() is not None:
-                self._drain_output(out_fd, console)
-                self._vmm_gone = True
 
-    def _timeout(self) -> float:
-        now = time.monotonic()
-        # The graceful deadline is spent once the hard stop began.
-        stop = self._stop_deadline if self._kill_deadline is None else None
-        pending = (stop, self._kill_deadline, self._next_press)
-        deadlines = [d for d in pending if d is not None]
-        return max(0.0, min([1.0, *(d - now for d in deadlines)]))
-
-    def _on_vmm_output(self, fd: int, console: ConsoleLog) -> None:
-        try:
-            data = os.read(fd, 65536)
-        except BlockingIOError:
-            return
-        if not data:  # QEMU closed its stdout: it has exited
-            self.sel.unregister(fd)
-            self._vmm_gone = True
-            return
-        console.write(data)
-        self.clients.broadcast(data)
-
-    def _drain_output(self, fd: int, console: ConsoleLog) -> None:
-        while True:
-            try:
-                data = os.read(fd, 65536)
-            except (BlockingIOError, OSError):
-                return
-            if not data:
-                return
-            console.write(data)
-            self.clients.broadcast(data)
-
-    def _accept(self, listener: Any) -> None:
-        try:
-            sock, _ = listener.accept()
-        except BlockingIOError:
-            return
-        self.clients.add(sock)
-        log.info("attach client connected (%d)", len(self.clients))
-
-    def _on_client(self, sock: Any, events: int, in_fd: int) -> None:
-        if events & selectors.EVENT_WRITE:
-            self.clients.flush(sock)
-        if events & selectors.EVENT_READ:
-            data = self.clients.receive(sock)
-            if data:
-                self._to_vmm += data[: MAX_INPUT_BACKLOG - len(self._to_vmm)]
-                self._flush_input(in_fd)
-
-    def _flush_input(self, fd: int) -> None:
-        try:
-            n = os.write(fd, self._to_vmm) if self._to_vmm else 0
-        except BlockingIOError:
-            n = 0
-        except OSError:  # QEMU is gone; its stdout EOF ends the loop
-            self._to_vmm.clear()
-            n = 0
-        del self._to_vmm[:n]
-        registered = fd in self.sel.get_map()
-        if self._to_vmm and not registered:
-            self.sel.register(fd, selectors.EVENT_WRITE, ("vmm-in", None))
-        elif not self._to_vmm and registered:
-            self.sel.unregister(fd)
-
-    # ---- stopping --------------------------------------------------------------------------
-
-    def _on_stop_signal(self, signum: int, frame: FrameType | None) -> None:
-        if self._stop_deadline is not None:
-            self._kill_deadline = self._kill_deadline or time.monotonic()  # second signal
-        self._stop_requested = True
-
-    @staticmethod
-    def _drain_wakeup(fd: int) -> None:
-        try:
-            while os.read(fd, 512):
-                pass
-        except BlockingIOError:
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
             pass
-
-    def _begin_stop(self) -> None:
-        """Graceful stop: the ACPI power button, then a hard stop after plan.stop_timeout."""
-        self._stop_requested = False
-        if self._stop_deadline is not None:
-            return
-        self._stop_deadline = time.monotonic() + self.plan.stop_timeout
-        if self.status is not None:
-            self.status = replace(self.status, state=RuntimeState.STOPPING)
-            write_runtime(self.vm_dir, self.status)
-        try:
-            self.driver.powerdown()
-            log.info("sent the ACPI power button; hard stop in %g s", self.plan.stop_timeout)
-            self._next_press = time.monotonic() + REPRESS_INTERVAL
-        except IgniteError as exc:
-            log.warning("graceful stop impossible (%s): stopping hard", exc)
-            self._stop_deadline = time.monotonic()
-
-    def _check_deadlines(self) -> None:
-        now = time.monotonic()
-        if self._vmm_gone or self.vmm is None:
-            return
-        if self._kill_deadline is None and self._next_press is not None and now >= self._next_press:
-            self._next_press = now + REPRESS_INTERVAL
-            with contextlib.suppress(IgniteError):
-                self.driver.powerdown()
-        if self._kill_deadline is not None and now >= self._kill_deadline:
-            log.warning("VMM %d still runs: SIGKILL", self.vmm.pid)
-            self.vmm.kill()
-            self._kill_deadline = now + 3600  # once
-            self._next_press = None
-        elif (
-            self._stop_deadline is not None
-            and now >= self._stop_deadline
-            and self._kill_deadline is None
-        ):
-            log.warning("the guest did not power off in time: hard stop")
-            self._next_press = None
-            try:
-                self.driver.hard_stop(self.vmm.pid)
-            except IgniteError as exc:
-                log.warning("%s hard stop failed: %s", self.driver.name, exc)
-            self._kill_deadline = now + self.driver.hard_stop_grace
+    except BlockingIOError:
+        pass

@@ -29,7 +29,9 @@ from ignitevm.layout import NAMES_LOCK
 from ignitevm.store.locks import file_lock, is_locked, try_hold_lock
 
 if TYPE_CHECKING:
-    from ignitevm.api.types import VM, Configuration, Image, Kernel, Object
+    from ignitevm.api.objects import Object
+    from ignitevm.api.snapshot import Snapshot
+    from ignitevm.api.types import VM, Configuration, Image, Kernel
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +43,11 @@ _HINTS = {
     Kind.VM: "see `ignite ps -a`",
     Kind.IMAGE: "see `ignite image ls`, or import it with `ignite image import`",
     Kind.KERNEL: "see `ignite kernel ls`, or import it with `ignite kernel import`",
+    Kind.SNAPSHOT: "see `ignite snapshot ls`",
 }
 
-T = TypeVar("T", "VM", "Image", "Kernel")
-_AnyList = list["Object"] | list["VM"] | list["Image"] | list["Kernel"]
+T = TypeVar("T", "VM", "Image", "Kernel", "Snapshot")
+_AnyList = list["Object"] | list["VM"] | list["Image"] | list["Kernel"] | list["Snapshot"]
 
 
 class Store:
@@ -82,6 +85,8 @@ class Store:
     @overload
     def list(self, kind: Literal[Kind.KERNEL]) -> builtins.list[Kernel]: ...
     @overload
+    def list(self, kind: Literal[Kind.SNAPSHOT]) -> builtins.list[Snapshot]: ...
+    @overload
     def list(self, kind: Kind) -> builtins.list[Object]: ...
 
     def list(self, kind: Kind) -> _AnyList:
@@ -106,12 +111,24 @@ class Store:
         objects.sort(key=_sort_key)
         return objects
 
+    def damaged(self, kind: Kind) -> builtins.list[str]:
+        """Uids of ``kind`` directories whose object cannot be read (a damaged or missing
+        metadata.json, e.g. a create killed half way): shown as such, removable by uid."""
+        base = self.root / kind.dir
+        try:
+            names = os.listdir(base)
+        except OSError:
+            return []
+        return sorted(n for n in names if is_uid(n) and self._read_quietly(kind, n) is None)
+
     @overload
     def find(self, kind: Literal[Kind.VM], query: str) -> VM | None: ...
     @overload
     def find(self, kind: Literal[Kind.IMAGE], query: str) -> Image | None: ...
     @overload
     def find(self, kind: Literal[Kind.KERNEL], query: str) -> Kernel | None: ...
+    @overload
+    def find(self, kind: Literal[Kind.SNAPSHOT], query: str) -> Snapshot | None: ...
     @overload
     def find(self, kind: Kind, query: str) -> Object | None: ...
 
@@ -142,6 +159,8 @@ class Store:
     def require(self, kind: Literal[Kind.IMAGE], query: str) -> Image: ...
     @overload
     def require(self, kind: Literal[Kind.KERNEL], query: str) -> Kernel: ...
+    @overload
+    def require(self, kind: Literal[Kind.SNAPSHOT], query: str) -> Snapshot: ...
     @overload
     def require(self, kind: Kind, query: str) -> Object: ...
 

@@ -27,6 +27,39 @@ class Disk:
     format: str  # "raw" | "qcow2"
     readonly: bool = False
     serial: str | None = None  # the guest reads it in /sys/block/vdX/serial (volumes)
+    # qcow2: the raw base under it, given to QEMU explicitly so the image header (which a
+    # compromised VMM could rewrite) never chooses a file the host opens
+    backing: Path | None = None
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Resume a machine from a saved state instead of booting it (docs/snapshots.md)."""
+
+    state: Path  # the device state (QEMU's migration stream)
+    memory: Path  # the guest RAM image (sparse)
+    # a running VM's sealed memfd of the same image to map too (/proc/<pid>/fd/<n>): restores
+    # of one snapshot share the pages none of them wrote
+    share_from: Path | None = None
+
+
+@dataclass(frozen=True)
+class SaveRequest:
+    """Save a running machine (docs/snapshots.md): its device state to ``state`` and its RAM
+    to ``memory`` (new files), its disk's copy-on-write layer frozen under ``freeze`` (a new,
+    empty layer made by the caller) when given; the machine runs on, or stops (``stop``)."""
+
+    state: Path
+    memory: Path
+    freeze: Path | None = None
+    stop: bool = False
+
+
+@dataclass(frozen=True)
+class SaveResult:
+    paused_seconds: float  # how long the guest's vCPUs stood still
+    state_bytes: int
+    memory_bytes: int  # the RAM pages the guest used, all that was written
 
 
 @dataclass(frozen=True)
@@ -42,6 +75,7 @@ class MachineSpec:
     disks: tuple[Disk, ...]
     mac: str
     accel: str = Accel.AUTO
+    resume: Resume | None = None
 
 
 def mac_for_uid(uid: str) -> str:

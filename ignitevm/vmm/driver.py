@@ -18,7 +18,8 @@ if TYPE_CHECKING:
     from subprocess import Popen
 
     from ignitevm.network.base import Attachment
-    from ignitevm.vmm.base import MachineSpec
+    from ignitevm.vmm.base import MachineSpec, SaveRequest, SaveResult
+    from ignitevm.vmm.confine import Jail
 
 
 class VMMDriver(Protocol):
@@ -28,7 +29,9 @@ class VMMDriver(Protocol):
     # files in vm_dir that belong to one run (sockets), removed when it ends
     runtime_files: tuple[str, ...]
 
-    def argv(self, spec: MachineSpec, att: Attachment) -> list[str]: ...
+    def start(self, spec: MachineSpec, att: Attachment, jail: Jail | None) -> Popen[bytes]:
+        """Start the VMM: stdin and stdout are pipes (the serial console), stderr is inherited
+        (supervisor.log); in ``jail`` when given (else as this process, dying with it)."""
 
     def wait_ready(self, vmm: Popen[bytes], spec: MachineSpec, att: Attachment) -> None:
         """Returns once the machine runs; raises IgniteError (the VMM exited or refused)."""
@@ -38,6 +41,19 @@ class VMMDriver(Protocol):
 
     def hard_stop(self, pid: int) -> None:
         """Stop the VMM ``pid`` now (QMP quit, or SIGKILL); IgniteError when it cannot."""
+
+    @staticmethod
+    def remove_run_files(vm_dir: Path) -> None:
+        """Remove what a run of this VMM leaves in vm_dir (``runtime_files`` and more)."""
+
+    def pause(self) -> None:
+        """Freeze the vCPUs (memory kept); IgniteError when the VMM refuses."""
+
+    def unpause(self) -> None: ...
+
+    def save(self, req: SaveRequest) -> SaveResult:
+        """Save the running machine (docs/snapshots.md); IgniteError leaves it running."""
+        ...
 
 
 _DRIVERS = {
@@ -61,5 +77,11 @@ def driver_for(vmm: str, vm_dir: Path) -> VMMDriver:
 
 
 def all_runtime_files() -> tuple[str, ...]:
-    """Every VMM's run files: what a cleanup removes when it does not know the VMM."""
+    """Every VMM's run files: what tells a cleanup that a run left something."""
     return tuple(f for vmm in _DRIVERS for f in driver_class(vmm).runtime_files)
+
+
+def remove_all_run_files(vm_dir: Path) -> None:
+    """What any VMM's run left in vm_dir (a cleanup may not know which VMM ran)."""
+    for vmm in _DRIVERS:
+        driver_class(vmm).remove_run_files(vm_dir)

@@ -24,6 +24,8 @@ from ignitevm.vmm.qmp import connect_unix
 if TYPE_CHECKING:
     from subprocess import Popen
 
+    from ignitevm.vmm.confine import Jail
+
 FIRECRACKER_BINARY = "firecracker"
 API_SOCKET = VMFiles.FC_API_SOCKET
 LOG_FILE = VMFiles.FC_LOG
@@ -240,17 +242,33 @@ class FirecrackerDriver:
 
     def __init__(self, vm_dir: Path) -> None:
         self.vm_dir = vm_dir
+        self.inside: MachineSpec | None = None  # the machine as the jailed Firecracker sees it
 
-    def argv(self, spec: MachineSpec, att: Attachment) -> list[str]:
-        prepare_files(self.vm_dir)
-        return build_firecracker_argv(spec, proc.require_tool(FIRECRACKER_BINARY))
+    def start(self, spec: MachineSpec, att: Attachment, jail: Jail | None) -> Popen[bytes]:
+        """Firecracker opens the tap by name, so it runs in the VM's network namespace; in
+        ``jail`` through Firecracker's own jailer (vmm/fcjailer.py)."""
+        from ignitevm.vmm.jail import die_with_parent
+
+        if jail is None:
+            prepare_files(self.vm_dir)
+            argv = build_firecracker_argv(spec, proc.require_tool(FIRECRACKER_BINARY))
+            if att.netns is not None:
+                argv = [proc.require_tool("ip"), "netns", "exec", att.netns, *argv]
+        else:
+            from ignitevm.vmm import fcjailer
+
+            (self.vm_dir / API_SOCKET).unlink(missing_ok=True)
+            self.inside = fcjailer.populate(spec, jail)
+            argv = fcjailer.jailer_argv(spec, jail, att.netns)
+        return proc.start(argv, stdin=proc.PIPE, stdout=proc.PIPE, cwd=self.vm_dir,
+                          close_fds=True, preexec_fn=die_with_parent())  # fmt: skip
 
     def wait_ready(self, vmm: Popen[bytes], spec: MachineSpec, att: Attachment) -> None:
         try:
             client = wait_for_api(
                 self.vm_dir / API_SOCKET, API_WAIT, alive=lambda: vmm.poll() is None
             )
-            client.configure(config_calls(spec, att))
+            client.configure(config_calls(self.inside or spec, att))
             client.call(INSTANCE_START)
         except IgniteError as exc:
             code = vmm.poll()
@@ -269,3 +287,10 @@ class FirecrackerDriver:
     def hard_stop(self, pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+    @staticmethod
+    def remove_run_files(vm_dir: Path) -> None:
+        from ignitevm.vmm.fcjailer import remove_chroot
+
+        (vm_dir / API_SOCKET).unlink(missing_ok=True)
+        remove_chroot(vm_dir)

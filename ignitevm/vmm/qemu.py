@@ -1,8 +1,10 @@
-"""The QEMU provider: the ``qemu-system-x86_64 -M microvm`` command line for a MachineSpec, and
-its driver (docs/runtime.md)."""
+"""The QEMU driver (docs/runtime.md "VMM drivers"): starting QEMU in its jail with everything it
+needs as open file descriptors, its readiness, power button and hard stop."""
 
 from __future__ import annotations
 
+import os
+import socket
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,101 +12,16 @@ from typing import TYPE_CHECKING
 from ignitevm import proc
 from ignitevm.errors import IgniteError
 from ignitevm.layout import VMFiles
-from ignitevm.network.base import Attachment, Protocol_
-from ignitevm.vmm.base import Accel, MachineSpec, resolve_accel
+from ignitevm.network.base import Attachment
+from ignitevm.vmm.base import Accel, MachineSpec, SaveRequest, SaveResult, resolve_accel
+from ignitevm.vmm.qemuargs import QMP_SOCKET, DiskFds, GuestMemory, build_qemu_argv
 
 if TYPE_CHECKING:
     from subprocess import Popen
 
-QEMU_BINARY = "qemu-system-x86_64"
-QMP_SOCKET = VMFiles.QMP_SOCKET
+    from ignitevm.vmm.confine import Jail
+
 QMP_WAIT = 10.0  # QEMU creates its QMP socket right after parsing its command line
-# sockaddr_un.sun_path holds 108 bytes; longer socket paths are used relative to vm_dir,
-# where the supervisor starts QEMU.
-_MAX_SOCKET_PATH = 100
-# ACPI declares microvm's virtio-mmio devices and gives the guest a power button (graceful
-# stop); the legacy PIT/PIC are not needed with the LAPIC timer and cost boot time under TCG.
-MACHINE = "microvm,acpi=on,pit=off,pic=off,rtc=on"
-# A smaller translation cache than TCG's 1 GiB default cuts QEMU's RSS by ~45 MB
-# (docs/runtime.md, measured) at no measurable boot cost for a small guest.
-TCG_TB_SIZE_MIB = 32
-
-
-def socket_arg(vm_dir: Path, name: str) -> str:
-    """The path QEMU binds ``name`` at: absolute, or relative to vm_dir when too long."""
-    path = str(vm_dir / name)
-    return path if len(path) <= _MAX_SOCKET_PATH else name
-
-
-def _accel_args(accel: Accel) -> list[str]:
-    if accel == Accel.KVM:
-        return ["-accel", "kvm", "-cpu", "host"]
-    return ["-accel", f"tcg,tb-size={TCG_TB_SIZE_MIB}", "-cpu", "max"]
-
-
-def _disk_args(spec: MachineSpec) -> list[str]:
-    args: list[str] = []
-    for i, disk in enumerate(spec.disks):
-        opts = [
-            "if=none",
-            f"id=disk{i}",
-            f"file={_escape(str(disk.path))}",
-            f"format={disk.format}",
-            f"readonly={'on' if disk.readonly else 'off'}",
-            "cache=writeback",
-        ]
-        if not disk.readonly:
-            opts.append("discard=unmap")
-        device = f"virtio-blk-device,drive=disk{i}"
-        if disk.serial:
-            device += f",serial={_escape(disk.serial)}"
-        args += ["-drive", ",".join(opts), "-device", device]
-    return args
-
-
-def _hostfwd(att: Attachment) -> str:
-    rules = []
-    for pm in att.ports:
-        proto = "udp" if pm.protocol == Protocol_.UDP else "tcp"
-        rules.append(f",hostfwd={proto}:{pm.host_ip}:{pm.host_port}-:{pm.vm_port}")
-    return "".join(rules)
-
-
-def _nic_args(spec: MachineSpec, att: Attachment) -> list[str]:
-    if att.tap is not None:
-        netdev = f"tap,id=n0,ifname={att.tap},script=no,downscript=no"
-    elif att.user_net:
-        netdev = "user,id=n0" + _hostfwd(att)
-    else:
-        return []
-    return ["-netdev", netdev, "-device", f"virtio-net-device,netdev=n0,mac={spec.mac}"]
-
-
-def _escape(value: str) -> str:
-    """QEMU option values escape a comma by doubling it."""
-    return value.replace(",", ",,")
-
-
-def build_qemu_argv(spec: MachineSpec, att: Attachment, *, kvm_ok: bool | None = None) -> list[str]:
-    """The full QEMU command line. The serial console is QEMU's stdio (the supervisor's pipes),
-    QMP listens on ``vm_dir/qmp.sock``. ``kvm_ok`` overrides host detection (tests)."""
-    accel = resolve_accel(spec.accel, kvm_ok=kvm_ok)
-    return [
-        QEMU_BINARY,
-        "-M", MACHINE,
-        *_accel_args(accel),
-        "-m", str(spec.memory_mib),
-        "-smp", str(spec.vcpus),
-        "-nodefaults", "-no-user-config", "-nographic", "-no-reboot",
-        "-kernel", str(spec.vmlinux),
-        "-initrd", str(spec.initrd),
-        "-append", spec.cmdline,
-        *_disk_args(spec),
-        *_nic_args(spec, att),
-        "-chardev", "stdio,id=con,signal=off",
-        "-serial", "chardev:con",
-        "-qmp", f"unix:{_escape(socket_arg(spec.vm_dir, QMP_SOCKET))},server=on,wait=off",
-    ]  # fmt: skip
 
 
 class QemuDriver:
@@ -116,16 +33,88 @@ class QemuDriver:
 
     def __init__(self, vm_dir: Path) -> None:
         self.vm_dir = vm_dir
+        self.memory_fd: int | None = None  # the guest's RAM, held for the run (snapshots)
+        self.agent: socket.socket | None = None  # the host side of the guest agent's port
 
-    def argv(self, spec: MachineSpec, att: Attachment) -> list[str]:
-        argv = build_qemu_argv(spec, att)
+    def argv(
+        self, spec: MachineSpec, att: Attachment, *, qmp_fd: int, tap_fd: int | None,
+        disk_fds: DiskFds, agent_fd: int, memory: GuestMemory,
+    ) -> list[str]:  # fmt: skip
+        argv = build_qemu_argv(spec, att, qmp_fd=qmp_fd, tap_fd=tap_fd, disk_fds=disk_fds,
+                               agent_fd=agent_fd, memory=memory, sandbox=True)  # fmt: skip
         argv[0] = proc.require_tool(argv[0])
         return argv
+
+    def start(self, spec: MachineSpec, att: Attachment, jail: Jail | None) -> Popen[bytes]:
+        """QEMU gets its QMP socket, the agent's port, its tap, its disks and its RAM (a memfd
+        this driver keeps: ``memory_fd``) as inherited fds (it opens none of them itself: a
+        jailed QEMU sees neither /dev/net/tun nor the state directory), runs in a network
+        namespace of its own unless it does user-mode networking (whose forwards bind on the
+        host), and under QEMU's seccomp sandbox."""
+        from ignitevm.network.tap import open_tap
+        from ignitevm.vmm.jail import die_with_parent, preexec
+        from ignitevm.vmm.qmp import listen_unix
+
+        fds: list[int] = []
+        disks = DiskFds(spec.disks)
+        try:
+            self.memory_fd = self._memory(spec)
+            fds.append(listen_unix(self.vm_dir / QMP_SOCKET).detach())
+            self.agent, qemu_end = socket.socketpair()
+            fds.append(qemu_end.detach())
+            tap_fd = open_tap(att.netns, att.tap) if att.tap else None
+            if tap_fd is not None:
+                fds.append(tap_fd)
+            memory = GuestMemory(self.memory_fd, shared=spec.resume is None,
+                                 incoming=spec.resume is not None)  # fmt: skip
+            argv = self.argv(spec, att, qmp_fd=fds[0], tap_fd=tap_fd, disk_fds=disks,
+                             agent_fd=fds[1], memory=memory)  # fmt: skip
+            if jail is None:
+                run_first = die_with_parent()
+            else:
+                from ignitevm.vmm.confine import jail_spec
+
+                accel = resolve_accel(spec.accel)
+                js = jail_spec(jail, spec, new_netns=not att.user_net, kvm=accel == Accel.KVM)
+                run_first = preexec(js)
+            return proc.start(argv, stdin=proc.PIPE, stdout=proc.PIPE, cwd=self.vm_dir,
+                              close_fds=True, pass_fds=(*fds, *disks.fds, self.memory_fd),
+                              preexec_fn=run_first)  # fmt: skip
+        finally:
+            disks.close()  # QEMU holds its copies
+            for fd in fds:
+                os.close(fd)
+
+    def _memory(self, spec: MachineSpec) -> int:
+        """The guest's RAM: empty for a boot; for a resume the saved image, sealed, shared
+        with a VM restored from the same image when there is one."""
+        from ignitevm.vmm import guestmem
+
+        size = spec.memory_mib << 20
+        if spec.resume is None:
+            return guestmem.new_memory(f"ignite-{spec.uid}", size)
+        if spec.resume.share_from is not None:
+            try:
+                fd = os.open(spec.resume.share_from, os.O_RDWR | os.O_CLOEXEC)
+                if os.fstat(fd).st_size == size:
+                    return fd
+                os.close(fd)
+            except OSError:
+                pass  # the VM to share with is gone: load the image
+        return guestmem.load_memory(spec.resume.memory, size, f"ignite-{spec.uid}")
 
     def wait_ready(self, vmm: Popen[bytes], spec: MachineSpec, att: Attachment) -> None:
         """A QEMU that rejects its command line or cannot load the kernel exits at once: report
         that as a start failure rather than as a VM that stopped. QMP answers only once the
-        machine is set up and its main loop runs."""
+        machine is set up and its main loop runs. A resumed machine loads its saved device
+        state and runs on."""
+        self._wait_for_qmp(vmm)
+        if spec.resume is not None:
+            from ignitevm.vmm.qemusnap import resume
+
+            resume(self.vm_dir / QMP_SOCKET, spec.resume.state)
+
+    def _wait_for_qmp(self, vmm: Popen[bytes]) -> None:
         from ignitevm.vmm.qmp import QMPClient, QMPError
 
         deadline = time.monotonic() + QMP_WAIT
@@ -159,5 +148,40 @@ class QemuDriver:
     def powerdown(self) -> None:
         self.qmp("system_powerdown", 2.0)
 
+    def pause(self) -> None:
+        self.qmp("stop", 5.0)
+
+    def unpause(self) -> None:
+        self.qmp("cont", 5.0)
+
+    def save(self, req: SaveRequest) -> SaveResult:
+        """Stop the vCPUs; freeze the disk's layer (when asked); the device state through
+        QEMU's migration (its RAM, shared, skipped); the RAM from the memfd this driver holds,
+        sparse; run on (or stay stopped for ``req.stop``, which quits QEMU after)."""
+        from ignitevm.vmm import guestmem, qemusnap
+
+        if self.memory_fd is None:
+            raise IgniteError("this VM's QEMU has no RAM the host can save (an older start)",
+                              hint="restart the VM, then snapshot it")  # fmt: skip
+        started = time.monotonic()
+        with qemusnap.paused(self.vm_dir / QMP_SOCKET, resume=not req.stop) as qmp:
+            if req.freeze is not None:
+                qemusnap.freeze_disk(qmp, req.freeze)
+            fd = os.open(req.state, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+            try:
+                qemusnap.save_state(qmp, fd)
+                state_bytes = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            size = os.fstat(self.memory_fd).st_size
+            memory_bytes = guestmem.save_memory(self.memory_fd, size, req.memory)
+            if req.stop:
+                qmp.execute("quit")
+        return SaveResult(time.monotonic() - started, state_bytes, memory_bytes)
+
     def hard_stop(self, pid: int) -> None:
         self.qmp("quit", 1.0)
+
+    @staticmethod
+    def remove_run_files(vm_dir: Path) -> None:
+        (vm_dir / QMP_SOCKET).unlink(missing_ok=True)

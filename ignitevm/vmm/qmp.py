@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import array
 import json
+import os
 import socket
 import time
 from pathlib import Path
@@ -25,6 +27,22 @@ def connect_unix(path: Path, timeout: float) -> socket.socket:
     try:
         with unix_socket_address(path) as address:
             sock.connect(address)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def listen_unix(path: Path, backlog: int = 8) -> socket.socket:
+    """Listen on a unix socket at ``path`` (mode 0600); a path longer than sun_path allows is
+    bound through ``/proc/self/fd/<dirfd>``, as ``connect_unix`` reaches it."""
+    path.unlink(missing_ok=True)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        with unix_socket_address(path) as address:
+            sock.bind(address)
+        os.chmod(path, 0o600)
+        sock.listen(backlog)
     except BaseException:
         sock.close()
         raise
@@ -76,16 +94,24 @@ class QMPClient:
             self._sock.close()
             self._sock = None
 
-    def execute(self, command: str, arguments: dict[str, Any] | None = None) -> Any:
-        """Run ``command`` and return its ``return`` value; events in between are skipped."""
+    def execute(
+        self, command: str, arguments: dict[str, Any] | None = None, *, fd: int | None = None
+    ) -> Any:
+        """Run ``command`` and return its ``return`` value; events in between are skipped.
+        ``fd`` goes along (SCM_RIGHTS), for ``getfd`` and ``add-fd``."""
         if self._sock is None:
             raise QMPError("QMP client is not connected")
         msg: dict[str, Any] = {"execute": command}
         if arguments:
             msg["arguments"] = arguments
         deadline = time.monotonic() + self.timeout
+        data = json.dumps(msg).encode() + b"\n"
         try:
-            self._sock.sendall(json.dumps(msg).encode() + b"\n")
+            if fd is None:
+                self._sock.sendall(data)
+            else:
+                fds = array.array("i", [fd])
+                self._sock.sendmsg([data], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         except OSError as exc:
             raise QMPError(f"QMP {command}: {exc}") from exc
         while True:

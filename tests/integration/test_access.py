@@ -318,3 +318,25 @@ def test_restart_on_another_plugin_after_kill9_undoes_the_old_network(
     nethost.cli("rm", "-f", vm_name)
     assert f"ignite-{d.name}" not in _ignite_netns()
     assert _leases(nethost) == [] and _chains(nethost) == []
+
+
+def test_teardown_trusts_no_damaged_file(nethost: NetHost, vm_name: str) -> None:
+    """A corrupt runtime.json after kill -9, and a VM directory deleted under a running VM:
+    rm still gives back the lease, the chains and the namespace."""
+    import shutil
+
+    a, b = f"{vm_name}-a", f"{vm_name}-b"
+    for name in (a, b):
+        nethost.cli("run", "--name", name, "--memory", "160MB", "--network-plugin", "cni")
+    da, db = _vm_dir(nethost, a), _vm_dir(nethost, b)
+    assert len(_leases(nethost)) == 2
+    rt = json.loads((da / "runtime.json").read_text())
+    os.kill(int(rt["supervisor_pid"]), signal.SIGKILL)
+    time.sleep(0.5)
+    (da / "runtime.json").write_text('{"supervisor_pid": 1, "vmm"')  # truncated
+    nethost.cli("rm", a)
+    assert f"ignite-{da.name}" not in _ignite_netns() and len(_leases(nethost)) == 1
+    shutil.rmtree(db)  # under the running VM
+    nethost.cli("rm", "-f", db.name)
+    assert f"ignite-{db.name}" not in _ignite_netns()
+    assert _leases(nethost) == [] and _chains(nethost) == []

@@ -99,15 +99,22 @@ def _assert_firecracker_runs_our_config(d: Path) -> int:
     assert info["state"] == "Running" and info["vmm_version"] == "1.12.1"
     cfg = api.call(APICall("GET", "/vm/config"))
     boot = cfg["boot-source"]
-    assert boot["initrd_path"] == str(d / "initrd")
     assert "ignite.cow=overlay" in boot["boot_args"] and "i8042.nokbd" not in boot["boot_args"]
-    drives = {Path(x["path_on_host"]).name: x for x in cfg["drives"]}
-    assert drives["image.ext4"]["is_read_only"] is True
-    assert drives["rw.ext4"]["is_read_only"] is False
+    drives = [(Path(x["path_on_host"]), x["is_read_only"]) for x in cfg["drives"]]
     assert not any(x["is_root_device"] for x in cfg["drives"])
     assert cfg["machine-config"]["mem_size_mib"] == 256
-    assert (d / "firecracker.log").stat().st_size > 0
-    assert "InstanceStart" in (d / "firecracker.log").read_text()
+    # as root it runs in Firecracker's jailer: its own uid, no capabilities, a chroot holding
+    # links to the VM's files (docs/firecracker.md "The jailer")
+    root = d / "jail" / "firecracker" / d.name / "root"
+    status = Path(f"/proc/{pid}/status").read_text()
+    assert f"Uid:\t{rt['jail_uid']}\t" in status and "CapEff:\t0000000000000000" in status
+    assert (Path(f"/proc/{pid}/root") / "disk1").samefile(root / "disk1")  # its root is the chroot
+    assert boot["initrd_path"] == "/initramfs"
+    assert drives[:2] == [(Path("/disk0"), True), (Path("/disk1"), False)]
+    base = json.loads((d / "launch.json").read_text())["machine"]["disks"][0]["path"]
+    assert (root / "disk0").samefile(base)
+    assert (root / "disk1").samefile(d / "rw.ext4")
+    assert "InstanceStart" in (root / "firecracker.log").read_text()
     return pid
 
 
@@ -178,8 +185,9 @@ def test_firecracker_cni_tap_and_kill9_of_supervisor(
     vm_name: str,
     fc_path: None,
 ) -> None:
-    """CNI in a test-owned host namespace: the tap is Firecracker's NIC; kill -9 of the
-    supervisor takes Firecracker with it, and rm undoes the netns."""
+    """CNI in a test-owned host namespace: the tap is Firecracker's NIC; after kill -9 of the
+    supervisor the VM is not running, and rm takes the jailed Firecracker (the jailer clears
+    the parent-death signal when it changes uid: docs/firecracker.md) and the netns."""
     if kvm_works():
         pytest.skip("this host has hardware KVM")
     _start_fc(nethost.cli, "run", "--name", vm_name, "--memory", "256MB",
@@ -194,12 +202,9 @@ def test_firecracker_cni_tap_and_kill9_of_supervisor(
     links = subprocess.run(["ip", "-n", netns, "link", "show", tap], capture_output=True)
     assert links.returncode == 0
     os.kill(int(str(rt["supervisor_pid"])), signal.SIGKILL)
-    deadline = time.monotonic() + 10
-    while _alive(pid) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not _alive(pid), "PR_SET_PDEATHSIG did not take Firecracker down"
+    time.sleep(0.5)
     out = nethost.cli("ps", "-a")
-    assert vm_name in out
+    assert vm_name in out and "Stopped" in out
     nethost.cli("rm", "-f", vm_name)
     _assert_gone(d, pid, netns)
 

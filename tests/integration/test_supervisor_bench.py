@@ -21,7 +21,7 @@ from ignitevm.network.base import Attachment
 from ignitevm.spawn import LaunchPlan, kill, launch, read_plan, wait_for_boot
 from ignitevm.spawn.runtime import read_runtime
 from ignitevm.vmm.base import Disk, MachineSpec, mac_for_uid
-from ignitevm.vmm.qemu import build_qemu_argv
+from ignitevm.vmm.qemuargs import build_qemu_argv
 from tests.integration.test_supervisor_guest import MARKER, ensure_guest, make_disk
 
 

@@ -273,3 +273,10 @@ def test_id_prefix_overrides_the_configuration(
 def test_sandbox_image_is_accepted(monkeypatch: pytest.MonkeyPatch, path: tuple[str, ...]) -> None:
     _, params = parse(monkeypatch, path, [*path, "--sandbox-image", "weaveworks/ignite:dev", "img"])
     assert params["sandbox_image"] == "weaveworks/ignite:dev" and params["image"] == "img"
+
+
+def test_exec_drops_a_leading_double_dash() -> None:
+    from ignitevm.cli.access import _command
+
+    assert _command(("--", "uname", "-a")) == ["uname", "-a"]
+    assert _command(("ls", "--", "-a")) == ["ls", "--", "-a"]

@@ -138,3 +138,54 @@ def test_exec_target_of_a_user_networking_vm(fake_host: FakeHost) -> None:
     assert any(a.startswith("ControlPath=") for a in argv)
     other = require_target(svc, "g", identity=Path("/nonexistent/key"), any_key=True)
     assert other.control is None  # -i bypasses the VM's shared connection
+
+
+def _vmm_gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(")")[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def test_a_damaged_runtime_json_does_not_hide_or_keep_a_vm(fake_host: FakeHost) -> None:
+    svc = fake_host.svc
+    _create(fake_host, "h")
+    d = vm_dir(svc, start_vm(svc, "h", timeout=30))
+    vmm = read_runtime(d).vmm_pid  # type: ignore[union-attr]
+    (d / "runtime.json").write_text('{"supervisor_pid": ')  # truncated
+    assert get_vm(svc, "h").running  # the lock says so
+    remove_vm(svc, "h", force=True)
+    assert not d.exists()
+    wait_for(lambda: _vmm_gone(vmm))
+
+
+def test_a_vm_with_damaged_metadata_is_listed_and_removed(fake_host: FakeHost) -> None:
+    svc = fake_host.svc
+    uid = _create(fake_host, "i")
+    d = vm_dir(svc, start_vm(svc, "i", timeout=30))
+    vmm = read_runtime(d).vmm_pid  # type: ignore[union-attr]
+    (d / "metadata.json").write_text("{not json")
+    (view,) = [v for v in list_vms(svc) if v.vm.metadata.uid == uid]
+    assert view.damaged and view.running
+    with pytest.raises(ConflictError, match="damaged") as err:
+        remove_vm(svc, uid)
+    assert f"ignite rm -f {uid}" in (err.value.hint or "")
+    remove_vm(svc, uid[:6], force=True)
+    assert not d.exists() and [v for v in list_vms(svc) if v.vm.metadata.uid == uid] == []
+    wait_for(lambda: _vmm_gone(vmm))
+
+
+def test_rm_f_of_a_vm_whose_directory_was_deleted(fake_host: FakeHost) -> None:
+    import shutil
+
+    svc = fake_host.svc
+    uid = _create(fake_host, "j")
+    d = vm_dir(svc, start_vm(svc, "j", timeout=30))
+    rt = read_runtime(d)
+    assert rt is not None and rt.vmm_pid
+    shutil.rmtree(d)  # under the running VM
+    with pytest.raises(NotFoundError):
+        remove_vm(svc, uid)  # without -f it is just not there
+    remove_vm(svc, uid, force=True)
+    wait_for(lambda: _vmm_gone(rt.vmm_pid or 0) and _vmm_gone(rt.supervisor_pid))
+    assert not d.exists()

@@ -210,3 +210,21 @@ def test_busy_host_port_is_read_from_the_host() -> None:
     assert facts.missing_cni == ()  # not a cni start: its tools are not looked for
     (failure,) = [f for f in find_failures(req, facts) if f.check == Check.HOST_PORTS]
     assert "not free" in failure.what
+
+
+def test_jail_check_and_warning() -> None:
+    from ignitevm.ops.preflight import jail_warnings
+
+    low = (PortMapping(80, 80), PortMapping(2222, 22))
+    jailed = StartRequest(VMMName.QEMU, "user", Path("/k"), ports=low, jail=True)
+    (failure,) = find_failures(jailed, _facts())
+    assert failure.check == Check.JAIL and "80" in failure.what and "2222" not in failure.what
+    assert "--ignore-preflight-checks Jail" in failure.fix
+    unjailed = StartRequest(VMMName.QEMU, "user", Path("/k"), ports=low, jail=False)
+    assert find_failures(unjailed, _facts()) == []
+    cni = StartRequest(VMMName.QEMU, "cni", Path("/k"), ports=low, jail=True)
+    assert [f.check for f in find_failures(cni, _facts())] == []  # portmap binds nothing
+    facts = _facts(cgroup_problem="no cgroup hierarchy")
+    (warning,) = jail_warnings(jailed, facts)
+    assert warning.startswith("[WARNING Jail]") and "no cgroup hierarchy" in warning
+    assert jail_warnings(unjailed, facts) == []

@@ -141,6 +141,7 @@ def test_a_restart_rechecks_the_persons_stop_under_the_start_lock(fake_host: Fak
         ("always", None, None, True),
         ("always", None, "exited", True),
         ("always", True, "crashed", False),
+        ("always", None, "suspended", False),
         ("on-failure", None, "crashed", True),
         ("on-failure", None, "lost", True),
         ("on-failure", None, "terminated", True),

@@ -19,7 +19,6 @@ import pytest
 
 from ignitevm.network.base import PluginName
 from ignitevm.network.none import NoNetwork
-from ignitevm.spawn import supervisor as sup_mod
 from ignitevm.spawn.plan import LaunchPlan
 from ignitevm.spawn.protocol import Ready
 from ignitevm.spawn.runtime import read_runtime
@@ -83,7 +82,8 @@ def _plan(vm_dir: Path) -> LaunchPlan:
     disks = (Disk(vm_dir / "image.ext4", "raw", readonly=True), Disk(vm_dir / "rw.ext4", "raw"))
     machine = make_machine(vm_dir, memory_mib=128, disks=disks,
                            cmdline="console=ttyS0 ignite.cow=overlay")  # fmt: skip
-    return LaunchPlan(machine, vmm=VMMName.FIRECRACKER, network=PluginName.NONE, stop_timeout=0.5)
+    return LaunchPlan(machine, vmm=VMMName.FIRECRACKER, network=PluginName.NONE, stop_timeout=0.5,
+                      jail=False)  # fmt: skip
 
 
 def _run(
@@ -96,7 +96,6 @@ def _run(
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("FAKE_FC_MODE", mode)
-    monkeypatch.setattr(sup_mod, "REPRESS_INTERVAL", 0.1)
     vm_dir = tmp_path / "vm"
     vm_dir.mkdir()
     read_fd, write_fd = os.pipe()
@@ -111,7 +110,9 @@ def _run(
 
     thread = threading.Thread(target=drive, daemon=True)
     thread.start()
-    code = Supervisor(_plan(vm_dir), Ready(write_fd), FirecrackerDriver(vm_dir), NoNetwork()).run()
+    code = Supervisor(
+        _plan(vm_dir), Ready(write_fd), FirecrackerDriver(vm_dir), NoNetwork(), repress=0.1
+    ).run()
     thread.join(10)
     ready: dict[str, object] = json.loads(os.read(read_fd, 4096))
     os.close(read_fd)

@@ -21,7 +21,8 @@ from ignitevm.spawn.attach import CTRL_P, CTRL_Q, DetachScanner
 from ignitevm.spawn.client.console import tail_lines, wait_for_boot
 from ignitevm.spawn.client.stop import cleanup_stale, kill
 from ignitevm.spawn.plan import LaunchPlan, read_plan
-from ignitevm.spawn.relay import ConsoleLog, listen_unix
+from ignitevm.spawn.relay import ConsoleLog
+from ignitevm.spawn.relay import listen_attach as listen_unix
 from ignitevm.spawn.runtime import (
     RuntimeState,
     RuntimeStatus,

@@ -17,7 +17,6 @@ import pytest
 
 from ignitevm.network.base import Attachment
 from ignitevm.network.none import NoNetwork
-from ignitevm.spawn import supervisor as sup_mod
 from ignitevm.spawn.plan import LaunchPlan
 from ignitevm.spawn.protocol import Ready
 from ignitevm.spawn.runtime import read_runtime
@@ -31,9 +30,7 @@ pytestmark = pytest.mark.usefixtures("restore_signals")
 FAKE_QEMU = r"""
 import json, os, select, socket, sys
 mode = sys.argv[1]
-srv = socket.socket(socket.AF_UNIX)
-srv.bind("qmp.sock")
-srv.listen(4)
+srv = socket.socket(fileno=int(sys.argv[2]))  # the QMP socket the driver passes
 print("fake-vm: booted", flush=True)
 conns, ins = [], [srv, sys.stdin.fileno()]
 while True:
@@ -70,8 +67,8 @@ class FakeQemu(QemuDriver):
         super().__init__(vm_dir)
         self.script, self.mode = script, mode
 
-    def argv(self, spec: MachineSpec, att: Attachment) -> list[str]:
-        return [sys.executable, str(self.script), self.mode]
+    def argv(self, spec: MachineSpec, att: Attachment, *, qmp_fd: int, **fds: object) -> list[str]:
+        return [sys.executable, str(self.script), self.mode, str(qmp_fd)]
 
 
 def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Any) -> int:
@@ -93,8 +90,8 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Any
     thread = threading.Thread(target=drive, daemon=True)
     thread.start()
     driver = FakeQemu(vm_dir, script, mode)
-    plan = LaunchPlan(make_machine(vm_dir, memory_mib=64, disks=()), stop_timeout=0.5)
-    code = Supervisor(plan, Ready(write_fd), driver, NoNetwork()).run()
+    plan = LaunchPlan(make_machine(vm_dir, memory_mib=64, disks=()), stop_timeout=0.5, jail=False)
+    code = Supervisor(plan, Ready(write_fd), driver, NoNetwork(), repress=0.1).run()
     thread.join(10)
     ready = json.loads(os.read(read_fd, 4096))
     os.close(read_fd)
@@ -140,7 +137,6 @@ def test_hard_stop_when_the_guest_ignores_the_button(
         wait_for(lambda: (vm_dir / "attach.sock").exists())
         os.kill(os.getpid(), signal.SIGTERM)
 
-    monkeypatch.setattr(sup_mod, "REPRESS_INTERVAL", 0.1)
     _run(tmp_path, monkeypatch, "deaf", driver)
     console = (tmp_path / "vm" / "console.log").read_text()
     # pressed again while waiting (a press before acpid listens is lost), then QMP quit

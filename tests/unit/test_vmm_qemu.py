@@ -22,7 +22,7 @@ from ignitevm.vmm.base import (
     resolve_accel,
     with_guest_ip,
 )
-from ignitevm.vmm.qemu import build_qemu_argv, socket_arg
+from ignitevm.vmm.qemuargs import build_qemu_argv, socket_arg
 from ignitevm.vmm.qmp import QMPClient, QMPError
 
 
@@ -63,7 +63,11 @@ def test_argv_tcg_machine_kernel_and_console(tmp_path: Path) -> None:
     assert _opt(argv, "-append") == ["console=ttyS0 quiet"]
     for flag in ("-nodefaults", "-no-user-config", "-nographic", "-no-reboot"):
         assert flag in argv
-    assert _opt(argv, "-chardev") == ["stdio,id=con,signal=off"]
+    assert _opt(argv, "-chardev") == [
+        "stdio,id=con,signal=off",
+        f"socket,id=agent,path={tmp_path}/agent.sock,server=on,wait=off",  # the guest agent
+    ]
+    assert "virtserialport,chardev=agent,name=org.ignitevm.agent" in _opt(argv, "-device")
     assert _opt(argv, "-serial") == ["chardev:con"]
     assert _opt(argv, "-qmp") == [f"unix:{tmp_path}/qmp.sock,server=on,wait=off"]
     assert "-netdev" not in argv
@@ -83,7 +87,7 @@ def test_argv_disks_readonly_and_comma_escaped(tmp_path: Path) -> None:
     assert "readonly=off" in drives[0] and "discard=unmap" in drives[0]
     assert f"file={tmp_path}/b,,ase.ext4,format=raw,readonly=on" in drives[1]
     assert "discard" not in drives[1]
-    assert _opt(argv, "-device") == [
+    assert _opt(argv, "-device")[:2] == [
         "virtio-blk-device,drive=disk0",
         "virtio-blk-device,drive=disk1",
     ]
@@ -221,3 +225,46 @@ def test_qmp_client_long_socket_path(tmp_path: Path) -> None:
             assert qmp.execute("query-status") == {"ran": "query-status"}
     finally:
         server.server.close()
+
+
+def test_argv_with_inherited_fds_and_guest_memory(tmp_path: Path) -> None:
+    from ignitevm.vmm.qemuargs import GuestMemory
+
+    spec = _spec(tmp_path, memory_mib=256)
+    memory = GuestMemory(8, shared=True)
+    argv = build_qemu_argv(spec, Attachment(tap="tap0"), kvm_ok=False, qmp_fd=5, tap_fd=6,
+                           agent_fd=7, memory=memory, sandbox=True)  # fmt: skip
+    assert _opt(argv, "-M")[0].endswith(",memory-backend=mem")
+    assert _opt(argv, "-object") == [
+        "memory-backend-file,id=mem,size=256M,mem-path=/proc/self/fd/8,share=on"]  # fmt: skip
+    assert _opt(argv, "-netdev") == ["tap,id=n0,fd=6"]
+    assert "socket,id=qmp,fd=5,server=on,wait=off" in _opt(argv, "-chardev")
+    assert "socket,id=agent,fd=7" in _opt(argv, "-chardev")
+    assert "-qmp" not in argv and "-incoming" not in argv
+    assert _opt(argv, "-sandbox") == [
+        "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]  # fmt: skip
+    resumed = build_qemu_argv(spec, Attachment(), kvm_ok=False,
+                              memory=GuestMemory(8, shared=False, incoming=True))  # fmt: skip
+    assert _opt(resumed, "-incoming") == ["defer"] and "share=off" in _opt(resumed, "-object")[0]
+
+
+def test_disks_as_fd_sets_with_the_base_named_by_the_host(tmp_path: Path) -> None:
+    from ignitevm.vmm.qemuargs import DiskFds
+
+    top, base = tmp_path / "disk.qcow2", tmp_path / "image.ext4"
+    top.write_bytes(b"q"), base.write_bytes(b"b")
+    disks = (Disk(top, "qcow2", backing=base), Disk(base, "raw", readonly=True))
+    fds = DiskFds(disks)
+    try:
+        argv = build_qemu_argv(_spec(tmp_path, disks=disks), Attachment(), kvm_ok=False,
+                               disk_fds=fds)  # fmt: skip
+        assert len(fds.fds) == 4  # top: O_RDWR + O_RDONLY, its base, the read-only disk
+        sets = [a for a in _opt(argv, "-add-fd")]
+        assert [s.split(",")[1] for s in sets] == ["set=1", "set=1", "set=2", "set=3"]
+        first, second = _opt(argv, "-drive")
+        assert "file=/dev/fdset/1" in first and "backing.file.filename=/dev/fdset/2" in first
+        assert "file.locking=off" in first and "format=qcow2" in first
+        assert "file=/dev/fdset/3" in second and "readonly=on" in second
+        assert str(tmp_path) not in " ".join(_opt(argv, "-drive"))  # QEMU opens no path
+    finally:
+        fds.close()

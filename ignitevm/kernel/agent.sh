@@ -1,0 +1,120 @@
+#!/bin/busybox sh
+# ignitevm's guest agent (docs/internals.md "The guest agent"): started by /init before
+# switch_root on the virtio-serial port org.ignitevm.agent, it lives on in a mount namespace of
+# its own that keeps a copy of busybox (switch_root empties the initramfs) and answers one
+# request at a time, one line each, from the host:
+#   PING <id>                        -> PONG <id>
+#   IDENT <id> <base64 of lines>     -> OK <id> | ERR <id> <b64 reason>   (a new identity after a
+#                                       restore: ip=, gateway=, dns=, mac=, hostname=, seed=;
+#                                       the kernel's random generator is reseeded)
+#   EXEC <id> <b64 cmd> <b64 stdin|->  -> O <id> <b64>..., E <id> <b64>..., X <id> <exit code>
+# Every answer carries its request's id: a client that left leaves answers nobody reads.
+# The supervisor holds the host side of the port for the VM's whole life (docs/internals.md).
+# Sourced with IGNITEVM_AGENT_LIB=1 it only defines its functions (unit tests).
+
+AGENT_DIR=/ignite-agent
+
+# ready_fifo: /init waits on it until the copy of busybox is made
+setup() {
+    mkdir -p "$AGENT_DIR" && mount -t tmpfs -o size=8m,mode=0700 ignite-agent "$AGENT_DIR" || return 1
+    cp /bin/busybox "$AGENT_DIR/busybox" && cp /sbin/ignite-reseed "$AGENT_DIR/reseed" || return 1
+    for applet in sh ip hostname base64 dd cat rm mkfifo mktemp chroot printf head sleep mkdir; do
+        ln -s busybox "$AGENT_DIR/$applet"
+    done
+    PATH=$AGENT_DIR
+    export PATH
+}
+
+# ident KEY=VALUE lines on stdin: the VM's new identity
+ident() {
+    while IFS='=' read -r key value; do
+        case "$key" in
+            seed) printf '%s' "$value" >/dev/urandom ;;
+            mac) NEW_MAC=$value ;;
+            ip) NEW_IP=$value ;;
+            gateway) NEW_GW=$value ;;
+            hostname) NEW_HOST=$value ;;
+            dns) NEW_DNS="$NEW_DNS $value" ;;
+        esac
+    done
+    # the kernel's random generator: fresh keys from the pool the seed was mixed into, so
+    # two VMs restored from one snapshot never produce the same random bytes
+    reseed || return 1
+    if [ -n "$NEW_MAC$NEW_IP" ] && [ -d /sys/class/net/eth0 ]; then
+        ip link set eth0 down
+        [ -n "$NEW_MAC" ] && ip link set eth0 address "$NEW_MAC"
+        ip link set eth0 up
+        if [ -n "$NEW_IP" ]; then
+            ip -4 addr flush dev eth0
+            ip addr add "$NEW_IP" dev eth0 || return 1
+            [ -n "$NEW_GW" ] && ip route replace default via "$NEW_GW" dev eth0
+        fi
+    fi
+    if [ -n "$NEW_HOST" ]; then
+        hostname "$NEW_HOST"
+        root=/proc/1/root
+        echo "$NEW_HOST" >"$root/etc/hostname" 2>/dev/null
+        printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n' \
+            "$NEW_HOST" >"$root/etc/hosts" 2>/dev/null
+    fi
+    if [ -n "$NEW_DNS" ]; then
+        { for d in $NEW_DNS; do echo "nameserver $d"; done; } >/proc/1/root/etc/resolv.conf 2>/dev/null
+    fi
+    return 0
+}
+
+# stream FILE TAG ID: base64 chunks of FILE's data to the port as "TAG ID <b64>" lines
+stream() {
+    while :; do
+        chunk=$(dd bs=3072 count=1 2>/dev/null | base64 -w0)
+        [ -n "$chunk" ] || break
+        printf '%s %s %s\n' "$2" "$3" "$chunk" >&3
+    done <"$1"
+}
+
+# run ID B64CMD B64STDIN: the command in the VM's root as root, its output streamed
+run() {
+    id=$1
+    work=$(mktemp -d "$AGENT_DIR/run.XXXXXX") || { printf 'X %s 126\n' "$id" >&3; return; }
+    printf '%s' "$2" | base64 -d >"$work/cmd"
+    if [ "$3" = - ]; then : >"$work/in"; else printf '%s' "$3" | base64 -d >"$work/in"; fi
+    mkfifo "$work/out" "$work/err"
+    (
+        # the VM's own root and environment: what `ssh root@vm CMD` would see
+        chroot /proc/1/root /bin/sh -c "$(cat "$work/cmd")" <"$work/in" >"$work/out" 2>"$work/err"
+        echo $? >"$work/rc"
+    ) &
+    stream "$work/err" E "$id" &
+    errs=$!
+    stream "$work/out" O "$id"
+    wait "$errs"
+    wait
+    printf 'X %s %s\n' "$id" "$(cat "$work/rc" 2>/dev/null || echo 127)" >&3
+    rm -rf "$work"
+}
+
+serve() {
+    while read -r verb id a b <&3; do
+        case "$verb" in
+            PING) printf 'PONG %s\n' "$id" >&3 ;;
+            IDENT)
+                if printf '%s' "$a" | base64 -d | ident 2>"$AGENT_DIR/ident.err"; then
+                    printf 'OK %s\n' "$id" >&3
+                else
+                    printf 'ERR %s %s\n' "$id" "$(head -c 200 "$AGENT_DIR/ident.err" | base64 -w0)" >&3
+                fi ;;
+            EXEC) run "$id" "$a" "$b" ;;
+            *) printf 'ERR %s unknown\n' "$id" >&3 ;;
+        esac
+    done
+}
+
+[ -n "$IGNITEVM_AGENT_LIB" ] && return 0
+port=$1 ready=$2
+setup || { echo failed >"$ready"; exit 1; }
+echo ready >"$ready"
+exec 3<>"$port"
+while :; do
+    serve
+    sleep 1  # the host side went away (it should not: the supervisor holds it): wait, read on
+done

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,8 +66,54 @@ def _chmod_if_owned(path: Path, mode: int) -> None:
         st = os.lstat(path)
     except FileNotFoundError:
         return
+    if _acl_entries(path):
+        # the group bits are the ACL's mask: what grant_read() gave a jailed VMM; only
+        # "other" has to go
+        mode = mode | (st.st_mode & 0o070)
     if st.st_mode & 0o7777 != mode and st.st_uid == os.geteuid() and not os.path.islink(path):
         os.chmod(path, mode)
+
+
+# POSIX ACLs as the kernel stores them (xattr system.posix_acl_access): a version, then
+# (tag, perm, id) entries sorted by tag and id
+_ACL_XATTR = "system.posix_acl_access"
+_ACL_VERSION = 2
+_USER_OBJ, _USER, _GROUP_OBJ, _GROUP, _MASK, _OTHER = 0x01, 0x02, 0x04, 0x08, 0x10, 0x20
+_UNDEFINED_ID = 0xFFFFFFFF
+
+
+def grant_read(path: Path, uid: int) -> None:
+    """Let user ``uid`` read the private file ``path`` (a POSIX ACL entry), without making it
+    readable by anyone else: a jailed VMM that runs as its own uid and opens a shared read-only
+    disk (an image's base) by path. The entry stays for later runs of that jail uid."""
+    entries = _acl_entries(path)
+    if not entries:
+        mode = os.stat(path).st_mode
+        entries = {(_USER_OBJ, _UNDEFINED_ID): (mode >> 6) & 7,
+                   (_GROUP_OBJ, _UNDEFINED_ID): (mode >> 3) & 7,
+                   (_OTHER, _UNDEFINED_ID): mode & 7}  # fmt: skip
+    entries[(_USER, uid)] = entries.get((_USER, uid), 0) | 4
+    group_class = [p for (tag, _), p in entries.items() if tag in (_USER, _GROUP_OBJ, _GROUP)]
+    mask = 0
+    for perm in group_class:
+        mask |= perm
+    entries[(_MASK, _UNDEFINED_ID)] = mask
+    data = struct.pack("<I", _ACL_VERSION) + b"".join(
+        struct.pack("<HHI", tag, perm, ident) for (tag, ident), perm in sorted(entries.items())
+    )
+    os.setxattr(path, _ACL_XATTR, data)
+
+
+def _acl_entries(path: Path) -> dict[tuple[int, int], int]:
+    try:
+        data = os.getxattr(path, _ACL_XATTR, follow_symlinks=False)
+    except OSError:
+        return {}
+    entries = {}
+    for offset in range(4, len(data) - 7, 8):
+        tag, perm, ident = struct.unpack_from("<HHI", data, offset)
+        entries[(tag, ident)] = perm
+    return entries
 
 
 @contextmanager

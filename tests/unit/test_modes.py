@@ -85,3 +85,24 @@ def test_a_reader_who_cannot_open_the_directory_still_sees_the_truth(
     # /proc empties a dying process's command line before the kernel closes its files: the
     # lock goes a moment later (a reader's answer is that much early; root asks the lock)
     wait_for(lambda: not runtime.is_running(d))
+
+
+def test_grant_read_lets_one_uid_read_a_private_file_and_keeps_it_private(
+    tmp_path: Path,
+) -> None:
+    """What a jailed Firecracker (its own uid) needs of an image's 0600 base it opens by path;
+    a later restrict() keeps the grant and still refuses everyone else."""
+    from ignitevm.fsutil import _acl_entries, grant_read, restrict
+
+    base = tmp_path / "image.ext4"
+    base.write_bytes(b"x")
+    base.chmod(0o600)
+    try:
+        grant_read(base, 1900000001)
+    except OSError as exc:  # a filesystem without POSIX ACLs
+        pytest.skip(f"no ACLs here: {exc}")
+    entries = _acl_entries(base)
+    assert entries[(0x02, 1900000001)] == 4 and entries[(0x20, 0xFFFFFFFF)] == 0
+    base.chmod(0o644)  # as an older version left it
+    restrict(tmp_path, 0o711, ("image.ext4",))
+    assert _mode(base) & 0o007 == 0 and _acl_entries(base)[(0x10, 0xFFFFFFFF)] == 4

@@ -8,11 +8,24 @@ file of a VM, image or kernel directory lives. A file that is not named here doe
 METADATA = "metadata.json"  # the API object, written atomically
 META_LOCK = ".meta.lock"  # serializes metadata writers of one object
 
+# --- the state directory's own files ------------------------------------------------------------
+NAMES_LOCK = ".names.lock"  # in vm/, image/, kernel/: names and uids are claimed under it
+TMP_LOCK = ".lock"  # in tmp/: a scratch directory is made and locked as one step (scratch.py)
+IGNITED_DIR = "ignited"  # <owner key>.lock: one ignited per owner value and state directory
+
+
+# Modes (docs/architecture.md "State directory"): a VM's or an image's directory can be
+# traversed by others but not listed (0711), so metadata.json and runtime.json (0644) stay
+# readable for `ps`/`inspect` by any user, while the files named PRIVATE below are 0600.
+OBJECT_DIR_MODE = 0o711
+SCRATCH_DIR_MODE = 0o700  # tmp/, cache/: image contents while imported
+
 
 class ImageFiles:
     """``image/<uid>/``."""
 
     BASE = "image.ext4"  # the read-only base filesystem (label ignite-image), sparse
+    PRIVATE = (BASE,)  # the image's files: secrets baked into an image stay root's
 
 
 class KernelFiles:
@@ -49,9 +62,11 @@ class VMFiles:
     KNOWN_HOSTS = "known_hosts"  # the VM's host key, pinned at the first connection
     SSH_CONTROL = "ssh.ctl"  # the shared SSH connection's socket while the VM runs
     SSH_LOCK = "ssh.lock"  # one opener of the shared connection at a time
+    START_LOCK = "start.lock"  # one start at a time, from the check to the supervisor's lock
     # the supervisor's run
     PLAN = "launch.json"  # what to run (written by launch)
     RUNTIME = "runtime.json"  # the live record: pids, addresses, ports, network plugin
+    LAST_RUN = "last-run.json"  # how the last run ended (restart policies read it)
     SUPERVISOR_LOG = "supervisor.log"  # the supervisor's and the VMM's stderr
     CONSOLE = "console.log"  # the serial console; rotated to console.log.1
     CONSOLE_OLD = "console.log.1"
@@ -70,3 +85,6 @@ class VMFiles:
     FC_API_SOCKET = "firecracker.sock"  # Firecracker's API
     FC_LOG = "firecracker.log"
     FC_METRICS = "firecracker.metrics"
+    # guest data, keys and what the guest printed: 0600 (the rest is metadata, 0644)
+    PRIVATE = (DISK, RW, VM_LAYER, INITRD, SSH_KEY, PLAN, SUPERVISOR_LOG, CONSOLE, CONSOLE_OLD,
+               SUSPENDED_STATE, SUSPENDED_MEMORY, FC_LOG, FC_METRICS)  # fmt: skip

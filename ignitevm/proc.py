@@ -5,15 +5,19 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import IO, Any
 
 from ignitevm.errors import CommandError, MissingToolError
 
 log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_LIBC: Any = None  # ctypes' libc, loaded on first use (ignite ps never runs a tool)
 
 PIPE = subprocess.PIPE
 DEVNULL = subprocess.DEVNULL
@@ -71,8 +75,14 @@ def run(
     stdout: int | IO[Any] | None = None,
     stderr: int | IO[Any] | None = None,
     hint: str | None = None,
+    die_with_parent: bool = True,
 ) -> subprocess.CompletedProcess[bytes]:
-    """Run argv to completion. Raises CommandError on a non-zero exit when ``check``."""
+    """Run argv to completion. Raises CommandError on a non-zero exit when ``check``.
+
+    The child gets SIGKILL when this process dies, ``kill -9`` included (``die_with_parent``):
+    a killed ``ignite image import`` must not leave its ``mkfs.ext4`` running and writing into
+    a temporary directory the next import removes. A tool that daemonizes (``ssh -f``) is not
+    affected: the kernel clears the setting in a forked child."""
     args = [os.fspath(a) for a in argv]
     log.debug("+ %s", " ".join(args))
     if isinstance(input, str):
@@ -87,6 +97,7 @@ def run(
             cwd=cwd,
             timeout=timeout,
             check=False,
+            preexec_fn=_die_with_parent() if die_with_parent else None,
         )
     except FileNotFoundError as exc:
         pkg = _PACKAGES.get(Path(args[0]).name, Path(args[0]).name)
@@ -97,6 +108,30 @@ def run(
         err = proc.stderr.decode(errors="replace") if isinstance(proc.stderr, bytes) else ""
         raise CommandError(args, proc.returncode, err, hint=hint)
     return proc
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that sets PR_SET_PDEATHSIG=SIGKILL in the child (None off Linux).
+
+    It fires when the *thread* that forked exits; ``run`` waits for its child in that thread,
+    so the child never outlives the caller's wait. The function calls into libc only (no
+    Python-level lock), which is what keeps a preexec_fn safe in a threaded caller (ignited)."""
+    global _LIBC
+    if _LIBC is None:
+        import ctypes
+
+        try:
+            _LIBC = ctypes.CDLL(None, use_errno=True)
+        except OSError:
+            return None
+    libc, parent = _LIBC, os.getpid()
+
+    def preexec() -> None:
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:  # the caller died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 def output(argv: Sequence[str | os.PathLike[str]], **kwargs: Any) -> str:

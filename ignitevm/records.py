@@ -18,7 +18,7 @@ from enum import Enum
 from pathlib import Path, PurePath
 from typing import Any, TypeVar
 
-from ignitevm.fsutil import write_json_atomic
+from ignitevm.fsutil import PUBLIC_MODE, write_json_atomic
 
 T = TypeVar("T")
 _HINTS: dict[type, dict[str, Any]] = {}
@@ -58,8 +58,8 @@ def from_json(cls: type[T], data: Any) -> T:
         raise RecordError(f"{cls.__name__}: {exc}") from None
 
 
-def write_record(path: Path, obj: Any, *, fsync: bool = False) -> None:
-    write_json_atomic(path, to_json(obj), fsync=fsync)
+def write_record(path: Path, obj: Any, *, fsync: bool = False, mode: int = PUBLIC_MODE) -> None:
+    write_json_atomic(path, to_json(obj), fsync=fsync, mode=mode)
 
 
 def read_record(cls: type[T], path: Path) -> T:

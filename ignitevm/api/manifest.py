@@ -221,12 +221,17 @@ def dump_object(obj: AnyObject, fmt: Literal["json", "yaml"] = "json") -> str:
 
 
 def _validation_error(exc: pydantic.ValidationError, source: str) -> ValidationError:
-    lines = [f"{_loc(err['loc'])}: {_message(err)}" for err in exc.errors()[:_MAX_ERRORS]]
-    more = exc.error_count() - len(lines)
+    return ValidationError(f"{source}: {describe_validation_error(exc)}", hint=_HINT)
+
+
+def describe_validation_error(exc: pydantic.ValidationError) -> str:
+    """Every field error on one line ("spec.cpus: ...; spec.memroy: unknown field"): the CLI
+    prints one `error:` line and one `hint:`, and ignited logs one line per error."""
+    parts = [f"{_loc(err['loc'])}: {_message(err)}" for err in exc.errors()[:_MAX_ERRORS]]
+    more = exc.error_count() - len(parts)
     if more > 0:
-        lines.append(f"... and {more} more")
-    message = f"{source}: {lines[0]}" if len(lines) == 1 else f"{source}:\n  " + "\n  ".join(lines)
-    return ValidationError(message, hint=_HINT)
+        parts.append(f"and {more} more")
+    return "; ".join(parts)
 
 
 def _loc(loc: tuple[int | str, ...]) -> str:

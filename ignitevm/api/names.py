@@ -6,8 +6,17 @@ import os
 
 UID_LENGTH = 16
 _HEX = frozenset("0123456789abcdef")
+# VM names: Ignite's rule (a DNS-1123 subdomain), at most 63 characters since the name is
+# also the guest's hostname and travels in the kernel's colon-separated ip= argument
+MAX_NAME = 63
+_NAME_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+NAME_HINT = (
+    "use lower-case letters, digits, '-' and '.', starting and ending with a letter or a "
+    f"digit, at most {MAX_NAME} characters (e.g. my-vm-1)"
+)
 
-# Docker's names generator style ("brave_hopper"), which Ignite used for unnamed VMs.
+# Docker's names generator's words ("brave hopper"), which Ignite used for unnamed VMs, joined
+# with '-' so a generated name follows the same rule as a given one.
 _ADJECTIVES_WORDS = (
     "admiring adoring affectionate amazing awesome blissful bold brave busy charming clever "
     "compassionate competent confident cool dazzling determined dreamy eager ecstatic elastic "
@@ -54,6 +63,34 @@ def is_uid(text: str) -> bool:
 
 
 def generate_name() -> str:
-    """A two-word name such as "brave_hopper"; callers retry on a clash."""
+    """A two-word name such as "brave-hopper"; callers retry on a clash."""
     a, b = int.from_bytes(os.urandom(4)), int.from_bytes(os.urandom(4))
-    return f"{_ADJECTIVES[a % len(_ADJECTIVES)]}_{_SURNAMES[b % len(_SURNAMES)]}"
+    return f"{_ADJECTIVES[a % len(_ADJECTIVES)]}-{_SURNAMES[b % len(_SURNAMES)]}"
+
+
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a new VM, or None when it can (no regex: start-up cost)."""
+    if not name:
+        return "a name cannot be empty"
+    if len(name) > MAX_NAME:
+        return f"it has {len(name)} characters, more than {MAX_NAME}"
+    for label in name.split("."):
+        if not label:
+            return "'.' must separate two parts"
+        if not _NAME_ALNUM.issuperset(label.replace("-", "")):
+            bad = next(c for c in label if c != "-" and c not in _NAME_ALNUM)
+            return f"{bad!r} is not allowed"
+        if label[0] == "-" or label[-1] == "-":
+            return "parts must start and end with a letter or a digit"
+    return None
+
+
+def safe_hostname(name: str) -> str:
+    """``name`` as a hostname: itself when it follows the rule (every name given since the
+    rule exists); a VM stored by an older version with another name gets a cleaned copy, so
+    its ``ip=`` argument and /etc/hostname stay well-formed."""
+    if name_problem(name) is None:
+        return name
+    cleaned = "".join(c if c in _NAME_ALNUM or c == "." else "-" for c in name.lower())
+    parts = [p.strip("-") for p in cleaned.split(".")]
+    return ".".join(p for p in parts if p)[:MAX_NAME].strip(".-") or "vm"

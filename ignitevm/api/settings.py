@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ignitevm.api.names import NAME_HINT, name_problem
 from ignitevm.api.size import Size
 from ignitevm.api.types import (
     VM,
     BlockDeviceVolume,
     FileMapping,
     PortMapping,
+    RestartPolicy,
     Vmm,
     Volume,
     VolumeMount,
@@ -26,6 +28,7 @@ from ignitevm.api.types import (
 from ignitevm.errors import ValidationError
 
 MIN_MEMORY_MIB = 128  # less does not boot Debian's kernel with its initramfs
+NETWORK_PLUGINS = ("cni", "user", "none")  # ignitevm/network/registry.py's plugins
 
 
 @dataclass(frozen=True)
@@ -64,7 +67,11 @@ def _text(value: Any, flag: str) -> str:
 
 
 def _name(vm: VM, value: Any, flag: str) -> None:
-    vm.metadata.name = _text(value, flag)
+    name = _text(value, flag)
+    problem = name_problem(name)
+    if problem is not None:
+        raise ValidationError(f"{flag} {name!r}: {problem}", hint=NAME_HINT)
+    vm.metadata.name = name
 
 
 def _labels(vm: VM, value: Any, flag: str) -> None:
@@ -146,7 +153,10 @@ def _copy_files(vm: VM, value: Any, flag: str) -> None:
 
 def _ports(vm: VM, value: Any, flag: str) -> None:
     for item in _items(value):
-        pm = item if isinstance(item, PortMapping) else PortMapping.parse(_text(item, flag))
+        try:
+            pm = item if isinstance(item, PortMapping) else PortMapping.parse(_text(item, flag))
+        except ValidationError as exc:
+            raise ValidationError(f"{flag} {exc.message}", hint=exc.hint) from None
         vm.spec.network.ports.append(pm)
 
 
@@ -165,7 +175,12 @@ def _volumes(vm: VM, value: Any, flag: str) -> None:
 
 
 def _network_plugin(vm: VM, value: Any, flag: str) -> None:
-    vm.status.network.plugin = _text(value, flag)
+    plugin = _text(value, flag)
+    if plugin not in NETWORK_PLUGINS:
+        raise ValidationError(
+            f"{flag} {plugin!r} is unknown", hint=f"use {', '.join(NETWORK_PLUGINS)}"
+        )
+    vm.status.network.plugin = plugin
 
 
 def _snapshot(vm: VM, value: Any, flag: str) -> None:
@@ -177,6 +192,14 @@ def _vmm(vm: VM, value: Any, flag: str) -> None:
         vm.spec.vmm = Vmm(value)
     except ValueError:
         choices = ", ".join(v.value for v in Vmm)
+        raise ValidationError(f"{flag} {value!r} is unknown", hint=f"use {choices}") from None
+
+
+def _restart(vm: VM, value: Any, flag: str) -> None:
+    try:
+        vm.spec.restart_policy = RestartPolicy(value)
+    except ValueError:
+        choices = ", ".join(p.value for p in RestartPolicy)
         raise ValidationError(f"{flag} {value!r} is unknown", hint=f"use {choices}") from None
 
 
@@ -220,6 +243,10 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("vmm", ("--vmm",), "spec.vmm",
             "VMM: auto = firecracker where hardware KVM works and it is found, else qemu.", _vmm,
             metavar="auto|qemu|firecracker"),
+    Setting("restart", ("--restart",), "spec.restartPolicy",
+            "When ignited starts the VM again: always (unless stopped with ignite stop/kill), "
+            "on-failure (after a crash or a host reboot), no.", _restart,
+            metavar="no|always|on-failure", default="no"),
 )  # fmt: skip
 BY_NAME = {s.name: s for s in SETTINGS}
 

@@ -60,6 +60,14 @@ class Vmm(StrEnum):
     FIRECRACKER = "firecracker"
 
 
+class RestartPolicy(StrEnum):
+    """ignitevm: when ignited starts a VM again that does not run (ops/restart.py)."""
+
+    NO = "no"
+    ALWAYS = "always"
+    ON_FAILURE = "on-failure"
+
+
 class Protocol(StrEnum):
     TCP = "tcp"
     UDP = "udp"
@@ -267,6 +275,10 @@ class VMSpec(Model):
     vmm: Vmm | None = None
     # ignitevm: the snapshot (name or uid) the VM is made from: it resumes from it
     snapshot: str | None = None
+    # ignitevm: when ignited starts the VM again; None = no (YAML reads an unquoted no as false)
+    restart_policy: Annotated[
+        RestartPolicy | None, BeforeValidator(lambda v: "no" if v is False else v)
+    ] = None
 
 
 class Runtime(Model):
@@ -277,6 +289,15 @@ class Runtime(Model):
 class Network(Model):
     plugin: str = ""
     ip_addresses: Nullable[list[str]] = Field(default_factory=_list)
+
+
+class LastRun(Model):
+    """ignitevm: how the VM's last run ended (spawn/runtime.py's RunOutcome, LastRun)."""
+
+    outcome: str  # exited | crashed | terminated | lost
+    exit_code: int | None = None
+    started_at: Time | None = None
+    ended_at: Time | None = None
 
 
 class VMStatus(Model):
@@ -296,6 +317,10 @@ class VMStatus(Model):
     snapshot: str | None = None
     resume: str | None = None
     suspended: bool | None = None
+    # ignitevm: set by ignite stop/kill, cleared by a start: ignited does not restart it
+    stopped_by_user: bool | None = None
+    # ignitevm: how the last run ended, while the VM does not run (read, never stored)
+    last_run: LastRun | None = None
 
 
 class VM(Model):

@@ -148,7 +148,7 @@ def wants_debug() -> bool:
 
 
 def run_cli(group: click.Group, prog_name: str, argv: list[str] | None) -> None:
-    """Run a click group as a program: an IgniteError becomes one `error:` line and a `hint:`
+    """Run a click group as a program: every failure becomes one `error:` line and one `hint:`
     (a traceback only with --log-level debug); the exit code is the error's."""
     from ignitevm.errors import IgniteError
 
@@ -156,22 +156,53 @@ def run_cli(group: click.Group, prog_name: str, argv: list[str] | None) -> None:
     try:
         group.main(args=args, prog_name=prog_name, standalone_mode=False)
     except IgniteError as exc:
-        if wants_debug():
-            logging.getLogger(prog_name).exception("command failed")
-        click.echo(f"error: {exc.message}", err=True)
-        if exc.hint:
-            click.echo(f"hint: {exc.hint}", err=True)
-        sys.exit(exc.exit_code)
+        _fail(prog_name, exc.message, exc.hint, exc.exit_code)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
+    except click.ClickException as exc:  # a usage error: unknown flag, bad choice, missing arg
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else prog_name
+        _fail(prog_name, exc.format_message(), f"see '{where} --help'", exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except Exception as exc:  # not an IgniteError: still one line, the traceback on demand
+        _fail(prog_name, *describe_unexpected(exc))
     sys.exit(0)
+
+
+def _fail(prog_name: str, message: str, hint: str | None, code: int) -> None:
+    if wants_debug():
+        logging.getLogger(prog_name).exception("command failed")
+    # one line each: a message that spans lines (a subprocess's stderr tail) is indented
+    click.echo(f"error: {message}", err=True)
+    if hint:
+        click.echo(f"hint: {hint}", err=True)
+    sys.exit(code)
+
+
+def describe_unexpected(exc: Exception) -> tuple[str, str, int]:
+    """(message, hint, exit code) for an exception core code did not turn into an IgniteError:
+    a model's validation error (bad input, exit 2), a file the user may not touch, or a bug."""
+    if type(exc).__module__.startswith("pydantic"):  # not imported unless it was used
+        import pydantic
+
+        from ignitevm.api.manifest import describe_validation_error
+
+        if isinstance(exc, pydantic.ValidationError):
+            hint = "see docs/api.md for the fields and their values"
+            return describe_validation_error(exc), hint, 2
+    if isinstance(exc, PermissionError):
+        where = f": {exc.filename}" if exc.filename else ""
+        return (f"{exc.strerror or 'permission denied'}{where}",
+                "run as root, or as the user that owns the state directory", 1)  # fmt: skip
+    if isinstance(exc, OSError) and exc.strerror:
+        where = f": {exc.filename}" if exc.filename else ""
+        return f"{exc.strerror}{where}", "check the path and the disk, then try again", 1
+    return (f"unexpected {type(exc).__name__}: {exc}",
+            "this is a bug in ignitevm: run again with --log-level debug for the traceback "
+            "and report it", 1)  # fmt: skip

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 from dataclasses import dataclass
@@ -151,7 +152,7 @@ def _setup(g: Globals, params: dict[str, Any]) -> None:
 
 
 def _serve(g: Globals, params: dict[str, Any], source: ManifestSource) -> None:
-    from ignitevm.gitops.daemon import Daemon
+    from ignitevm.gitops.daemon import Daemon, hold_owner_lock
     from ignitevm.gitops.metrics import DEFAULT_METRICS_ADDR, Metrics, serve_metrics
     from ignitevm.gitops.opsbridge import ServicesOps
     from ignitevm.gitops.plan import owner_value
@@ -166,6 +167,9 @@ def _serve(g: Globals, params: dict[str, Any], source: ManifestSource) -> None:
     if addr is None:
         addr = "" if once else DEFAULT_METRICS_ADDR
     svc = build_services(g.ignite_config)
+    owner = owner_value(params["host"])
+    # kept until the process ends (the kernel drops it however ignited dies)
+    lock_fd = hold_owner_lock(svc.store.root, owner)
     if isinstance(source, GitSource) and source.workdir is None:
         # in the state dir, not a temp dir: a restart fetches only what is new and can fall
         # back on the last checkout while the repository is unreachable
@@ -178,7 +182,7 @@ def _serve(g: Globals, params: dict[str, Any], source: ManifestSource) -> None:
         ignore_preflight=parse_ignored(params["ignore_preflight"]),
     )
     metrics = Metrics()
-    reconciler = Reconciler(ops, owner_value(params["host"]), metrics, workers=params["workers"])
+    reconciler = Reconciler(ops, owner, metrics, workers=params["workers"])
     stop = threading.Event()
     runner = Daemon(source, reconciler, params["host"], interval, stop)
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
@@ -196,6 +200,7 @@ def _serve(g: Globals, params: dict[str, Any], source: ManifestSource) -> None:
             runner.run_forever()
     finally:
         source.close()
+        os.close(lock_fd)
 
 
 def parse_duration(text: str) -> float:

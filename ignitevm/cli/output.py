@@ -13,7 +13,10 @@ if TYPE_CHECKING:
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
-    """Columns separated by at least two spaces, like Ignite's (and Docker's) tabwriter."""
+    """Columns separated by at least two spaces, like Ignite's (and Docker's) tabwriter.
+    Control characters are printed escaped: a name stored by an older version may hold an
+    ESC sequence, which must not reach the terminal."""
+    rows = [[printable(cell) for cell in row] for row in rows]
     widths = [len(h) for h in headers]
     for row in rows:
         for i, cell in enumerate(row):
@@ -23,6 +26,13 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
         cells = [cell.ljust(widths[i]) for i, cell in enumerate(row)]
         lines.append("  ".join(cells).rstrip())
     click.echo("\n".join(lines))
+
+
+def printable(text: str) -> str:
+    """``text`` with every non-printable character as its Python escape (``\\x1b``)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
 
 
 def format_age(when: datetime | None, now: datetime | None = None) -> str:

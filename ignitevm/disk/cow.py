@@ -7,6 +7,7 @@ from pathlib import Path
 
 from ignitevm import proc
 from ignitevm.errors import ValidationError
+from ignitevm.fsutil import PRIVATE_MODE, create_file
 
 
 def create_qcow2_overlay(base: Path, out: Path, size_bytes: int, base_format: str = "raw") -> None:
@@ -20,6 +21,8 @@ def create_qcow2_overlay(base: Path, out: Path, size_bytes: int, base_format: st
             hint=f"use --size {-(-base_size // 2**20)}MB or more",
         )
     tmp = out.with_name(out.name + ".tmp")
+    # made private before qemu-img writes into it: the guest's writes land in this inode
+    create_file(tmp, PRIVATE_MODE).close()
     proc.run(
         [
             proc.require_tool("qemu-img"),
@@ -43,7 +46,7 @@ def create_qcow2_overlay(base: Path, out: Path, size_bytes: int, base_format: st
 def create_sparse_ext4(out: Path, size_bytes: int, label: str) -> None:
     """A sparse, empty ext4 file (the writable disk of the ``overlay`` copy-on-write mode)."""
     tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as f:
+    with create_file(tmp, PRIVATE_MODE) as f:  # private: the guest's writes land in it
         f.truncate(size_bytes)
     proc.run(
         [

@@ -7,15 +7,19 @@ interval without a change, so drift (a VM stopped or removed by hand) is correct
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
-from ignitevm.errors import IgniteError
+from ignitevm.errors import ConflictError, IgniteError
 from ignitevm.gitops.manifests import read_manifests
 from ignitevm.gitops.reconcile import PassResult, Reconciler
 from ignitevm.gitops.source import GitSource, ManifestSource, Snapshot, SourceError
+from ignitevm.layout import IGNITED_DIR
 
 log = logging.getLogger(__name__)
 
@@ -99,3 +103,33 @@ class Daemon:
         if snapshot.revision:
             self.reconciler.metrics.record_commit(snapshot.revision, snapshot.revision_time)
         return result
+
+
+def hold_owner_lock(state_dir: Path, owner: str) -> int:
+    """One ignited per owner value (``ignited``, ``ignited/<host>``) and state directory: two
+    would create the same VMs at once, and each prune the other's. The lock
+    (``<state>/ignited/<key>.lock``, flock) goes with the process however it ends; the fd is
+    returned to keep open. ConflictError at once while another ignited holds it."""
+    from ignitevm.store.locks import try_file_lock
+
+    directory = state_dir / IGNITED_DIR
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{hashlib.sha256(owner.encode()).hexdigest()[:16]}.lock"
+    fd = try_file_lock(path)
+    if fd is None:
+        holder = _read_holder(path)
+        raise ConflictError(
+            f"another ignited{holder} reconciles the VMs of owner {owner!r} in {state_dir}",
+            hint="stop it first, or give this one another --host",
+        )
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()} {owner}\n".encode())
+    return fd
+
+
+def _read_holder(path: Path) -> str:
+    try:
+        pid = path.read_text().split()[0]
+    except (OSError, IndexError):
+        return ""
+    return f" (pid {pid})"

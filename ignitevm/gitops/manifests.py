@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ignitevm.api import VM, load_documents, to_dict, uid_from_name
+from ignitevm.api.names import NAME_HINT, name_problem
 from ignitevm.errors import IgniteError, ValidationError
 
 log = logging.getLogger(__name__)
@@ -148,6 +149,11 @@ def _desired(vm: VM, rel: str, where: str) -> DesiredVM:
         raise ValidationError(
             f"{where}: metadata.name is missing",
             hint="ignited needs a name for every VM (the uid defaults to one derived from it)",
+        )
+    problem = name_problem(meta.name)
+    if problem is not None:
+        raise ValidationError(
+            f"{where}: metadata.name: invalid VM name {meta.name!r}: {problem}", hint=NAME_HINT
         )
     if not meta.uid:
         meta.uid = uid_from_name(meta.name)

@@ -25,8 +25,10 @@ class ServicesOps:
     _guard: threading.Lock = field(default_factory=threading.Lock)
 
     def list(self) -> list[ActualVM]:
+        from ignitevm.ops.restart import reap_dead_runs, restart_reason
         from ignitevm.ops.vmlist import list_vms
 
+        reap_dead_runs(self.svc)  # after a host reboot: every dead run's network, at once
         return [
             ActualVM(
                 uid=v.vm.metadata.uid,
@@ -34,6 +36,7 @@ class ServicesOps:
                 labels=dict(v.vm.metadata.labels),
                 annotations=dict(v.vm.metadata.annotations),
                 running=v.running,
+                restart_reason=restart_reason(v.vm, running=v.running),
             )
             for v in list_vms(self.svc, all_=True)
         ]
@@ -62,6 +65,13 @@ class ServicesOps:
         from ignitevm.ops.stop import stop_vm
 
         stop_vm(self.svc, uid, timeout=self.stop_timeout)
+
+    def restart(self, uid: str) -> None:
+        """A hand-made VM, started as it was made: its own network plugin, not ignited's."""
+        from ignitevm.ops.restart import restart_vm
+
+        kw: dict[str, Any] = {} if self.boot_timeout is None else {"timeout": self.boot_timeout}
+        restart_vm(self.svc, uid, ignore_preflight=self.ignore_preflight, **kw)
 
     def remove(self, uid: str) -> None:
         from ignitevm.ops.remove import remove_vm

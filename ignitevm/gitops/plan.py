@@ -1,5 +1,8 @@
 """Desired vs actual: the decisions of one reconcile pass, as a pure function (unit-tested).
 
+Restart policies (ops/restart.py): a VM made by hand (no owner label) whose policy wants it
+running again is restarted; nothing else is ever done to it.
+
 Ownership: ignited labels the VMs it creates ``ignite.weave.works/owner=<owner>`` (``ignited``,
 or ``ignited/<host>`` with ``--host``) and annotates them with the hash of the manifest's name and
 spec. Only VMs with its own owner value are ever stopped, replaced, relabelled or removed; a
@@ -28,6 +31,7 @@ class ActionKind(StrEnum):
     REPLACE = "replace"  # remove, create, start when wanted: the spec changed
     RELABEL = "relabel"  # only labels/annotations changed: updated in place, nothing restarts
     REMOVE = "remove"  # the manifest is gone (prune)
+    RESTART = "restart"  # a hand-made VM that does not run, started again by its restart policy
 
 
 @dataclass(frozen=True)
@@ -37,6 +41,8 @@ class ActualVM:
     labels: dict[str, str]
     annotations: dict[str, str]
     running: bool
+    # why its restart policy wants it started again (ops/restart.py), None: it does not
+    restart_reason: str | None = None
 
     def owner(self) -> str | None:
         return self.labels.get(OWNER_LABEL)
@@ -47,15 +53,17 @@ class Action:
     kind: ActionKind
     uid: str
     name: str
-    desired: DesiredVM | None = None  # None for REMOVE
+    desired: DesiredVM | None = None  # None for REMOVE and RESTART
     relabel: bool = False  # START/STOP/RELABEL: update labels and annotations first
+    reason: str = ""  # RESTART: the policy and the last run
 
     @property
     def start_after(self) -> bool:
         return self.desired is not None and self.desired.running
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.name} ({self.uid})"
+        why = f": {self.reason}" if self.reason else ""
+        return f"{self.kind} {self.name} ({self.uid}){why}"
 
 
 @dataclass(frozen=True)
@@ -116,7 +124,18 @@ def make_plan(desired: ManifestSet, actual: Iterable[ActualVM], owner: str) -> P
             plan.adopted.append(want.uid)
         else:
             plan.actions.append(Action(kind, want.uid, want.name, want, relabel=relabel))
+    plan.actions += _restarts(by_uid.values())
     return plan
+
+
+def _restarts(actual: Iterable[ActualVM]) -> list[Action]:
+    """Hand-made VMs (no owner label) that their restart policy wants running again; a VM of
+    an ignited is its manifest's business (a manifest that wants it running starts it)."""
+    return [
+        Action(ActionKind.RESTART, vm.uid, vm.name, reason=vm.restart_reason)
+        for vm in actual
+        if vm.owner() is None and not vm.running and vm.restart_reason
+    ]
 
 
 def desired_metadata(want: DesiredVM, owner: str) -> tuple[dict[str, str], dict[str, str]]:

@@ -35,6 +35,7 @@ class VMOps(Protocol):
     def start(self, uid: str) -> None: ...
     def stop(self, uid: str) -> None: ...
     def remove(self, uid: str) -> None: ...
+    def restart(self, uid: str) -> None: ...
     def set_metadata(
         self, uid: str, labels: dict[str, str], annotations: dict[str, str]
     ) -> None: ...
@@ -185,6 +186,8 @@ class Reconciler:
         if kind in (ActionKind.CREATE, ActionKind.REPLACE):
             assert action.desired is not None
             self.ops.create(vm_to_create(action.desired, self.owner))
+        if kind == ActionKind.RESTART:
+            self.ops.restart(uid)
         if kind == ActionKind.START:
             self.ops.start(uid)
         elif kind in (ActionKind.CREATE, ActionKind.REPLACE) and action.start_after:
@@ -238,4 +241,6 @@ class Reconciler:
 
 
 def _key(action: Action) -> tuple[str, str]:
-    return (action.uid, action.desired.spec_hash if action.desired else "remove")
+    if action.desired is not None:
+        return (action.uid, action.desired.spec_hash)
+    return (action.uid, str(action.kind))  # remove, restart

@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 from ignitevm import proc
 from ignitevm.errors import IgniteError, ValidationError
+from ignitevm.fsutil import PRIVATE_MODE, create_file
 from ignitevm.kernel.cpio import CpioWriter
 from ignitevm.kernel.modules import read_module, resolve_modules, strip_signature
 from ignitevm.kernel.reseed import reseed_program
@@ -157,6 +158,7 @@ def write_vm_layer(
     env: Mapping[str, str] | None = None,
     modes: Mapping[str, int] | None = None,
     dir_modes: Mapping[str, int] | None = None,
+    file_mode: int = PRIVATE_MODE,
 ) -> None:
     """Write the per-VM cpio: ``/ignite/files/<abs path>`` (copied at every boot),
     ``/ignite/firstboot/<abs path>`` (copied once) and ``/ignite/env`` (sourced by /init).
@@ -167,11 +169,12 @@ def write_vm_layer(
 
     ``modes`` overrides file modes by destination (a Path source keeps its own mode, bytes get
     0644); ``dir_modes`` sets modes of directories /init creates (``.ssh`` defaults to 0700).
+    The archive itself is created with ``file_mode`` (private: it carries copy-files and keys).
     """
     modes = modes or {}
     dir_modes = dir_modes or {}
     tmp = out.with_name(out.name + ".tmp")
-    with tmp.open("wb") as fh:
+    with create_file(tmp, file_mode) as fh:
         cpio = CpioWriter(fh)
         cpio.file("init", init_script(), 0o755)
         cpio.file("agent.sh", agent_script(), 0o755)

@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ignitevm.api import VM
+from ignitevm.api.names import safe_hostname
+from ignitevm.fsutil import PRIVATE_MODE, create_file
 from ignitevm.layout import VMFiles
 
 if TYPE_CHECKING:
@@ -28,7 +30,7 @@ def write_initrd(vm: VM, d: Path, base_initrd: Path) -> Path:
     write_vm_layer(layer, files=files, firstboot=firstboot, env=env, modes={AUTH_KEYS: 0o600})
     out = d / VMFiles.INITRD
     tmp = out.with_name(out.name + ".tmp")
-    with open(tmp, "wb") as dst:
+    with create_file(tmp, PRIVATE_MODE) as dst:  # the VM layer's secrets are in it
         for part in (base_initrd, layer):
             with open(part, "rb") as src:
                 shutil.copyfileobj(src, dst, 1 << 20)
@@ -38,7 +40,7 @@ def write_initrd(vm: VM, d: Path, base_initrd: Path) -> Path:
 
 def vm_files(vm: VM, d: Path) -> tuple[dict[str, bytes | Path], dict[str, bytes | Path]]:
     """(files applied at every boot, files applied at first boot) for the per-VM layer."""
-    name = vm.metadata.name
+    name = safe_hostname(vm.metadata.name)
     files: dict[str, bytes | Path] = {
         "/etc/hostname": f"{name}\n".encode(),
         "/etc/hosts": f"127.0.0.1\tlocalhost\n127.0.1.1\t{name}\n::1\tlocalhost\n".encode(),

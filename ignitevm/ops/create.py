@@ -3,25 +3,32 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ignitevm import proc
-from ignitevm.api import VM, Kind, generate_name, new_uid
-from ignitevm.api.settings import MIN_MEMORY_MIB
+from ignitevm.api import VM, Image, Kernel, Kind, generate_name, new_uid
+from ignitevm.api.names import NAME_HINT, name_problem
 from ignitevm.api.types import OCIImageSource, Vmm
-from ignitevm.errors import ConflictError, NotFoundError, ValidationError
-from ignitevm.layout import VMFiles
+from ignitevm.errors import ConflictError, ValidationError
+from ignitevm.fsutil import restrict
+from ignitevm.layout import OBJECT_DIR_MODE, VMFiles
 from ignitevm.ops.images import base_image_path, ensure_image
 from ignitevm.ops.kernels import ensure_kernel, kernel_files
 from ignitevm.ops.services import DEFAULT_IMAGE, Services
+from ignitevm.ops.vmchecks import check_vm_request
+from ignitevm.store.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 
 
 def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
-    """Store ``vm`` (its spec as the user asked) with a name, uid, disk and status."""
+    """Store ``vm`` (its spec as the user asked) with a name, uid, disk and status.
+
+    Everything that can be refused is refused before the store changes (ops/vmchecks.py). The
+    VM is built in a scratch directory and renamed into ``vm/<uid>`` under the VM names lock,
+    after a last check that its name and uid are free: of two creates of one name exactly one
+    succeeds, and a create killed midway leaves only scratch that the next one removes."""
     meta, spec = vm.metadata, vm.spec
     if require_name and not meta.name:
         raise ValidationError("the VM has no name and --require-name is set", hint="add --name")
@@ -29,22 +36,59 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
         from ignitevm.ops.restore import prepare_from_snapshot
 
         prepare_from_snapshot(svc, vm)
-    _check_spec(vm)
-    meta.name = meta.name or _free_name(svc)
-    _check_name(meta.name)
-    if any(v.metadata.name == meta.name for v in svc.store.list(Kind.VM)):
-        raise ConflictError(
-            f"a VM named {meta.name!r} already exists",
-            hint=f"choose another --name, or remove it: ignite rm {meta.name}",
-        )
-    meta.uid = meta.uid or new_uid()
-    if svc.store.exists(Kind.VM, meta.uid):
-        raise ConflictError(f"a VM with uid {meta.uid} already exists")
+    if meta.name:
+        _check_name(meta.name)
+    _check_request(svc, vm)
+    _refuse_taken(svc.store.list(Kind.VM), vm)  # early: no import for a name that is taken
     spec.image.oci = spec.image.oci or DEFAULT_IMAGE
     spec.kernel.oci = spec.kernel.oci or _default_kernel(svc, vm)
     image = ensure_image(svc, spec.image.oci)
     kernel = ensure_kernel(svc, spec.kernel.oci)
-    meta.created = datetime.now(UTC)
+    _fill_status(svc, vm, image, kernel)
+    generated = not meta.name
+    meta.name = meta.name or _free_name(svc.store.list(Kind.VM))
+    meta.uid = meta.uid or new_uid()
+    with scratch_dir(svc.store.tmp_dir(), "vm") as work:
+        staged = work / "object"
+        staged.mkdir()
+        _make_files(svc, vm, staged, image, kernel)
+        # others may read metadata.json, not the disk or the key (the scratch dir kept them
+        # out while the files were made)
+        restrict(staged, OBJECT_DIR_MODE, VMFiles.PRIVATE)
+        with svc.store.names_lock(Kind.VM):
+            taken = svc.store.list(Kind.VM)
+            if generated and any(v.metadata.name == meta.name for v in taken):
+                meta.name = _free_name(taken)  # a concurrent create drew the same words
+            _refuse_taken(taken, vm)
+            svc.store.add_staged(vm, staged)
+    log.info("created VM %s (%s)", meta.name, meta.uid)
+    return vm
+
+
+def _check_request(svc: Services, vm: VM) -> None:
+    check_vm_request(vm, svc.store.root)
+    if not vm.status.network.plugin:
+        vm.status.network.plugin = svc.default_network_plugin()
+    if vm.spec.network.ports and vm.status.network.plugin == "none":
+        raise ValidationError(
+            "published ports need a network: this VM's network plugin is none",
+            hint="add --network-plugin cni (or user)",
+        )
+
+
+def _refuse_taken(existing: list[VM], vm: VM) -> None:
+    name, uid = vm.metadata.name, vm.metadata.uid
+    if name and any(v.metadata.name == name for v in existing):
+        raise ConflictError(
+            f"a VM named {name!r} already exists",
+            hint=f"choose another --name, or remove it: ignite rm {name}",
+        )
+    if uid and any(v.metadata.uid == uid for v in existing):
+        raise ConflictError(f"a VM with uid {uid} already exists")
+
+
+def _fill_status(svc: Services, vm: VM, image: Image, kernel: Kernel) -> None:
+    vm.metadata.created = datetime.now(UTC)
     vm.status.image = OCIImageSource(
         id=image.status.oci_source.id, size=image.status.oci_source.size
     )
@@ -53,37 +97,23 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
     )
     vm.status.id_prefix = svc.config.spec.id_prefix
     vm.status.running = False
-    if not vm.status.network.plugin:
-        vm.status.network.plugin = svc.default_network_plugin()
-    if spec.network.ports and vm.status.network.plugin == "none":
-        raise ValidationError(
-            "published ports need a network: this VM's network plugin is none",
-            hint="add --network-plugin cni (or user)",
-        )
-    vm_dir = svc.store.object_dir(Kind.VM, meta.uid)
-    vm_dir.mkdir(parents=True)
-    try:
-        from ignitevm.ops.vmmchoice import cow_mode, create_root_disk, resolve_vmm
 
-        # chosen once, here, and recorded: Firecracker VMs get the overlay mode's raw
-        # writable disk instead of a qcow2 overlay
-        if vm.status.snapshot:  # made from a snapshot: its disk sits on the snapshot's layer
-            from ignitevm.ops.restore import disk_and_key_from_snapshot
 
-            disk_and_key_from_snapshot(svc, vm, vm_dir)
-        else:
-            choice = resolve_vmm(svc, vm, vmlinux=kernel_files(svc, kernel)[0])
-            vm.status.vmm = Vmm(choice.vmm)
-            mode = cow_mode(vm_dir, choice.vmm)
-            create_root_disk(vm, vm_dir, base_image_path(svc, image), mode)
-            if spec.ssh is True:
-                generate_ssh_key(vm_dir / VMFiles.SSH_KEY, meta.name)
-        svc.store.save(vm)
-    except BaseException:
-        shutil.rmtree(vm_dir, ignore_errors=True)
-        raise
-    log.info("created VM %s (%s)", meta.name, meta.uid)
-    return vm
+def _make_files(svc: Services, vm: VM, d: Path, image: Image, kernel: Kernel) -> None:
+    """The VM's disk (and key) in ``d``; the VMM is chosen once, here, and recorded:
+    Firecracker VMs get the overlay mode's raw writable disk instead of a qcow2 overlay."""
+    from ignitevm.ops.vmmchoice import cow_mode, create_root_disk, resolve_vmm
+
+    if vm.status.snapshot:  # made from a snapshot: its disk sits on the snapshot's layer
+        from ignitevm.ops.restore import disk_and_key_from_snapshot
+
+        disk_and_key_from_snapshot(svc, vm, d)
+        return
+    choice = resolve_vmm(svc, vm, vmlinux=kernel_files(svc, kernel)[0])
+    vm.status.vmm = Vmm(choice.vmm)
+    create_root_disk(vm, d, base_image_path(svc, image), cow_mode(d, choice.vmm))
+    if vm.spec.ssh is True:
+        generate_ssh_key(d / VMFiles.SSH_KEY, vm.metadata.name)
 
 
 def _default_kernel(svc: Services, vm: VM) -> str:
@@ -104,51 +134,23 @@ def _default_kernel(svc: Services, vm: VM) -> str:
     return newest.metadata.name
 
 
-def _free_name(svc: Services) -> str:
-    taken = {v.metadata.name for v in svc.store.list(Kind.VM)}
+def _free_name(existing: list[VM]) -> str:
+    taken = {v.metadata.name for v in existing}
     for _ in range(100):
         name = generate_name()
         if name not in taken:
             return name
-    return f"{generate_name()}_{new_uid()[:4]}"
+    return f"{generate_name()}-{new_uid()[:4]}"
 
 
 def _check_name(name: str) -> None:
-    if (
-        not name
-        or "/" in name
-        or name.startswith(".")
-        or len(name) > 63
-        or any(c.isspace() for c in name)
-    ):
+    """Names follow Ignite's rule (api/names.py): the name is the guest's hostname and part
+    of its kernel command line, and `ps` prints it."""
+    problem = name_problem(name)
+    if problem is not None:
         raise ValidationError(
-            f"invalid VM name {name!r}",
-            hint="use up to 63 letters, digits, '-', '_' or '.', not starting with '.'",
+            f"invalid VM name {name!r} (metadata.name): {problem}", hint=NAME_HINT
         )
-
-
-def _check_spec(vm: VM) -> None:
-    spec = vm.spec
-    if spec.memory.mib() < MIN_MEMORY_MIB:
-        raise ValidationError(
-            f"memory {spec.memory} is too little to boot a VM",
-            hint=f"use --memory {MIN_MEMORY_MIB}MB or more",
-        )
-    if isinstance(spec.ssh, str):
-        key = Path(spec.ssh)
-        if not key.is_file():
-            raise NotFoundError(
-                f"SSH public key {key} does not exist", hint="pass --ssh=PATH.pub of a key you have"
-            )
-    for mapping in spec.copy_files:
-        host, target = Path(mapping.host_path), mapping.vm_path
-        if not host.is_absolute() or not target.startswith("/"):
-            raise ValidationError(
-                f"copy-files {mapping.host_path}:{target}: both paths must be absolute",
-                hint="for example: --copy-files /etc/motd:/etc/motd",
-            )
-        if not host.exists():
-            raise NotFoundError(f"copy-files: {host} does not exist")
 
 
 def generate_ssh_key(path: Path, comment: str) -> None:

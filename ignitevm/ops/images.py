@@ -5,15 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 from ignitevm.api import Image, Kind, ObjectMeta, Size
 from ignitevm.api.types import ImageSpec, ImageStatus, OCIImageSource
 from ignitevm.errors import IgniteError
-from ignitevm.layout import ImageFiles
+from ignitevm.fsutil import restrict
+from ignitevm.layout import OBJECT_DIR_MODE, ImageFiles
 from ignitevm.ops.services import Services
+from ignitevm.store.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +54,15 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
     existing = svc.store.find(Kind.IMAGE, uid)
     if existing is not None and base_image_path(svc, existing).exists():
         log.info("image %s (%s) is already imported", existing.metadata.name, uid)
+        restrict_image(svc, existing)
         return existing
-    work = Path(tempfile.mkdtemp(prefix="import-", dir=svc.store.tmp_dir()))
-    try:
+    with scratch_dir(svc.store.tmp_dir(), "import") as work:
         log.info("importing %s", resolved.name)
         unpack_image(resolved, work / "rootfs", svc.fetch)
         obj_dir = work / "object"
         obj_dir.mkdir()
         build_base_image(work / "rootfs", obj_dir / ImageFiles.BASE)
+        restrict(obj_dir, OBJECT_DIR_MODE, ImageFiles.PRIVATE)
         image = Image(
             metadata=ObjectMeta(name=name or resolved.name, uid=uid, created=datetime.now(UTC)),
             spec=ImageSpec(oci=resolved.name),
@@ -83,14 +85,23 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
             os.rename(obj_dir, target)
         svc.store.save(image)
         return image
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def ensure_image(svc: Services, ref: str) -> Image:
     """The stored image ``ref`` names, imported first when it is not stored."""
     image = find_image(svc, ref)
-    return image if image is not None else import_image(svc, ref)
+    if image is None:
+        return import_image(svc, ref)
+    restrict_image(svc, image)
+    return image
+
+
+def restrict_image(svc: Services, image: Image) -> None:
+    """An image's contents are root's (0600 in a 0711 directory), also when an older version
+    imported it: a secret baked into an image must not be readable by every local user."""
+    restrict(
+        svc.store.object_dir(Kind.IMAGE, image.metadata.uid), OBJECT_DIR_MODE, ImageFiles.PRIVATE
+    )
 
 
 def remove_image(svc: Services, query: str, *, force: bool = False) -> Image:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from ignitevm.kernel.source import FoundKernel
 from ignitevm.layout import KernelFiles
 from ignitevm.ops.kernels import kernel_files, store_kernel
 from ignitevm.ops.services import Services
+from ignitevm.store.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,9 @@ def build_microvm_kernel(
         files = FoundKernel(vmlinux=result.vmlinux, version=result.version, modules_dir=None)
         wanted = name or kernel_name(result.version)
         _take_name(svc, wanted, key[:16])
-        staging = Path(tempfile.mkdtemp(prefix="kernel-", dir=svc.store.tmp_dir()))
-        try:
+        with scratch_dir(svc.store.tmp_dir(), "kernel") as staging:
             _stage_config(result.vmlinux.with_name(KernelFiles.CONFIG), staging, result.version)
             kernel = store_kernel(svc, files, digest, wanted, f"build:{src}", staging)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
     else:
         log.info("kernel %s (%s) is already built", kernel.metadata.name, kernel.metadata.uid)
     archive = None
@@ -124,8 +121,8 @@ def export_kernel(svc: Services, kernel: Kernel, kind: str, dest: Path) -> Path:
 
     vmlinux, _ = kernel_files(svc, kernel)
     kconfig = vmlinux.with_name(KernelFiles.CONFIG)
-    with tempfile.TemporaryDirectory(prefix="kernel-export-", dir=svc.store.tmp_dir()) as tmp:
-        boot = Path(tmp) / "rootfs" / "boot"
+    with scratch_dir(svc.store.tmp_dir(), "kernel") as tmp:
+        boot = tmp / "rootfs" / "boot"
         boot.mkdir(parents=True)
         shutil.copyfile(vmlinux, boot / "vmlinux")
         if kconfig.is_file():  # as distributions ship it; `kernel import` keeps it

@@ -6,7 +6,6 @@ import hashlib
 import logging
 import os
 import shutil
-import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from ignitevm.errors import IgniteError, NotFoundError, ValidationError
 from ignitevm.kernel.source import FoundKernel
 from ignitevm.layout import KernelFiles
 from ignitevm.ops.services import Services
+from ignitevm.store.scratch import scratch_dir
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +68,7 @@ def import_kernel(
         raise NotFoundError(f"vmlinux file {vmlinux} does not exist")
     if modules is not None and not modules.is_dir():
         raise NotFoundError(f"modules directory {modules} does not exist")
-    work = Path(tempfile.mkdtemp(prefix="kernel-", dir=svc.store.tmp_dir()))
-    try:
+    with scratch_dir(svc.store.tmp_dir(), "kernel") as work:
         display = source or f"vmlinux:{vmlinux}"
         if vmlinux is not None:
             digest = _sha256_file(vmlinux)
@@ -97,8 +96,6 @@ def import_kernel(
             unpack_image(resolved, work / "rootfs", svc.fetch)
             files = k.find_kernel_in_rootfs(work / "rootfs", work / "files")
         return store_kernel(svc, files, digest, name or display, source or display, work)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def _deb_path(svc: Services, source: str) -> Path:

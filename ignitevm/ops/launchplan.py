@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ignitevm.api import VM, Kernel, Kind
+from ignitevm.api.names import safe_hostname
 from ignitevm.ops.bootfiles import volume_disks, write_initrd
 from ignitevm.ops.kernels import kernel_files, modules_disk
 from ignitevm.ops.refs import require_of_vm
@@ -39,7 +40,8 @@ def build_launch_plan(
     ensure_root_disk(svc, vm, d, cow)
     extra = " ".join(w for w in (vm.spec.kernel.cmd_line, "ignite.debug" if debug else "") if w)
     cmdline = kernel_cmdline(cow=cow, extra=extra, tcg=choice.accel == Accel.TCG)
-    cmdline += f" ignite.hostname={vm.metadata.name}"
+    hostname = safe_hostname(vm.metadata.name)  # a VM an older version named "a:b" boots too
+    cmdline += f" ignite.hostname={hostname}"
     ports = network_ports(vm.spec.network.ports)
     if plugin_name == PluginName.USER and vm.spec.ssh and not any(p.vm_port == 22 for p in ports):
         # user-mode networking reaches the guest only through forwards: give SSH one, on a
@@ -49,7 +51,7 @@ def build_launch_plan(
         ports += (PortMapping(_free_port(), 22, Protocol_.TCP, "127.0.0.1"),)
     machine = MachineSpec(
         uid=vm.metadata.uid,
-        name=vm.metadata.name,
+        name=hostname,  # the supervisor puts it in the guest's ip= argument
         vm_dir=d,
         vcpus=vm.spec.cpus,
         memory_mib=vm.spec.memory.mib(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 
@@ -23,6 +24,12 @@ def stream_logs(svc: Services, query: str, *, follow: bool = False) -> Iterator[
         raise IgniteError(
             f"VM {vm.metadata.name} has no console log yet",
             hint=f"start it: ignite start {vm.metadata.name}",
+        )
+    if not os.access(path, os.R_OK) and path.exists():
+        # 0600: what the guest printed is guest data (docs/architecture.md "State directory")
+        raise IgniteError(
+            f"the console of VM {vm.metadata.name} is readable by root only",
+            hint=f"run it as root: sudo ignite logs {vm.metadata.name}",
         )
     rotated = path.with_name(path.name + ".1")
     if rotated.exists():

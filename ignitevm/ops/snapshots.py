@@ -167,7 +167,7 @@ def _publish(svc: Services, vm: VM, pending: Pending, vmm: str) -> Snapshot:
     snap.status.parent = pending.parent
     snap.status.size, snap.status.memory_size = Size(size), Size(memory)
     snap.status.network_plugin = vm.status.network.plugin
-    svc.store.publish(snap, pending.scratch)
+    svc.store.add_staged(snap, pending.scratch)
 
     def sits_on(current: VM) -> VM:
         current.status.snapshot = pending.snapshot

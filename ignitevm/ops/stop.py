@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from ignitevm.api import VM
+from ignitevm.api import VM, Kind
 from ignitevm.ops.services import Services
 from ignitevm.ops.vmlist import record_state, require_vm, vm_dir
 
@@ -19,6 +19,7 @@ def stop_vm(svc: Services, query: str, *, force: bool = False, timeout: float = 
 
     vm = require_vm(svc, query)
     d = vm_dir(svc, vm)
+    record_user_stop(svc, vm)
     if force:
         spawn.kill(d)
     elif not spawn.request_stop(d, timeout):
@@ -32,5 +33,21 @@ def kill_vm(svc: Services, query: str) -> VM:
     from ignitevm import spawn
 
     vm = require_vm(svc, query)
+    record_user_stop(svc, vm)
     spawn.kill(vm_dir(svc, vm))
     return record_state(svc, vm, None)
+
+
+def record_user_stop(svc: Services, vm: VM) -> None:
+    """A person stopped the VM: its restart policy must not start it again (docs/gitops.md
+    "Restart policies"). Recorded before the stop, after any start in progress has launched
+    (the start lock): a restart that checked the VM just before then finds the mark, and one
+    that already launched is stopped here."""
+    from ignitevm.ops.start import starting
+
+    def mark(current: VM) -> VM:
+        current.status.stopped_by_user = True
+        return current
+
+    with starting(vm, vm_dir(svc, vm), wait=True):
+        svc.store.update(Kind.VM, vm.metadata.uid, mark)

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ignitevm.api import VM, Kind
-from ignitevm.api.types import Runtime, Vmm
+from ignitevm.api.types import LastRun, Runtime, Vmm
 from ignitevm.ops.services import Services
 
 if TYPE_CHECKING:
@@ -52,7 +52,8 @@ def apply_runtime(vm: VM, status: RuntimeStatus | None) -> VM:
 
 
 def live_view(svc: Services, vm: VM) -> VMView:
-    """Overlay the supervisor's live state on the stored object: a dead VM is never running."""
+    """Overlay the supervisor's live state on the stored object: a dead VM is never running,
+    and says how its last run ended."""
     from ignitevm.spawn.runtime import is_running, runtime_status
 
     d = vm_dir(svc, vm)
@@ -61,8 +62,29 @@ def live_view(svc: Services, vm: VM) -> VMView:
     # the lock is the truth: a run whose runtime.json is damaged still runs
     running = status is not None or is_running(d)
     vm.status.running = running
+    vm.status.last_run = None if running else last_run(d)
     ports = status.ports if status is not None else vm.spec.network.ports
     return VMView(vm=vm, running=running, ports=tuple(str(p) for p in ports))
+
+
+def last_run(d: Path) -> LastRun | None:
+    """How the VM's last run ended: a runtime.json nobody holds is a run whose supervisor
+    vanished (kill -9, a host reboot), not yet cleaned up; else the run's own record."""
+    from ignitevm.spawn.runtime import LastRun as Record
+    from ignitevm.spawn.runtime import RunOutcome, read_last_run, read_runtime
+
+    stale = read_runtime(d)
+    record = read_last_run(d)
+    if stale is not None and (record is None or record.started_at != stale.started_at):
+        record = Record(RunOutcome.LOST, stale.started_at)
+    if record is None:
+        return None
+    return LastRun(
+        outcome=str(record.outcome),
+        exit_code=record.exit_code,
+        started_at=datetime.fromtimestamp(record.started_at, UTC),
+        ended_at=datetime.fromtimestamp(record.ended_at, UTC) if record.ended_at else None,
+    )
 
 
 def list_vms(svc: Services, *, all_: bool = True) -> list[VMView]:

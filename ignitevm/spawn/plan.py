@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ignitevm.errors import IgniteError
+from ignitevm.fsutil import PRIVATE_MODE
 from ignitevm.layout import VMFiles
 from ignitevm.network.base import NetworkRequest, PluginName, PortMapping
 from ignitevm.records import RecordError, read_record, write_record
@@ -46,7 +47,7 @@ class LaunchPlan:
 
     def write(self) -> Path:
         path = self.vm_dir / VMFiles.PLAN
-        write_record(path, self)
+        write_record(path, self, mode=PRIVATE_MODE)  # the kernel command line, paths: root's
         return path
 
 

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
+from ignitevm.fsutil import PRIVATE_MODE, create_file
 from ignitevm.vmm.qmp import listen_unix
 
 log = logging.getLogger(__name__)
@@ -31,7 +32,7 @@ class ConsoleLog:
         self.limit = max(limit, 4096)
         self.old = path.with_name(path.name + ".1")
         self.old.unlink(missing_ok=True)
-        self._file: BinaryIO = open(path, "wb", buffering=0)  # noqa: SIM115 - lives long
+        self._file: BinaryIO = _create_private(path)
         self._size = 0
 
     def write(self, data: bytes) -> None:
@@ -43,11 +44,17 @@ class ConsoleLog:
     def _rotate(self) -> None:
         self._file.close()
         os.replace(self.path, self.old)
-        self._file = open(self.path, "wb", buffering=0)  # noqa: SIM115
+        self._file = _create_private(self.path)
         self._size = 0
 
     def close(self) -> None:
         self._file.close()
+
+
+def _create_private(path: Path) -> BinaryIO:
+    """A new, unbuffered console file only root reads: the guest's output is guest data."""
+    f: BinaryIO = create_file(path, PRIVATE_MODE, buffering=0)
+    return f
 
 
 class Clients:

@@ -18,6 +18,29 @@ RUNTIME_FILE = VMFiles.RUNTIME
 VMM_PROGRAMS = (b"qemu-system-x86_64", b"firecracker", b"jailer")
 
 
+class RunOutcome(StrEnum):
+    """How a run ended (docs/runtime.md "How a run ended")."""
+
+    EXITED = "exited"  # the VMM exited with 0: the guest powered off or rebooted, or a stop
+    CRASHED = "crashed"  # the VMM exited non-zero or was killed by a signal
+    # the supervisor was told to stop (SIGTERM/SIGINT): a host shutdown (systemd signals every
+    # process), or a stop that could not reach the VMM's control socket
+    TERMINATED = "terminated"
+    SUSPENDED = "suspended"  # ignite suspend: saved, then the VMM quit; resumed, not restarted
+    LOST = "lost"  # the supervisor vanished (kill -9, OOM, a host reboot): found stale
+
+
+@dataclass(frozen=True)
+class LastRun:
+    """``last-run.json``: written when a run ends, by its supervisor or, for a supervisor that
+    vanished, by the cleanup that finds its stale runtime.json."""
+
+    outcome: RunOutcome
+    started_at: float  # the run's runtime.json started_at: which run this record is about
+    ended_at: float | None = None  # None: unknown (lost)
+    exit_code: int | None = None  # the VMM's; negative: killed by that signal
+
+
 class RuntimeState(StrEnum):
     STARTING = "starting"  # the lock is held, the network may be half set up
     RUNNING = "running"  # the VMM runs
@@ -58,18 +81,69 @@ def write_runtime(vm_dir: Path, status: RuntimeStatus) -> None:
     write_record(vm_dir / RUNTIME_FILE, status)
 
 
+def write_last_run(vm_dir: Path, record: LastRun) -> None:
+    write_record(vm_dir / VMFiles.LAST_RUN, record, fsync=True)
+
+
+def read_last_run(vm_dir: Path) -> LastRun | None:
+    try:
+        return read_record(LastRun, vm_dir / VMFiles.LAST_RUN)
+    except (OSError, RecordError):
+        return None
+
+
+def vmm_outcome(exit_code: int, *, signalled: bool = False, suspended: bool = False) -> RunOutcome:
+    if suspended and exit_code == 0:
+        return RunOutcome.SUSPENDED
+    if signalled:
+        return RunOutcome.TERMINATED
+    return RunOutcome.EXITED if exit_code == 0 else RunOutcome.CRASHED
+
+
+def record_lost_run(vm_dir: Path, status: RuntimeStatus) -> None:
+    """A stale runtime.json means its supervisor vanished: record that run as lost, unless its
+    supervisor recorded the end itself (it writes last-run.json before removing runtime.json)."""
+    last = read_last_run(vm_dir)
+    if last is None or last.started_at != status.started_at:
+        write_last_run(vm_dir, LastRun(RunOutcome.LOST, status.started_at))
+
+
 def is_running(vm_dir: Path) -> bool:
     """True while the VM's supervisor holds the lock on vm_dir (docs/architecture.md "State and
     truth")."""
-    return is_locked(vm_dir)
+    try:
+        return is_locked(vm_dir)
+    except PermissionError:
+        return _supervisor_lives(vm_dir, read_runtime(vm_dir))
 
 
 def runtime_status(vm_dir: Path) -> RuntimeStatus | None:
     """The supervisor's runtime.json while it runs; None when the VM does not run."""
     status = read_runtime(vm_dir)
-    if status is None or not is_locked(vm_dir):
+    if status is None:
         return None
-    return status
+    try:
+        running = is_locked(vm_dir)
+    except PermissionError:
+        running = _supervisor_lives(vm_dir, status)
+    return status if running else None
+
+
+def _supervisor_lives(vm_dir: Path, status: RuntimeStatus | None) -> bool:
+    """For a user who may not open the VM's directory (0711: traverse only), so cannot probe
+    its lock: does the supervisor runtime.json names still run, with this directory? Its
+    command line (world-readable in /proc) is ``python -S -m ignitevm.spawn VM_DIR ...``; a
+    pid reused by another process does not have it. Root always asks the lock."""
+    if status is None:
+        return False
+    try:
+        args = Path(f"/proc/{status.supervisor_pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    if b"ignitevm.spawn" not in args:
+        return False
+    target = args[args.index(b"ignitevm.spawn") + 1 :][:1]
+    return bool(target) and Path(os.fsdecode(target[0])).resolve() == vm_dir.resolve()
 
 
 def read_runtime(vm_dir: Path) -> RuntimeStatus | None:

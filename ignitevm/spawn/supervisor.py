@@ -21,9 +21,12 @@ from ignitevm.spawn.plan import LaunchPlan
 from ignitevm.spawn.protocol import REPRESS_INTERVAL, Ready
 from ignitevm.spawn.relay import ConsoleLog, ConsoleRelay
 from ignitevm.spawn.runtime import (
+    LastRun,
     RuntimeState,
     RuntimeStatus,
     remove_runtime_files,
+    vmm_outcome,
+    write_last_run,
     write_runtime,
 )
 from ignitevm.spawn.stopping import StopSequence
@@ -95,10 +98,26 @@ class Supervisor:
             self.ready.error(exc)
             return 1
         finally:
+            self._record_end()
             if self.jail is not None:
                 release(self.jail)
             remove_runtime_files(self.vm_dir)
             log.info("supervisor exits")
+
+    def _record_end(self) -> None:
+        """How the run ended, before runtime.json goes (a crash in between leaves the run
+        "lost" to the cleanup, which is what it then is)."""
+        code = self.vmm.returncode if self.vmm is not None else None
+        if code is None or self.status is None:
+            return  # the VMM never ran
+        suspended = self.status.state == RuntimeState.SUSPENDED
+        outcome = vmm_outcome(code, signalled=self.stop.stop_deadline is not None,
+                              suspended=suspended)  # fmt: skip
+        record = LastRun(outcome, self.status.started_at, time.time(), code)
+        try:
+            write_last_run(self.vm_dir, record)
+        except OSError as exc:
+            log.warning("cannot record how the run ended: %s", exc)
 
     def _confine(self) -> None:
         """The VMM's jail, when the plan asks for one (docs/runtime.md "The jail"); its uid and

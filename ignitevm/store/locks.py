@@ -81,3 +81,18 @@ def file_lock(path: Path) -> Iterator[None]:
         yield
     finally:
         os.close(fd)
+
+
+def try_file_lock(path: Path) -> int | None:
+    """``flock(LOCK_EX)`` on the lock file ``path`` (created if missing) without waiting: the
+    fd (close it to release; close-on-exec), or None while another process holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        return None
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

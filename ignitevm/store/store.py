@@ -7,6 +7,7 @@ Writes are atomic (temp file in the same directory, fsync, rename) and serialize
 from __future__ import annotations
 
 import builtins
+import errno
 import json
 import logging
 import os
@@ -17,8 +18,15 @@ from typing import TYPE_CHECKING, Literal, TypeVar, overload
 
 from ignitevm.api.names import is_uid
 from ignitevm.api.types import Kind
-from ignitevm.errors import AmbiguousError, IgniteError, NotFoundError, ValidationError
-from ignitevm.store.locks import file_lock, is_locked
+from ignitevm.errors import (
+    AmbiguousError,
+    ConflictError,
+    IgniteError,
+    NotFoundError,
+    ValidationError,
+)
+from ignitevm.layout import NAMES_LOCK
+from ignitevm.store.locks import file_lock, is_locked, try_hold_lock
 
 if TYPE_CHECKING:
     from ignitevm.api.objects import Object
@@ -54,14 +62,18 @@ class Store:
         return self.root / kind.dir / uid
 
     def tmp_dir(self) -> Path:
-        """``<root>/tmp``: scratch space on the store's filesystem, for atomic renames."""
+        """``<root>/tmp``: scratch space on the store's filesystem, for atomic renames; private
+        (0700): imports unpack image contents there."""
         path = self.root / "tmp"
         path.mkdir(parents=True, exist_ok=True)
+        _ensure_mode(path, 0o700)
         return path
 
     def cache_dir(self) -> Path:
+        """``<root>/cache``: OCI blobs (image contents) and kernel packages; private (0700)."""
         path = self.root / "cache"
         path.mkdir(parents=True, exist_ok=True)
+        _ensure_mode(path, 0o700)
         return path
 
     # --- reading -----------------------------------------------------------------------------
@@ -184,6 +196,34 @@ class Store:
                 raise NotFoundError(f"{kind.dir} {uid} not found", hint=_HINTS[kind]) from None
             yield
 
+    @contextmanager
+    def names_lock(self, kind: Kind) -> Iterator[None]:
+        """Serialize the claims of names and uids of one kind (``<kind>/.names.lock``): a
+        creator checks that its name is free and adds its object under it, so two creators of
+        one name cannot both succeed."""
+        base = self.root / kind.dir
+        base.mkdir(parents=True, exist_ok=True)
+        with file_lock(base / NAMES_LOCK):
+            yield
+
+    def add_staged(self, obj: Object, staged: Path) -> None:
+        """Make ``staged`` (a complete object directory built elsewhere on the store's
+        filesystem, e.g. in a scratch directory) the object ``obj``: its metadata is written
+        into it, then the directory is renamed into place, so the object appears whole or not
+        at all. ConflictError if an object with that uid exists. Call it under
+        ``names_lock`` when the name must be unique."""
+        kind, uid = _identity(obj)
+        target = self.object_dir(kind, uid)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        self._write_in(staged, obj)
+        try:
+            os.rename(staged, target)  # fails on an existing, non-empty directory
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            raise ConflictError(f"a {kind.dir} with uid {uid} already exists") from None
+        _fsync_dir(target.parent)
+
     def save(self, obj: Object) -> None:
         """Write ``obj`` atomically under its meta lock; creates the object's directory."""
         kind, uid = _identity(obj)
@@ -214,44 +254,41 @@ class Store:
             self._write(kind, uid, new)
             return new
 
-    def publish(self, obj: Object, scratch: Path) -> None:
-        """Make the directory ``scratch`` (on the store's filesystem, e.g. under tmp/) the
-        object's directory, with its metadata written first: it appears whole or not at all."""
-        from ignitevm.api.manifest import dump_object
-
-        kind, uid = _identity(obj)
-        data = dump_object(obj, "json").encode()
-        tmp = scratch / f".{METADATA}.tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, scratch / METADATA)
-        target = self.object_dir(kind, uid)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(scratch, target)
-        _fsync_dir(target.parent)
-
     def delete(self, kind: Kind, uid: str) -> None:
         """Remove the object's directory; a crash never leaves half an object visible. No-op if
-        it does not exist."""
+        it does not exist; ConflictError while a process holds the directory (a VM's
+        supervisor)."""
         import shutil
 
+        from ignitevm.store.scratch import grave_name, sweep
+
         path = self.object_dir(kind, uid)
-        grave = self.tmp_dir() / f"deleted-{kind.dir}-{uid}-{os.urandom(4).hex()}"
+        grave = self.tmp_dir() / grave_name(kind.dir, uid)
         try:
-            # under the meta lock, so no update writes into the grave
+            # under the meta lock, so no update writes into the grave; the directory's own
+            # lock moves with it (same inode) and marks the grave as being removed, so a
+            # sweep by another process leaves it alone until this one is done or dead
             with self.meta_lock(kind, uid, create=False):
-                path.rename(grave)
+                fd = try_hold_lock(path)
+                if fd is None:
+                    raise ConflictError(
+                        f"{kind.dir} {uid} is in use: a process holds its directory",
+                        hint="stop the VM first" if kind == Kind.VM else None,
+                    )
+                try:
+                    path.rename(grave)
+                except BaseException:
+                    os.close(fd)
+                    raise
         except (NotFoundError, FileNotFoundError):
             return  # already gone
-        shutil.rmtree(grave, ignore_errors=True)
-        if grave.exists():
-            log.warning("could not remove all of %s; remove it by hand", grave)
-        # graves a crash left mid-removal: already out of the store, safe to finish (a
-        # concurrent delete removing its own at the same time only makes rmtree skip entries)
-        for stale in self.tmp_dir().glob(f"deleted-{kind.dir}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            shutil.rmtree(grave, ignore_errors=True)
+            if grave.exists():
+                log.warning("could not remove all of %s; remove it by hand", grave)
+        finally:
+            os.close(fd)
+        sweep(self.root / "tmp")  # what deletes and imports killed earlier left
 
     # --- internals ---------------------------------------------------------------------------
 
@@ -285,10 +322,13 @@ class Store:
             return None
 
     def _write(self, kind: Kind, uid: str, obj: Object) -> None:
-        from ignitevm.api.manifest import dump_object
-
         directory = self.object_dir(kind, uid)
         directory.mkdir(parents=True, exist_ok=True)
+        self._write_in(directory, obj)
+
+    def _write_in(self, directory: Path, obj: Object) -> None:
+        from ignitevm.api.manifest import dump_object
+
         data = dump_object(obj, "json").encode()
         # a unique name in the same directory, so the rename is atomic (no tempfile: start-up cost)
         tmp = directory / f".{METADATA}.{os.getpid()}.{os.urandom(4).hex()}.tmp"
@@ -335,6 +375,14 @@ def _label(obj: Object) -> str:
 def _sort_key(obj: Object) -> tuple[float, str, str]:
     created = obj.metadata.created
     return (created.timestamp() if created else 0.0, obj.metadata.name, obj.metadata.uid)
+
+
+def _ensure_mode(path: Path, mode: int) -> None:
+    """chmod ``path`` to ``mode`` unless it has it (a directory made by an older version, or
+    under another umask); only its owner may, so others leave it as it is."""
+    st = path.stat()
+    if st.st_mode & 0o7777 != mode and st.st_uid == os.geteuid():
+        os.chmod(path, mode)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ignitevm import proc
+from ignitevm.fsutil import grant_read
 from ignitevm.layout import VMFiles
 from ignitevm.network.netns import netns_path
 from ignitevm.vmm import cgroups
@@ -42,6 +43,10 @@ def populate(spec: MachineSpec, jail: Jail) -> MachineSpec:
         os.link(source, root / name)
         if writable or name == "initramfs":
             os.chown(root / name, jail.uid, jail.gid)
+        elif not os.stat(source).st_mode & 0o004:
+            # a shared read-only disk that is private (an image's base, 0600): read access
+            # for this jail's uid only (docs/architecture.md "Modes")
+            grant_read(root / name, jail.uid)
         inside[source] = Path("/") / name
     for name in (VMFiles.FC_LOG, VMFiles.FC_METRICS):  # it opens them, it does not create them
         (root / name).write_bytes(b"")

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 from ignitevm.api import generate_name, is_uid, new_uid, uid_from_name
+from ignitevm.api.names import name_problem, safe_hostname
 
 
 def test_new_uid() -> None:
@@ -26,4 +29,34 @@ def test_is_uid() -> None:
 def test_generate_name() -> None:
     names = {generate_name() for _ in range(100)}
     assert len(names) > 50
-    assert all(re.fullmatch(r"[a-z]+_[a-z]+", n) for n in names)
+    assert all(re.fullmatch(r"[a-z]+-[a-z]+", n) for n in names)
+    assert all(name_problem(n) is None for n in names)
+
+
+@pytest.mark.parametrize(
+    ("name", "problem"),
+    [
+        ("my-vm-1", None),
+        ("web.prod", None),
+        ("a" * 63, None),
+        ("a:b", "':' is not allowed"),  # broke the kernel's ip= argument
+        ("x\x1b[31my", "'\\x1b' is not allowed"),  # garbled ps
+        ("My-VM", "'M' is not allowed"),
+        ("brave_hopper", "'_' is not allowed"),
+        ("-a", "start and end"),
+        ("a.", "'.' must separate"),
+        ("a" * 64, "more than 63"),
+        ("", "empty"),
+    ],
+)
+def test_vm_name_rule(name: str, problem: str | None) -> None:
+    found = name_problem(name)
+    assert found is None if problem is None else problem in (found or "")
+
+
+def test_safe_hostname_of_names_older_versions_allowed() -> None:
+    assert safe_hostname("my-vm") == "my-vm"
+    assert safe_hostname("a:b") == "a-b"
+    assert safe_hostname("Brave_Hopper") == "brave-hopper"
+    assert name_problem(safe_hostname("x\x1b[31my")) is None
+    assert safe_hostname("::") == "vm"

@@ -97,3 +97,13 @@ def test_missing_root_is_incomplete(tmp_path: Path) -> None:
     result = read_manifests(tmp_path / "nope")
     assert not result.complete
     assert "no such directory" in result.errors[0].message
+
+
+def test_a_bad_vm_name_is_a_manifest_error(tmp_path: Path) -> None:
+    (tmp_path / "a.yaml").write_text(VM_YAML.format(name='"web:1"'))
+    (tmp_path / "b.yaml").write_text(VM_YAML.format(name="ok-1"))
+    result = read_manifests(tmp_path)
+    assert [v.name for v in result.vms.values()] == ["ok-1"]
+    [error] = result.errors
+    assert error.file == "a.yaml" and "metadata.name" in error.message
+    assert "':' is not allowed" in error.message and error.hint

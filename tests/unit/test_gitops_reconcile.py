@@ -92,6 +92,10 @@ class FakeOps:
         self._call("remove", self.vms[uid].name)
         del self.vms[uid]
 
+    def restart(self, uid: str) -> None:
+        self._call("restart", self.vms[uid].name)
+        self._set_running(uid, True)
+
     def set_metadata(self, uid: str, labels: dict[str, str], annotations: dict[str, str]) -> None:
         vm = self.vms[uid]
         self._call("relabel", vm.name)
@@ -344,3 +348,31 @@ def test_metrics_after_passes(repo: Path) -> None:
     assert 'ignited_vms{state="running"} 1\n' in text
     assert 'ignited_vms{state="stopped"} 1\n' in text
     assert "ignited_desired_vms 2\n" in text
+
+
+def test_hand_made_vms_are_restarted_by_their_policy_and_nothing_else(repo: Path) -> None:
+    rec = Reconciler(FakeOps(), OWNER)
+    ops = rec.ops
+    assert isinstance(ops, FakeOps)
+    ops.vms["1" * 16] = ActualVM("1" * 16, "web", {}, {}, False, "restart policy always")
+    ops.vms["2" * 16] = ActualVM("2" * 16, "db", {}, {}, False, None)  # policy no
+    ops.vms["3" * 16] = ActualVM("3" * 16, "other", {OWNER_LABEL: "ignited/x"}, {}, False,
+                                 "restart policy always")  # another ignited's  # fmt: skip
+    ops.vms["4" * 16] = ActualVM("4" * 16, "up", {}, {}, True, None)
+    assert reconcile(rec, repo) == [("restart", "web")]
+    assert reconcile(rec, repo) == []  # it runs now
+    assert not ops.vms["2" * 16].running and not ops.vms["3" * 16].running
+
+
+def test_a_failing_restart_backs_off(repo: Path) -> None:
+    clock = [0.0]
+    rec = Reconciler(FakeOps(), OWNER, backoff=Backoff(clock=lambda: clock[0]))
+    ops = rec.ops
+    assert isinstance(ops, FakeOps)
+    ops.vms["1" * 16] = ActualVM("1" * 16, "web", {}, {}, False, "restart policy on-failure")
+    ops.fail[("restart", "web")] = IgniteError("boot timed out")
+    assert reconcile(rec, repo) == [("restart", "web")]
+    assert reconcile(rec, repo) == []  # waiting out the back-off
+    clock[0] += 11
+    del ops.fail[("restart", "web")]
+    assert reconcile(rec, repo) == [("restart", "web")]

@@ -118,9 +118,9 @@ def _run(
     os.close(read_fd)
     if errors:
         raise errors[0]
-    # the run's socket, runtime.json and attach socket are gone; logs stay
+    # the run's socket, runtime.json and attach socket are gone; logs and the end record stay
     left = sorted(p.name for p in vm_dir.iterdir())
-    assert left == ["console.log", "firecracker.log", "firecracker.metrics"], left
+    assert left == ["console.log", "firecracker.log", "firecracker.metrics", "last-run.json"]
     return code, ready
 
 

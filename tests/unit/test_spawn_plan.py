@@ -28,6 +28,7 @@ from ignitevm.spawn.runtime import (
     RuntimeStatus,
     is_running,
     pid_in_dir,
+    read_last_run,
     read_runtime,
     runtime_status,
     write_runtime,
@@ -158,7 +159,10 @@ def test_cleanup_stale_is_idempotent(tmp_path: Path) -> None:
 
     cleanup_stale(tmp_path, plugins)  # type: ignore[arg-type]
     assert plugin.detached == ["abc"] and asked == ["none"]  # the plugin runtime.json names
-    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    # the run's files are gone; what remains says the run was lost (restart policies)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last-run.json"]
+    last = read_last_run(tmp_path)
+    assert last is not None and last.outcome == "lost" and last.ended_at is None
     cleanup_stale(tmp_path, plugins)  # type: ignore[arg-type]
     assert plugin.detached == ["abc"]
 

@@ -98,8 +98,8 @@ def _run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, driver: Any
     assert ready["ok"] is True and ready["pid"] == os.getpid()
     if errors:
         raise errors[0]
-    # everything of the run is gone, the console stays
-    assert sorted(p.name for p in vm_dir.iterdir()) == ["console.log"]
+    # everything of the run is gone; the console and the record of how it ended stay
+    assert sorted(p.name for p in vm_dir.iterdir()) == ["console.log", "last-run.json"]
     return code
 
 

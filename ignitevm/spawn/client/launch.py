@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ignitevm import proc
 from ignitevm.errors import ConflictError, IgniteError
+from ignitevm.fsutil import PRIVATE_MODE, create_file
 from ignitevm.layout import VMFiles
 from ignitevm.spawn.client.console import tail_lines
 from ignitevm.spawn.client.stop import KILL_TIMEOUT, kill, wait_until_stopped
@@ -31,7 +32,7 @@ def launch(plan: LaunchPlan, timeout: float = LAUNCH_TIMEOUT) -> int:
     log_path = plan.vm_dir / VMFiles.SUPERVISOR_LOG
     read_fd, write_fd = os.pipe2(os.O_CLOEXEC)
     try:
-        with open(log_path, "wb") as logf:
+        with create_file(log_path, PRIVATE_MODE) as logf:  # QEMU's stderr: root's
             child = proc.start(
                 [sys.executable, "-S", "-m", "ignitevm.spawn", str(plan.vm_dir),
                  "--ready-fd", str(write_fd)],

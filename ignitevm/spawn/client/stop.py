@@ -20,6 +20,7 @@ from ignitevm.spawn.runtime import (
     is_running,
     pid_in_dir,
     read_runtime,
+    record_lost_run,
     remove_runtime_files,
 )
 from ignitevm.store.locks import try_hold_lock
@@ -180,6 +181,7 @@ def cleanup_stale(vm_dir: Path, plugins: Callable[[str], NetworkPlugin] | None =
                 log.warning("killing VMM %d left by a dead supervisor", pid)
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
+        record_lost_run(vm_dir, status)  # for restart policies: this run ended abnormally
         try:
             plugins(status.network).detach(status.network_request(vm_dir))
         except IgniteError as exc:

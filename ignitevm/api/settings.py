@@ -208,7 +208,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Attach a host block device or file and mount it in the VM.", _volumes,
             metavar="HOST:VM", repeat=True),
     Setting("network_plugin", ("--network-plugin",), "status.network.plugin",
-            "Networking: cni, user or none (default: the configuration's, cni).",
+            "Networking: cni, user or none; Ignite's docker-bridge means cni (default: the "
+            "configuration's, cni).",
             _network_plugin, metavar="cni|user|none"),
     Setting("vmm", ("--vmm",), "spec.vmm",
             "VMM: auto = firecracker where hardware KVM works and it is found, else qemu.", _vmm,

@@ -40,7 +40,8 @@ def _common_options(f: Any) -> Any:
                      default=None, help="Configuration file (default /etc/ignite/config.yaml)."),
         click.option("--runtime", type=click.Choice(RUNTIMES, case_sensitive=False),
                      default=None, help="Accepted for Ignite compatibility; VMs run under QEMU."),
-        click.option("--network-plugin", type=click.Choice(["cni", "user", "none"]),
+        click.option("--network-plugin",
+                     type=click.Choice(["cni", "user", "none", "docker-bridge"]),
                      default=None, help="Networking of new VMs (default: the configuration's)."),
         click.option("--interval", default="30s", show_default=True, metavar="DURATION",
                      help="Re-sync and reconcile every DURATION (e.g. 10s, 2m) even without a "

@@ -13,6 +13,7 @@ from ignitevm.api.settings import MIN_MEMORY_MIB
 from ignitevm.api.types import OCIImageSource, Vmm
 from ignitevm.errors import ConflictError, NotFoundError, ValidationError
 from ignitevm.layout import VMFiles
+from ignitevm.network.registry import resolve_plugin_name
 from ignitevm.ops.images import base_image_path, ensure_image
 from ignitevm.ops.kernels import ensure_kernel, kernel_files
 from ignitevm.ops.services import DEFAULT_IMAGE, Services
@@ -49,8 +50,9 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
     )
     vm.status.id_prefix = svc.config.spec.id_prefix
     vm.status.running = False
-    if not vm.status.network.plugin:
-        vm.status.network.plugin = svc.default_network_plugin()
+    # recorded as the plugin that will run (Ignite's docker-bridge: cni, with a warning)
+    wanted = vm.status.network.plugin or svc.default_network_plugin()
+    vm.status.network.plugin = str(resolve_plugin_name(wanted))
     if spec.network.ports and vm.status.network.plugin == "none":
         raise ValidationError(
             "published ports need a network: this VM's network plugin is none",

@@ -33,7 +33,7 @@ def start_vm(
     """Start a created or stopped VM; returns when its init runs (``wait``). ``vmm``
     overrides the VM's choice for this start; ``ignore_preflight`` names checks to skip."""
     from ignitevm import spawn
-    from ignitevm.network.registry import require_plugin
+    from ignitevm.network.registry import resolve_plugin_name
     from ignitevm.ops.launchplan import build_launch_plan
 
     vm = require_vm(svc, query)
@@ -45,8 +45,8 @@ def start_vm(
         )
     # the previous run's leftovers go with the plugin that made them, whatever this start uses
     spawn.cleanup_stale(d)
-    plugin_name = network_plugin or vm.status.network.plugin or svc.default_network_plugin()
-    require_plugin(plugin_name)  # an unknown name fails here, naming the choices
+    wanted = network_plugin or vm.status.network.plugin or svc.default_network_plugin()
+    plugin_name = resolve_plugin_name(wanted)  # an unknown name fails here, naming the choices
     plan = build_launch_plan(svc, vm, d, plugin_name, debug=debug, vmm=vmm)
     _preflight(plan, ignore_preflight)
     started = time.monotonic()

@@ -44,7 +44,7 @@ def resolve_plugin_name(name: str) -> PluginName:
     try:
         return PluginName(name)
     except ValueError:
-        choices = ", ".join([*(p.value for p in PluginName), *NEAREST])
+        choices = ", ".join(p.value for p in PluginName)
         raise ValidationError(
             f"unknown network plugin {name!r}", hint=f"use one of: {choices}"
         ) from None

@@ -9,6 +9,9 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
+# Ignite's default idPrefix: a VM's host objects are named "<prefix>-<uid>"
+DEFAULT_ID_PREFIX = "ignite"
+
 
 class PluginName(StrEnum):
     CNI = "cni"
@@ -61,6 +64,15 @@ class NetworkRequest:
     vm_dir: Path  # the plugin may keep its records here (e.g. network.json) for a later detach
     mac: str
     ports: tuple[PortMapping, ...] = ()
+    # the VM's recorded VM.status.idPrefix, not the CLI's: names made at start are found again
+    # at teardown whatever the configuration says by then
+    id_prefix: str = DEFAULT_ID_PREFIX
+
+    @property
+    def prefixed_id(self) -> str:
+        """``<prefix>-<uid>``: the VM's network namespace and CNI container id (Ignite's
+        ``vm.PrefixedID()``)."""
+        return f"{self.id_prefix or DEFAULT_ID_PREFIX}-{self.vm_uid}"
 
 
 @dataclass(frozen=True)

@@ -64,8 +64,8 @@ class CNINetwork:
         wanted_ip = old.last_ip if old and old.last_network == net.name else None
         record = NetworkRecord(
             attached=True,
-            netns=netns_name(req.vm_uid),
-            container_id=container_id(req.vm_uid),
+            netns=netns_name(req),
+            container_id=container_id(req),
             network=net.to_json(),
             ports=[p.to_dict() for p in req.ports],
             last_ip=old.last_ip if old else None,
@@ -174,7 +174,7 @@ class CNINetwork:
 
     def detach(self, req: NetworkRequest) -> None:
         record = NetworkRecord.load(req.vm_dir)
-        ns = record.netns if record and record.netns else netns_name(req.vm_uid)
+        ns = record.netns if record and record.netns else netns_name(req)
         if record is None or not record.attached:
             netns.delete_netns(ns)  # e.g. a crash between "ip netns add" and the first record
             return

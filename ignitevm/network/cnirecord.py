@@ -12,6 +12,7 @@ from typing import Any
 
 from ignitevm.layout import VMFiles
 from ignitevm.network import tc
+from ignitevm.network.base import NetworkRequest
 from ignitevm.records import RecordError, read_record, write_record
 
 log = logging.getLogger(__name__)
@@ -21,12 +22,13 @@ IFNAME = "eth0"
 RECORD_VERSION = 1
 
 
-def netns_name(vm_uid: str) -> str:
-    return f"ignite-{vm_uid}"
+def netns_name(req: NetworkRequest) -> str:
+    """The VM's namespace: ``<idPrefix>-<uid>``, as Ignite named its sandbox container."""
+    return req.prefixed_id
 
 
-def container_id(vm_uid: str) -> str:
-    return f"ignite-{vm_uid}"
+def container_id(req: NetworkRequest) -> str:
+    return req.prefixed_id
 
 
 @dataclass(frozen=True)

@@ -60,7 +60,7 @@ class SSHTarget:
             "-o", f"UserKnownHostsFile={self.known_hosts}",
             "-o", "StrictHostKeyChecking=accept-new",
             # The pinned key belongs to the VM, whatever address or port reaches it.
-            "-o", f"HostKeyAlias=ignite-{self.vm.metadata.uid}",
+            "-o", f"HostKeyAlias={self.vm.status.id_prefix or 'ignite'}-{self.vm.metadata.uid}",
             "-o", f"ConnectTimeout={max(1, int(timeout))}",
             "-o", "LogLevel=ERROR",
             "-o", "ServerAliveInterval=15",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ignitevm import proc
 from ignitevm.api import VM, Kind, generate_name, new_uid
+from ignitevm.api.names import check_id_prefix
 from ignitevm.api.settings import MIN_MEMORY_MIB
 from ignitevm.api.types import OCIImageSource, Vmm
 from ignitevm.errors import ConflictError, NotFoundError, ValidationError
@@ -48,7 +49,7 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
     vm.status.kernel = OCIImageSource(
         id=kernel.status.oci_source.id, size=kernel.status.oci_source.size
     )
-    vm.status.id_prefix = svc.config.spec.id_prefix
+    vm.status.id_prefix = check_id_prefix(svc.config.spec.id_prefix)
     vm.status.running = False
     # recorded as the plugin that will run (Ignite's docker-bridge: cni, with a warning)
     wanted = vm.status.network.plugin or svc.default_network_plugin()

@@ -25,7 +25,7 @@ def build_launch_plan(
 ) -> LaunchPlan:
     """Write the VM's boot files and make its disks ready; the plan that runs them."""
     from ignitevm.kernel import kernel_cmdline
-    from ignitevm.network.base import PluginName
+    from ignitevm.network.base import DEFAULT_ID_PREFIX, PluginName
     from ignitevm.ops.vmmchoice import cow_mode, ensure_root_disk, root_disks, vmm_for_start
     from ignitevm.spawn import LaunchPlan
     from ignitevm.vmm.base import Accel, MachineSpec, mac_for_uid
@@ -59,7 +59,10 @@ def build_launch_plan(
         mac=mac_for_uid(vm.metadata.uid),
         accel=choice.accel,
     )
-    return LaunchPlan(machine, vmm=choice.vmm, network=PluginName(plugin_name), ports=ports)
+    # the prefix recorded at create names the network objects (docs/network.md)
+    prefix = vm.status.id_prefix or DEFAULT_ID_PREFIX
+    return LaunchPlan(machine, vmm=choice.vmm, network=PluginName(plugin_name), ports=ports,
+                      id_prefix=prefix)  # fmt: skip
 
 
 def network_ports(ports: list[APIPortMapping]) -> tuple[PortMapping, ...]:

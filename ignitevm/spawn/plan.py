@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ignitevm.errors import IgniteError
 from ignitevm.layout import VMFiles
-from ignitevm.network.base import NetworkRequest, PluginName, PortMapping
+from ignitevm.network.base import DEFAULT_ID_PREFIX, NetworkRequest, PluginName, PortMapping
 from ignitevm.records import RecordError, read_record, write_record
 from ignitevm.vmm.base import MachineSpec, VMMName
 
@@ -25,6 +25,7 @@ class LaunchPlan:
     console_limit_bytes: int = DEFAULT_CONSOLE_LIMIT
     boot_marker: str = DEFAULT_BOOT_MARKER
     stop_timeout: float = 30.0  # SIGTERM to the supervisor: power button, then hard stop
+    id_prefix: str = DEFAULT_ID_PREFIX  # the VM's recorded status.idPrefix (network names)
 
     @property
     def vm_dir(self) -> Path:
@@ -41,7 +42,7 @@ class LaunchPlan:
     def network_request(self) -> NetworkRequest:
         m = self.machine
         return NetworkRequest(vm_uid=m.uid, vm_name=m.name, vm_dir=m.vm_dir, mac=m.mac,
-                              ports=self.ports)  # fmt: skip
+                              ports=self.ports, id_prefix=self.id_prefix)  # fmt: skip
 
     def write(self) -> Path:
         path = self.vm_dir / VMFiles.PLAN

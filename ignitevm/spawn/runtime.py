@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from ignitevm.layout import VMFiles
-from ignitevm.network.base import NetworkRequest, PortMapping
+from ignitevm.network.base import DEFAULT_ID_PREFIX, NetworkRequest, PortMapping
 from ignitevm.records import RecordError, read_record, write_record
 from ignitevm.store.locks import is_locked
 
@@ -40,9 +40,11 @@ class RuntimeStatus:
     vm_name: str = ""
     mac: str = ""
     ports: tuple[PortMapping, ...] = ()
+    id_prefix: str = DEFAULT_ID_PREFIX
 
     def network_request(self, vm_dir: Path) -> NetworkRequest:
-        return NetworkRequest(self.vm_uid, self.vm_name, vm_dir, self.mac, self.ports)
+        return NetworkRequest(self.vm_uid, self.vm_name, vm_dir, self.mac, self.ports,
+                              id_prefix=self.id_prefix)  # fmt: skip
 
 
 def write_runtime(vm_dir: Path, status: RuntimeStatus) -> None:

@@ -94,6 +94,7 @@ class Supervisor:
             vm_name=self.plan.name,
             mac=self.plan.machine.mac,
             ports=self.plan.ports,
+            id_prefix=self.plan.id_prefix,
         )
         # Written before the network is touched, so a crash from here on leaves a record.
         write_runtime(self.vm_dir, self.status)

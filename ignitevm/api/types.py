@@ -350,6 +350,9 @@ class ConfigurationSpec(Model):
     network_plugin: str = DEFAULT_NETWORK_PLUGIN
     vm_defaults: VMSpec = Field(default_factory=_new(VMSpec))
     id_prefix: str = DEFAULT_ID_PREFIX
+    # the directory of a Docker config.json with registry credentials (Ignite's
+    # --registry-config-dir; default ~/.docker)
+    registry_config_dir: str | None = None
     # ignitevm: default VMM ("auto" picks firecracker only where KVM really works) and state dir
     vmm: Vmm | None = None
     state_dir: str | None = None

@@ -45,6 +45,8 @@ class NetworkRecord:
     requested_ips: list[str] = field(default_factory=list)
     result: dict[str, Any] | None = None  # the cached final ADD result (prevResult for DEL)
     cidrs: list[str] = field(default_factory=list)  # addresses moved from ifname to the guest
+    # extra interfaces joined to taps (multinet.nic_to_dict), recorded before the taps exist
+    extra: list[dict[str, Any]] = field(default_factory=list)
     last_ip: str | None = None
     last_network: str | None = None
     version: int = RECORD_VERSION

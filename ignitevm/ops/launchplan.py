@@ -62,7 +62,24 @@ def build_launch_plan(
     # the prefix recorded at create names the network objects (docs/network.md)
     prefix = vm.status.id_prefix or DEFAULT_ID_PREFIX
     return LaunchPlan(machine, vmm=choice.vmm, network=PluginName(plugin_name), ports=ports,
-                      id_prefix=prefix)  # fmt: skip
+                      id_prefix=prefix, interfaces=extra_interfaces(vm, plugin_name))  # fmt: skip
+
+
+def extra_interfaces(vm: VM, plugin_name: str) -> tuple[str, ...]:
+    """The interfaces the VM's annotations add (ignite.weave.works/interface/NAME); they live
+    in the VM's network namespace, which only the cni plugin makes (docs/network.md)."""
+    from ignitevm.errors import ValidationError
+    from ignitevm.network.multinet import annotated_interfaces
+
+    names = annotated_interfaces(vm.metadata.annotations)
+    if names and plugin_name != "cni":
+        raise ValidationError(
+            f"VM {vm.metadata.name} asks for interfaces {', '.join(names)} "
+            f"(ignite.weave.works/interface/ annotations), which need the cni network plugin, "
+            f"not {plugin_name}",
+            hint="start it with --network-plugin cni",
+        )
+    return names
 
 
 def network_ports(ports: list[APIPortMapping]) -> tuple[PortMapping, ...]:

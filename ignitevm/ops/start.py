@@ -50,7 +50,7 @@ def start_vm(
     plan = build_launch_plan(svc, vm, d, plugin_name, debug=debug, vmm=vmm)
     _preflight(plan, ignore_preflight)
     started = time.monotonic()
-    spawn.launch(plan)
+    spawn.launch(plan, early=not wait)  # --wait=false: back when the user has to act
     try:
         if wait:
             spawn.wait_for_boot(d, plan.boot_marker, timeout)

@@ -26,6 +26,7 @@ class LaunchPlan:
     boot_marker: str = DEFAULT_BOOT_MARKER
     stop_timeout: float = 30.0  # SIGTERM to the supervisor: power button, then hard stop
     id_prefix: str = DEFAULT_ID_PREFIX  # the VM's recorded status.idPrefix (network names)
+    interfaces: tuple[str, ...] = ()  # extra interfaces to join (network/multinet.py)
 
     @property
     def vm_dir(self) -> Path:
@@ -42,7 +43,8 @@ class LaunchPlan:
     def network_request(self) -> NetworkRequest:
         m = self.machine
         return NetworkRequest(vm_uid=m.uid, vm_name=m.name, vm_dir=m.vm_dir, mac=m.mac,
-                              ports=self.ports, id_prefix=self.id_prefix)  # fmt: skip
+                              ports=self.ports, id_prefix=self.id_prefix,
+                              interfaces=self.interfaces)  # fmt: skip
 
     def write(self) -> Path:
         path = self.vm_dir / VMFiles.PLAN

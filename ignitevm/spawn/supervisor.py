@@ -83,7 +83,7 @@ class Supervisor:
             signal.signal(sig, self._on_stop_signal)
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         remove_runtime_files(self.vm_dir)
-        req = self.plan.network_request()
+        req = replace(self.plan.network_request(), on_wait=self._waiting)
         self.status = RuntimeStatus(
             supervisor_pid=os.getpid(),
             vmm=str(self.plan.vmm),
@@ -111,6 +111,12 @@ class Supervisor:
         finally:
             remove_runtime_files(self.vm_dir)
             log.info("supervisor exits")
+
+    def _waiting(self, what: str, timeout: float) -> bool:
+        """The network waits for the user (network/base.py on_wait): the launcher hears it
+        once; a stop asked for meanwhile ends the wait."""
+        self.ready.waiting(what, timeout)
+        return not self._stop_requested
 
     def _detach(self) -> None:
         try:
@@ -153,7 +159,7 @@ class Supervisor:
 
     def _start_vmm(self, att: Attachment) -> proc.Popen[bytes]:
         spec = self.plan.machine
-        spec = replace(spec, cmdline=with_guest_ip(spec.cmdline, att, self.plan.name))
+        spec = replace(spec, cmdline=with_guest_ip(spec.cmdline, att, self.plan.name, spec.mac))
         argv = self.driver.argv(spec, att)
         if att.netns is not None:
             argv = [proc.require_tool("ip"), "netns", "exec", att.netns, *argv]

@@ -77,7 +77,11 @@ def _nic_args(spec: MachineSpec, att: Attachment) -> list[str]:
         netdev = "user,id=n0" + _hostfwd(att)
     else:
         return []
-    return ["-netdev", netdev, "-device", f"virtio-net-device,netdev=n0,mac={spec.mac}"]
+    args = ["-netdev", netdev, "-device", f"virtio-net-device,netdev=n0,mac={spec.mac}"]
+    for i, nic in enumerate(att.extra_nics, start=1):  # annotated interfaces (docs/network.md)
+        args += ["-netdev", f"tap,id=n{i},ifname={nic.tap},script=no,downscript=no",
+                 "-device", f"virtio-net-device,netdev=n{i},mac={nic.mac}"]  # fmt: skip
+    return args
 
 
 def _escape(value: str) -> str:

@@ -351,8 +351,9 @@ class ConfigurationSpec(Model):
     vm_defaults: VMSpec = Field(default_factory=_new(VMSpec))
     id_prefix: str = DEFAULT_ID_PREFIX
     # the directory of a Docker config.json with registry credentials (Ignite's
-    # --registry-config-dir; default ~/.docker)
+    # --registry-config-dir; default ~/.docker); clientConfigDir is its later name in Ignite
     registry_config_dir: str | None = None
+    client_config_dir: str | None = None
     # ignitevm: default VMM ("auto" picks firecracker only where KVM really works) and state dir
     vmm: Vmm | None = None
     state_dir: str | None = None

@@ -16,6 +16,8 @@ def registry_options(f: click.decorators.FC) -> click.decorators.FC:
     """Flags shared by everything that may pull from a registry."""
     f = click.option(
         "--registry-config-dir",
+        "--client-config-dir",  # Ignite's later name of the flag
+        "registry_config_dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
         help="Directory with a Docker config.json holding registry credentials (default: the "

@@ -90,18 +90,20 @@ def wait_for_interfaces(
     reader: Callable[[str], dict[str, Link]] = read_links,
 ) -> list[Link]:
     """The interfaces ``names`` once all are in ``netns``. ``on_wait`` hears of each poll that
-    finds some missing (False: give up). An interface that appeared while waiting gets one more
-    poll, so addresses a script adds right after creating it come along."""
+    finds some missing (False: give up). Interfaces that appeared while waiting are taken once
+    two polls agree on them, so the MAC and addresses a script sets right after creating one
+    come along (Ignite's e2e: ``ip link add foo type veth; ip link set foo address ...``)."""
     deadline = time.monotonic() + timeout
     appeared_late = False
     while True:
         links = reader(netns)
         missing = [n for n in names if n not in links]
         if not missing:
-            if appeared_late:
-                time.sleep(POLL)
-                links = reader(netns)
-            return [links[n] for n in names]
+            return (
+                _settled(netns, names, links, reader, deadline)
+                if appeared_late
+                else [links[n] for n in names]
+            )
         appeared_late = True
         what = f"interfaces {', '.join(missing)} in network namespace {netns}"
         if time.monotonic() >= deadline:
@@ -114,6 +116,27 @@ def wait_for_interfaces(
         if on_wait is not None and not on_wait(what, max(0.0, deadline - time.monotonic())):
             raise IgniteError(f"stopped while waiting for {what}")
         time.sleep(POLL)
+
+
+def _settled(
+    netns: str,
+    names: tuple[str, ...],
+    links: dict[str, Link],
+    reader: Callable[[str], dict[str, Link]],
+    deadline: float,
+) -> list[Link]:
+    """``names``' links once two polls POLL apart agree (or at the deadline)."""
+    now = [links[n] for n in names]
+    while time.monotonic() < deadline:
+        time.sleep(POLL)
+        again = reader(netns)
+        if any(n not in again for n in names):
+            continue  # one is being renamed or moved: keep the last complete view
+        later = [again[n] for n in names]
+        if later == now:
+            break
+        now = later
+    return now
 
 
 def guest_nics(links: list[Link]) -> tuple[GuestNIC, ...]:

@@ -43,7 +43,8 @@ class Services:
             return self.fetch_options
         from ignitevm.oci import FetchOptions
 
-        config_dir = self.config.spec.registry_config_dir
+        spec = self.config.spec
+        config_dir = spec.registry_config_dir or spec.client_config_dir
         env = os.environ.get(INSECURE_REGISTRIES_ENV, "")
         return FetchOptions(
             cache_dir=self.store.cache_dir(),

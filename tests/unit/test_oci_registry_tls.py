@@ -132,3 +132,9 @@ def test_configuration_and_environment_reach_the_fetch_options(
     fetch = Services(config=config, store=Store(tmp_path / "state")).fetch
     assert fetch.registry_config_dir == tmp_path / "d"
     assert fetch.insecure_registries == ("a.example:5000", "b.example")
+
+
+def test_ignites_later_name_client_config_dir_is_read_too(tmp_path: Path) -> None:
+    config = Configuration.model_validate({"spec": {"clientConfigDir": str(tmp_path / "c")}})
+    fetch = Services(config=config, store=Store(tmp_path / "state")).fetch
+    assert fetch.registry_config_dir == tmp_path / "c"

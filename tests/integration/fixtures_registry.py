@@ -35,9 +35,9 @@ def require_root_and_tools(*tools: str) -> None:
         )
 
 
-def free_port() -> int:
+def free_port(ip: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((ip, 0))
         return int(sock.getsockname()[1])
 
 
@@ -75,11 +75,13 @@ def _wait_ready(host: str, child: proc.Popen[bytes], log: Path) -> None:
 
 
 @contextmanager
-def run_registry(base: Path, *, auth: bool, tls: bool = False) -> Iterator[Registry]:
-    """docker-registry on 127.0.0.1:<free port>, storage under ``base``; with htpasswd Basic
-    auth (credentials in a config.json of a Docker config dir) and/or TLS with a self-signed
-    certificate made by openssl (``Registry.cert``)."""
-    host = f"127.0.0.1:{free_port()}"
+def run_registry(
+    base: Path, *, auth: bool, tls: bool = False, ip: str = "127.0.0.1"
+) -> Iterator[Registry]:
+    """docker-registry on <ip (loopback)>:<free port>, storage under ``base``; with htpasswd
+    Basic auth (credentials in a config.json of a Docker config dir) and/or TLS with a
+    self-signed certificate made by openssl (``Registry.cert``)."""
+    host = f"{ip}:{free_port(ip)}"
     config: dict[str, object] = {
         "version": 0.1,
         "log": {"level": "info", "accesslog": {"disabled": False}},
@@ -94,8 +96,8 @@ def run_registry(base: Path, *, auth: bool, tls: bool = False) -> Iterator[Regis
         cert, key = base / "cert.pem", base / "key.pem"
         proc.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
                   "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
-                  str(cert), "-days", "1", "-subj", "/CN=127.0.0.1", "-addext",
-                  "subjectAltName=IP:127.0.0.1"])  # fmt: skip
+                  str(cert), "-days", "1", "-subj", f"/CN={ip}", "-addext",
+                  f"subjectAltName=IP:{ip}"])  # fmt: skip
         config["http"] = {"addr": host, "tls": {"certificate": str(cert), "key": str(key)}}
     docker_dir = base / "docker"
     docker_dir.mkdir()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -82,6 +83,7 @@ class RegistryClient:
                         ref.registry)  # fmt: skip
         self._fallback = schemes[1:]  # tried when the first scheme cannot connect at all
         self._old_base = ""  # the base before a fallback
+        self._switch = threading.Lock()
         self.base = f"{schemes[0]}://{ref.api_host}/v2/{ref.repository}"
         self.creds: Credentials | None = find_credentials(ref.registry, opts.registry_config_dir)
         self.config_dir = opts.registry_config_dir
@@ -227,14 +229,17 @@ class RegistryClient:
             request = self._http.build_request(method, url, headers=headers)
             return self._http.send(request, stream=True)
         except self._errors() as exc:
-            if not self._fallback or not url.startswith(self.base):
-                raise self._network_error(exc) from exc
             first = exc
-        # An insecure registry that does not speak TLS: plain HTTP from now on.
-        self._old_base = self.base
-        self.base = self.base.replace("https://", f"{self._fallback[0]}://", 1)
-        self._fallback = ()
-        log.debug("%s: no HTTPS (%s); trying %s", self.ref.registry, first, self.base)
+        # An insecure registry that does not speak TLS: plain HTTP from now on. Layers are
+        # fetched by several threads at once: one switches, the others follow.
+        with self._switch:
+            if self._fallback and url.startswith(self.base):
+                self._old_base = self.base
+                self.base = self.base.replace("https://", f"{self._fallback[0]}://", 1)
+                self._fallback = ()
+                log.debug("%s: no HTTPS (%s); trying %s", self.ref.registry, first, self.base)
+            elif not (self._old_base and url.startswith(self._old_base)):
+                raise self._network_error(first) from first
         try:
             return self._request(method, url, headers)
         except IgniteError:

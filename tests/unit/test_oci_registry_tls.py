@@ -18,12 +18,13 @@ import pytest
 
 from ignitevm.api import Configuration
 from ignitevm.errors import IgniteError
-from ignitevm.oci import FetchOptions, resolve_image
+from ignitevm.oci import FetchOptions, resolve_image, unpack_image
 from ignitevm.oci.registry import is_named_insecure, schemes_for
 from ignitevm.ops.services import Services
 from ignitevm.store import Store
 from tests.unit.test_oci_registry_client import PASSWORD, USER, FakeRegistry, _handler
 from tests.unit.test_oci_registry_client import fake as plain_fake
+from tests.unit.test_oci_support import layer_bytes, reg, write_oci_layout
 
 HOST = "127.0.0.2"  # not a loopback *name*: treated like any remote registry
 
@@ -70,9 +71,14 @@ def tls_fake(plain_fake: FakeRegistry, cert: tuple[Path, Path]) -> Iterator[Fake
 
 
 @pytest.fixture
-def http_fake(plain_fake: FakeRegistry) -> Iterator[FakeRegistry]:
-    state = FakeRegistry(plain_fake.layout, plain_fake.manifests)
-    yield from _serve(state, None)
+def http_fake(tmp_path: Path) -> Iterator[FakeRegistry]:
+    """Plain HTTP on 127.0.0.2, an image of two layers (fetched at the same time)."""
+    layout = tmp_path / "layout2"
+    layers = [layer_bytes([reg("etc/hostname", b"fake\n")], "gzip"),
+              layer_bytes([reg("etc/motd", b"two\n")], "gzip")]  # fmt: skip
+    digest = write_oci_layout(layout, layers, "gzip")
+    manifest = (layout / "blobs/sha256" / digest[7:]).read_bytes()
+    yield from _serve(FakeRegistry(layout, {"1": manifest}), None)
 
 
 def _opts(tmp_path: Path, *insecure: str, config_dir: Path | None = None) -> FetchOptions:
@@ -120,7 +126,11 @@ def test_a_named_insecure_registry_without_tls_falls_back_to_http(
     ref = f"{HOST}:{http_fake.port}/ns/img:1"
     with pytest.raises(IgniteError):
         resolve_image(ref, _opts(tmp_path))  # verified HTTPS only: no
-    assert resolve_image(ref, _opts(tmp_path, HOST)).layers
+    image = resolve_image(ref, _opts(tmp_path, HOST))
+    # the layers come through a client of their own, fetched by several threads at once
+    unpack_image(image, tmp_path / "rootfs", _opts(tmp_path, HOST))
+    assert (tmp_path / "rootfs/etc/hostname").read_text() == "fake\n"
+    assert (tmp_path / "rootfs/etc/motd").read_text() == "two\n"
 
 
 def test_configuration_and_environment_reach_the_fetch_options(

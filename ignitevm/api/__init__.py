@@ -1,6 +1,7 @@
 """Ignite's API objects (``ignite.weave.works/v1alpha4``), sizes, uids and manifest I/O."""
 
 from ignitevm.api.config import DEFAULT_CONFIG_PATH, load_configuration
+from ignitevm.api.configuration import Configuration, ConfigurationSpec
 from ignitevm.api.manifest import (
     LoadedDocument,
     convert,
@@ -25,8 +26,6 @@ from ignitevm.api.types import (
     DEFAULT_SANDBOX_IMAGE,
     VM,
     BlockDeviceVolume,
-    Configuration,
-    ConfigurationSpec,
     FileMapping,
     Image,
     ImageSpec,

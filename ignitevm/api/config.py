@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ignitevm.api.configuration import Configuration
 from ignitevm.api.manifest import load_object
-from ignitevm.api.types import Configuration
 from ignitevm.errors import NotFoundError, ValidationError
 
 DEFAULT_CONFIG_PATH = Path("/etc/ignite/config.yaml")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 
+from ignitevm.errors import ValidationError
+
 UID_LENGTH = 16
 _HEX = frozenset("0123456789abcdef")
 # VM names: Ignite's rule (a DNS-1123 subdomain), at most 63 characters since the name is
@@ -94,3 +96,28 @@ def safe_hostname(name: str) -> str:
     cleaned = "".join(c if c in _NAME_ALNUM or c == "." else "-" for c in name.lower())
     parts = [p.strip("-") for p in cleaned.split(".")]
     return ".".join(p for p in parts if p)[:MAX_NAME].strip(".-") or "vm"
+
+
+# Ignite's idPrefix replaces "ignite" in the names of a VM's host objects ("<prefix>-<uid>": its
+# network namespace, its CNI container id). A DNS label: those names end up in file names,
+# iptables comments and CNI's container id, which allow no more (docs/api.md).
+ID_PREFIX_MAX = 63
+_LABEL_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def check_id_prefix(prefix: str) -> str:
+    """``prefix`` if it is a DNS label (lower-case letters, digits and '-', not at either end,
+    1 to 63 characters); else ValidationError."""
+    ok = (
+        0 < len(prefix) <= ID_PREFIX_MAX
+        and _LABEL_CHARS.issuperset(prefix)
+        and not prefix.startswith("-")
+        and not prefix.endswith("-")
+    )
+    if not ok:
+        raise ValidationError(
+            f"invalid id prefix {prefix!r}",
+            hint=f"use up to {ID_PREFIX_MAX} lower-case letters, digits and '-' (not first or "
+            "last), e.g. ignite or my-lab",
+        )
+    return prefix

@@ -28,7 +28,8 @@ from ignitevm.api.types import (
 from ignitevm.errors import ValidationError
 
 MIN_MEMORY_MIB = 128  # less does not boot Debian's kernel with its initramfs
-NETWORK_PLUGINS = ("cni", "user", "none")  # ignitevm/network/registry.py's plugins
+# ignitevm/network/registry.py's plugins; Ignite's docker-bridge runs as cni (with a warning)
+NETWORK_PLUGINS = ("cni", "user", "none", "docker-bridge")
 
 
 @dataclass(frozen=True)
@@ -235,7 +236,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Attach a host block device or file and mount it in the VM.", _volumes,
             metavar="HOST:VM", repeat=True),
     Setting("network_plugin", ("--network-plugin",), "status.network.plugin",
-            "Networking: cni, user or none (default: the configuration's, cni).",
+            "Networking: cni, user or none; Ignite's docker-bridge means cni (default: the "
+            "configuration's, cni).",
             _network_plugin, metavar="cni|user|none"),
     Setting("snapshot", ("--snapshot",), "spec.snapshot",
             "Resume a new VM from this snapshot (its machine: cpus, memory, disk, kernel).",

@@ -372,27 +372,3 @@ class Kernel(Model):
     metadata: ObjectMeta = Field(default_factory=_new(ObjectMeta))
     spec: KernelSpec = Field(default_factory=_new(KernelSpec))
     status: KernelStatus = Field(default_factory=_new(KernelStatus))
-
-
-# --- Configuration -------------------------------------------------------------------------------
-
-
-class ConfigurationSpec(Model):
-    # Ignite: "containerd" or "docker". ignitevm has no container runtime; kept for compatibility.
-    runtime: str | None = None
-    network_plugin: str = DEFAULT_NETWORK_PLUGIN
-    vm_defaults: VMSpec = Field(default_factory=_new(VMSpec))
-    id_prefix: str = DEFAULT_ID_PREFIX
-    # ignitevm: default VMM ("auto" picks firecracker only where KVM really works) and state dir
-    vmm: Vmm | None = None
-    state_dir: str | None = None
-    # ignitevm: run each VMM in its jail (own uid, mount namespace, seccomp, cgroup) when
-    # ignite runs as root; false only to debug a VMM (docs/runtime.md "The jail")
-    jail: bool | None = None
-
-
-class Configuration(Model):
-    kind: Literal["Configuration"] = "Configuration"
-    api_version: Literal["ignite.weave.works/v1alpha4"] = API_VERSION
-    metadata: ObjectMeta = Field(default_factory=_new(ObjectMeta))
-    spec: ConfigurationSpec = Field(default_factory=_new(ConfigurationSpec))

@@ -71,11 +71,16 @@ exec_.name = "exec"
 @click.command(cls=IgniteCommand)
 @click.argument("source")
 @click.argument("dest")
+@click.option("-a", "--archive", is_flag=True,
+              help="Keep owners and setuid/setgid/sticky bits (docker cp -a).")  # fmt: skip
 @_identity
 @_timeout
 @pass_app
-def cp(app: App, source: str, dest: str, identity: Path | None, timeout: float) -> None:
-    """Copy files or directories between the host and a VM: SRC and DST, one of them VM:PATH."""
+def cp(
+    app: App, source: str, dest: str, archive: bool, identity: Path | None, timeout: float
+) -> None:
+    """Copy files or directories between the host and a VM: SRC and DST, one of them VM:PATH.
+    From a VM: regular files, directories and links that stay inside the copy; no devices."""
     from ignitevm.ops.copy import copy
 
-    copy(app.services(), source, dest, identity=identity, timeout=timeout)
+    copy(app.services(), source, dest, identity=identity, timeout=timeout, archive=archive)

@@ -99,7 +99,7 @@ def setup_logging(level: str) -> None:
 
 
 LOG_LEVELS = ["debug", "info", "warning", "error"]
-NETWORK_PLUGINS = ["cni", "user", "none"]
+NETWORK_PLUGINS = ["cni", "user", "none", "docker-bridge"]  # docker-bridge: cni, warned
 # Ignite's --runtime chose a container runtime; ignitevm runs no containers, every VM runs
 # under QEMU: these values are accepted so Ignite's command lines keep working
 RUNTIMES = ["qemu", "containerd", "docker"]

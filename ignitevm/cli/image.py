@@ -16,16 +16,20 @@ def registry_options(f: click.decorators.FC) -> click.decorators.FC:
     """Flags shared by everything that may pull from a registry."""
     f = click.option(
         "--registry-config-dir",
+        "--client-config-dir",  # Ignite's later name of the flag
+        "registry_config_dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="Directory with a Docker config.json holding registry credentials (~/.docker).",
+        help="Directory with a Docker config.json holding registry credentials (default: the "
+        "configuration's registryConfigDir, else ~/.docker).",
     )(f)
     f = click.option(
         "--insecure-registry",
         "insecure_registries",
         multiple=True,
         metavar="HOST[:PORT]",
-        help="Use plain HTTP for this registry (always for localhost and 127.0.0.1).",
+        help="Skip TLS verification for this registry, or use plain HTTP when it has no TLS "
+        "(plain HTTP always for localhost and 127.0.0.1).",
     )(f)
     f = click.option(
         "--platform", default="linux/amd64", show_default=True, help="Platform to resolve."
@@ -37,9 +41,10 @@ def apply_registry_options(
     app: App, registry_config_dir: Path | None, insecure_registries: tuple[str, ...], platform: str
 ) -> None:
     svc = app.services()
+    given = svc.fetch  # the configuration's registryConfigDir, the environment's registries
     app._services = svc.with_fetch(
-        registry_config_dir=registry_config_dir,
-        insecure_registries=insecure_registries,
+        registry_config_dir=registry_config_dir or given.registry_config_dir,
+        insecure_registries=(*given.insecure_registries, *insecure_registries),
         platform=platform,
         progress=sys.stderr.isatty() and not app.quiet,
     )

@@ -21,6 +21,18 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+_TRUE = ("1", "t", "T", "TRUE", "true", "True")  # Go's strconv.ParseBool, as Ignite's flags
+_FALSE = ("0", "f", "F", "FALSE", "false", "False")
+
+
+def _parse_bool(value: str, flag: str) -> bool:
+    if value in _TRUE or value in _FALSE:
+        return value in _TRUE
+    raise click.BadParameter(
+        f"{value!r} is not true or false (a value goes after '=': {flag}=false)", param_hint=flag
+    )
+
+
 def _setting_option(name: str) -> Callable[[Any], Any]:
     """The flag of one VM setting (ignitevm/api/settings.py): text, checked by the setting."""
     from ignitevm.api.settings import BY_NAME
@@ -59,6 +71,10 @@ def _start_options(f: Any) -> Any:
                      help="Debug the boot: /init traces; a failed boot keeps the VM."),
         click.option("--boot-timeout", type=float, default=180.0, show_default=True,
                      help="Seconds to wait for the guest's init."),
+        # Ignite's bool flag with an optional value: --wait, --wait=true, --wait=false
+        click.option("--wait", cls=OptionalValueOption, no_value="true", default="true",
+                     metavar="BOOL", help="Wait for the guest to boot (--wait=false: return "
+                     "once the VMM runs).  [default: true]"),
         ignore_preflight_option(),
     ]  # fmt: skip
     for opt in reversed(opts):
@@ -117,6 +133,7 @@ def _do_start(app: App, query: str, params: dict[str, Any]) -> None:
     vm = start_vm(
         app.services(),
         query,
+        wait=_parse_bool(params["wait"], "--wait"),
         timeout=params["boot_timeout"],
         network_plugin=params.get("network_plugin") or app.network_plugin,
         debug=params["debug"],

@@ -36,7 +36,8 @@ fatal() {
     exit 1
 }
 
-# parse_cmdline WORDS...: sets IGNITE_COW IGNITE_IP IGNITE_HOSTNAME IGNITE_INIT IGNITE_DEBUG.
+# parse_cmdline WORDS...: sets IGNITE_COW IGNITE_IP IGNITE_HOSTNAME IGNITE_INIT IGNITE_DEBUG
+# IGNITE_NICS (the ignite.nic= values, space separated).
 parse_cmdline() {
     for word in "$@"; do
         case "$word" in
@@ -45,6 +46,7 @@ parse_cmdline() {
             ignite.hostname=*) IGNITE_HOSTNAME=${word#ignite.hostname=} ;;
             init=*) IGNITE_INIT=${word#init=} ;;
             ignite.debug|ignite.debug=1) IGNITE_DEBUG=1 ;;
+            ignite.nic=*) IGNITE_NICS="${IGNITE_NICS:+$IGNITE_NICS }${word#ignite.nic=}" ;;
         esac
     done
 }
@@ -111,6 +113,51 @@ dhcp_event() {
             ;;
     esac
     return 0
+}
+
+SYS_NET=${SYS_NET:-/sys/class/net}
+
+# mac_dev MAC: the network device whose MAC is MAC.
+mac_dev() {
+    for f in "$SYS_NET"/*/address; do
+        [ -f "$f" ] && [ "$(cat "$f")" = "$1" ] || continue
+        f=${f%/address}
+        echo "${f##*/}"
+        return 0
+    done
+    return 1
+}
+
+# name_nics: IGNITE_NICS="NAME,MAC[,CIDR...] ..." (ignite.nic= words, a VM with extra NICs):
+# the device with MAC is named NAME, whatever order the kernel probed them in; a device that
+# holds NAME already moves aside (ignitenicN) until its own entry names it.
+name_nics() {
+    moved=0
+    for spec in $IGNITE_NICS; do
+        want=${spec%%,*} rest=${spec#*,}
+        mac=${rest%%,*}
+        dev=$(mac_dev "$mac") || { say "warning: no network device has MAC $mac ($want)"; continue; }
+        [ "$dev" = "$want" ] && continue
+        if [ -e "$SYS_NET/$want" ]; then
+            moved=$((moved + 1))
+            ip link set dev "$want" name "ignitenic$moved" || say "warning: cannot rename $want"
+        fi
+        ip link set dev "$dev" name "$want" || say "warning: cannot name $dev $want"
+    done
+}
+
+# setup_nics: the extra NICs up, with their addresses (eth0 is setup_network's).
+setup_nics() {
+    for spec in $IGNITE_NICS; do
+        want=${spec%%,*} rest=${spec#*,}
+        [ "$want" = eth0 ] && continue
+        [ -e "$SYS_NET/$want" ] || continue
+        ip link set dev "$want" up || say "warning: cannot bring $want up"
+        case "$rest" in *,*) cidrs=${rest#*,} ;; *) cidrs= ;; esac
+        for cidr in $(echo "$cidrs" | tr , ' '); do
+            ip addr add "$cidr" dev "$want" || say "warning: cannot set $cidr on $want"
+        done
+    done
 }
 
 if [ -n "$IGNITEVM_DHCP_SCRIPT" ]; then
@@ -337,7 +384,9 @@ main() {
     step "mount_modules"
     mount_modules
     step "setup_network"
+    name_nics
     setup_network
+    setup_nics
     step "write_identity"
     write_identity
     step "apply_files"

@@ -4,10 +4,14 @@ plugin protocol (see docs/network.md). It imports no other network module; the p
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
+
+# Ignite's default idPrefix: a VM's host objects are named "<prefix>-<uid>"
+DEFAULT_ID_PREFIX = "ignite"
 
 
 class PluginName(StrEnum):
@@ -61,6 +65,32 @@ class NetworkRequest:
     vm_dir: Path  # the plugin may keep its records here (e.g. network.json) for a later detach
     mac: str
     ports: tuple[PortMapping, ...] = ()
+    # the VM's recorded VM.status.idPrefix, not the CLI's: names made at start are found again
+    # at teardown whatever the configuration says by then
+    id_prefix: str = DEFAULT_ID_PREFIX
+    # extra interfaces (annotations ignite.weave.works/interface/NAME) the user puts into the
+    # VM's namespace; the guest gets them as eth1, eth2... in this order (docs/network.md)
+    interfaces: tuple[str, ...] = ()
+    # called while attach waits for something only the user can do (create those interfaces):
+    # the supervisor tells its launcher, which may return; False means give up (a stop came)
+    on_wait: Callable[[str, float], bool] | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def prefixed_id(self) -> str:
+        """``<prefix>-<uid>``: the VM's network namespace and CNI container id (Ignite's
+        ``vm.PrefixedID()``)."""
+        return f"{self.id_prefix or DEFAULT_ID_PREFIX}-{self.vm_uid}"
+
+
+@dataclass(frozen=True)
+class GuestNIC:
+    """An extra NIC: the tap the VMM opens, the guest's name for it, the MAC it must have (the
+    interface's own: tc redirect passes frames unchanged) and the addresses moved to it."""
+
+    guest_name: str  # eth1, eth2, ...
+    tap: str
+    mac: str
+    cidrs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,6 +107,7 @@ class Attachment:
     prefix_len: int | None = None
     gateway: str | None = None
     dns: tuple[str, ...] = field(default_factory=tuple)
+    extra_nics: tuple[GuestNIC, ...] = ()  # in the netns too, after eth0's tap
 
 
 class NetworkPlugin(Protocol):

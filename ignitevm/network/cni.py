@@ -13,8 +13,14 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
-from ignitevm.network import cniconf, netns, tc
-from ignitevm.network.base import Attachment, NetworkRequest, PluginName, PortMapping
+from ignitevm.network import cniconf, multinet, netns, tc
+from ignitevm.network.base import (
+    Attachment,
+    GuestNIC,
+    NetworkRequest,
+    PluginName,
+    PortMapping,
+)
 from ignitevm.network.cniexec import (
     CNIPluginError,
     CNIRuntime,
@@ -66,8 +72,8 @@ class CNINetwork:
         wanted_ip = old.last_ip if old and old.last_network == net.name else None
         record = NetworkRecord(
             attached=True,
-            netns=netns_name(req.vm_uid),
-            container_id=container_id(req.vm_uid),
+            netns=netns_name(req),
+            container_id=container_id(req),
             network=net.to_json(),
             ports=[p.to_dict() for p in req.ports],
             last_ip=old.last_ip if old else None,
@@ -76,7 +82,12 @@ class CNINetwork:
         try:
             # recorded before anything exists, so a crash at any point can be undone
             record.save(req.vm_dir)
-            netns.add_netns(record.netns)
+            if netns.netns_exists(record.netns):
+                # not left by a run (that would be attached): made by the user, with the
+                # interfaces the VM's annotations name already in it (docs/network.md)
+                log.info("using the existing network namespace %s", record.netns)
+            else:
+                netns.add_netns(record.netns)
             record, addr = self._add(req, net, record, wanted_ip)
             tc.install_redirect(record.netns, IFNAME, tc.TAP_NAME, record.cidrs)
             dns = host_nameservers(self.resolv_conf)
@@ -89,7 +100,8 @@ class CNINetwork:
                 hostname=req.vm_name,
             )
             self._start_responder(req, record.netns, lease)
-            self._records[req.vm_uid] = record
+            nics = self._join_extra(req, record)
+            self._records[req.vm_uid] = NetworkRecord.load(req.vm_dir) or record
         except BaseException:
             self._undo_failed_attach(req)
             raise
@@ -103,7 +115,24 @@ class CNINetwork:
             prefix_len=addr.prefix_len,
             gateway=addr.gateway,
             dns=dns,
+            extra_nics=nics,
         )
+
+    def _join_extra(self, req: NetworkRequest, record: NetworkRecord) -> tuple[GuestNIC, ...]:
+        """The annotated interfaces (multinet.py): waited for, recorded, joined to taps."""
+        if not req.interfaces:
+            return ()
+        links = multinet.wait_for_interfaces(record.netns, req.interfaces, req.on_wait)
+        nics = multinet.guest_nics(links)
+        extra = [
+            multinet.nic_to_dict(link.name, nic) for link, nic in zip(links, nics, strict=True)
+        ]
+        replace(record, extra=extra).save(req.vm_dir)  # before the taps exist
+        tc.join(record.netns, multinet.pairs(extra))
+        for link, nic in zip(links, nics, strict=True):
+            log.info("VM %s: %s (%s %s) as %s", req.vm_name, link.name, nic.mac,
+                     ",".join(nic.cidrs) or "no address", nic.guest_name)  # fmt: skip
+        return nics
 
     def _undo_failed_attach(self, req: NetworkRequest) -> None:
         try:
@@ -179,7 +208,7 @@ class CNINetwork:
         """Undo ``attach`` from network.json, or from this process's own record when the file
         is gone or damaged, or from what the netns name and the CNI configuration say."""
         record = NetworkRecord.load(req.vm_dir) or self._records.get(req.vm_uid)
-        ns = record.netns if record and record.netns else netns_name(req.vm_uid)
+        ns = record.netns if record and record.netns else netns_name(req)
         if record is None:
             self._detach_without_record(req, ns)
             return
@@ -187,6 +216,8 @@ class CNINetwork:
             netns.delete_netns(ns)  # e.g. a crash between "ip netns add" and the first record
             return
         self._stop_responder(req)
+        if record.extra and netns.netns_exists(ns):
+            tc.unjoin(ns, multinet.pairs(record.extra))  # the user's interfaces, as they were
         if record.cidrs and netns.netns_exists(ns):
             tc.restore_addresses(ns, record.ifname, record.tap, record.cidrs)
         net = cniconf.NetworkConfigList.from_json(record.network) if record.network else None
@@ -213,7 +244,7 @@ class CNINetwork:
             if net is not None:
                 log.warning("VM %s: no network record; CNI DEL from its netns and the "
                             "configuration", req.vm_uid)  # fmt: skip
-                cid = container_id(req.vm_uid)
+                cid = container_id(req)
                 args = RuntimeArgs(container_id=cid, netns=str(netns.netns_path(ns)),
                                    ifname=IFNAME)  # fmt: skip
                 self.runtime.delete(net, args, None)

@@ -12,6 +12,7 @@ from typing import Any
 
 from ignitevm.layout import VMFiles
 from ignitevm.network import tc
+from ignitevm.network.base import NetworkRequest
 from ignitevm.records import RecordError, read_record, write_record
 
 log = logging.getLogger(__name__)
@@ -21,12 +22,26 @@ IFNAME = "eth0"
 RECORD_VERSION = 1
 
 
-def netns_name(vm_uid: str) -> str:
-    return f"ignite-{vm_uid}"
+def netns_name(req: NetworkRequest) -> str:
+    """The VM's namespace: ``<idPrefix>-<uid>``, as Ignite named its sandbox container."""
+    return req.prefixed_id
 
 
-def container_id(vm_uid: str) -> str:
-    return f"ignite-{vm_uid}"
+def container_id(req: NetworkRequest) -> str:
+    return req.prefixed_id
+
+
+def leftover_prefix(vm_uid: str) -> str | None:
+    """The id prefix of a namespace ``<prefix>-<uid>`` a run of the VM left, if one is there:
+    what names its network objects when no record says (a damaged runtime.json)."""
+    from ignitevm.network.netns import NETNS_DIR
+
+    suffix = f"-{vm_uid}"
+    try:
+        names = sorted(p.name for p in NETNS_DIR.iterdir() if p.name.endswith(suffix))
+    except FileNotFoundError:
+        return None
+    return names[0][: -len(suffix)] if names else None
 
 
 @dataclass(frozen=True)
@@ -43,6 +58,8 @@ class NetworkRecord:
     requested_ips: list[str] = field(default_factory=list)
     result: dict[str, Any] | None = None  # the cached final ADD result (prevResult for DEL)
     cidrs: list[str] = field(default_factory=list)  # addresses moved from ifname to the guest
+    # extra interfaces joined to taps (multinet.nic_to_dict), recorded before the taps exist
+    extra: list[dict[str, Any]] = field(default_factory=list)
     last_ip: str | None = None
     last_network: str | None = None
     version: int = RECORD_VERSION

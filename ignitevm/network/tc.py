@@ -69,3 +69,50 @@ def restore_addresses(netns: str, ifname: str, tap: str, cidrs: list[str]) -> No
         harmless = ("File exists", "Cannot find device", "Command failed")
         if line.strip() and not any(h in line for h in harmless):
             log.warning("restoring %s in %s: %s", ifname, netns, line.strip())
+
+
+def join_commands(ifname: str, tap: str) -> list[str]:
+    """``tc -batch`` lines joining an extra interface and its tap both ways (Ignite's
+    tc-redirect mode for annotated interfaces: no DHCP exception, the guest's address is
+    static)."""
+    match_all = "u32 match u32 0 0"
+    return [
+        f"qdisc add dev {ifname} ingress",
+        f"qdisc add dev {tap} ingress",
+        f"filter add dev {ifname} parent ffff: prio 1 protocol all {match_all}"
+        f" action mirred egress redirect dev {tap}",
+        f"filter add dev {tap} parent ffff: prio 1 protocol all {match_all}"
+        f" action mirred egress redirect dev {ifname}",
+    ]
+
+
+def join(netns: str, pairs: list[tuple[str, str, tuple[str, ...]]]) -> None:
+    """For each (interface, tap, cidrs) in ``netns``: create the tap, move the interface's
+    addresses off it (the guest owns them now), bring both up, redirect between them. One
+    ``ip -batch`` and one ``tc -batch`` for all."""
+    if not pairs:
+        return
+    lines: list[str] = []
+    tc_lines: list[str] = []
+    for ifname, tap, cidrs in pairs:
+        lines += [f"tuntap add dev {tap} mode tap", f"link set dev {tap} up"]
+        lines += [f"addr del {cidr} dev {ifname}" for cidr in cidrs]
+        lines.append(f"link set dev {ifname} up")
+        tc_lines += join_commands(ifname, tap)
+    _batch(proc.require_tool("ip"), netns, lines)
+    _batch(require_tc(), netns, tc_lines)
+
+
+def unjoin(netns: str, pairs: list[tuple[str, str, tuple[str, ...]]]) -> None:
+    """Undo ``join`` as far as the interfaces still exist: taps removed, the interfaces' ingress
+    qdiscs (with the filters) removed, their addresses given back. Never fails."""
+    if not pairs:
+        return
+    lines: list[str] = []
+    tc_lines: list[str] = []
+    for ifname, tap, cidrs in pairs:
+        lines.append(f"link del dev {tap}")
+        lines += [f"addr add {cidr} dev {ifname}" for cidr in cidrs]
+        tc_lines.append(f"qdisc del dev {ifname} ingress")
+    _batch(proc.require_tool("ip"), netns, lines, check=False)
+    _batch(require_tc(), netns, tc_lines, check=False)

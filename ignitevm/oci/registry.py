@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 import re
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -29,10 +30,38 @@ MAX_DOCUMENT = 16 << 20  # manifests and configs are small; a bigger one is an a
 _CHALLENGE_PARAM = re.compile(r'(\w+)="([^"]*)"')
 
 
+def _host(registry: str) -> str:
+    return registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
+
+
+def normalize_insecure(entry: str) -> str:
+    """An insecure-registry entry as a host[:port]: Ignite's env var and Docker's setting take
+    ``https://host:5000/`` as well as ``host:5000``."""
+    return entry.strip().split("://", 1)[-1].split("/", 1)[0]
+
+
+def is_named_insecure(registry: str, insecure: tuple[str, ...]) -> bool:
+    """Named in IGNITE_CONTAINERD_INSECURE_REGISTRIES or --insecure-registry (host or
+    host:port)."""
+    names = {normalize_insecure(e) for e in insecure}
+    return registry in names or _host(registry) in names
+
+
 def is_insecure(registry: str, insecure: tuple[str, ...]) -> bool:
-    """Plain HTTP for loopback registries and the ones named with --insecure-registry."""
-    host = registry.rsplit(":", 1)[0] if not registry.endswith("]") else registry
-    return host in _LOCAL_HOSTS or registry in insecure or host in insecure
+    """No verified HTTPS: loopback registries (plain HTTP) and the named ones (HTTPS without
+    certificate verification, else plain HTTP)."""
+    return _host(registry) in _LOCAL_HOSTS or is_named_insecure(registry, insecure)
+
+
+def schemes_for(registry: str, insecure: tuple[str, ...]) -> tuple[tuple[str, ...], bool]:
+    """(schemes to try in order, verify certificates). A named insecure registry: HTTPS
+    without verification (a self-signed certificate), then plain HTTP, as Docker and Ignite's
+    containerd runtime do; loopback: plain HTTP; any other: verified HTTPS only."""
+    if is_named_insecure(registry, insecure):
+        return ("https", "http"), False
+    if _host(registry) in _LOCAL_HOSTS:
+        return ("http",), True
+    return ("https",), True
 
 
 def parse_challenge(header: str) -> tuple[str, dict[str, str]]:
@@ -45,20 +74,33 @@ class RegistryClient:
     """Talks to one repository of one registry. Use as a context manager."""
 
     def __init__(self, ref: Reference, opts: FetchOptions) -> None:
-        import httpx  # lazily: the CLI starts faster without it
-
         self.ref = ref
         self.cache = BlobCache(opts.cache_dir)
-        scheme = "http" if is_insecure(ref.registry, opts.insecure_registries) else "https"
-        self.base = f"{scheme}://{ref.api_host}/v2/{ref.repository}"
+        self.insecure = opts.insecure_registries
+        schemes, verify = schemes_for(ref.registry, self.insecure)
+        if not verify:
+            log.warning("not verifying the TLS certificate of %s (an insecure registry)",
+                        ref.registry)  # fmt: skip
+        self._fallback = schemes[1:]  # tried when the first scheme cannot connect at all
+        self._old_base = ""  # the base before a fallback
+        self._switch = threading.Lock()
+        self.base = f"{schemes[0]}://{ref.api_host}/v2/{ref.repository}"
         self.creds: Credentials | None = find_credentials(ref.registry, opts.registry_config_dir)
         self.config_dir = opts.registry_config_dir
         self._auth: str | None = None
         self.blob_downloads = 0
-        self._http = httpx.Client(
+        self._http = self._client(verify)
+        self._verified: httpx.Client | None = None  # for a token service on another host
+
+    @staticmethod
+    def _client(verify: bool) -> httpx.Client:
+        import httpx  # lazily: the CLI starts faster without it
+
+        return httpx.Client(
             timeout=httpx.Timeout(30.0, read=300.0),
             follow_redirects=True,  # blobs often live behind a redirect to object storage
             headers={"User-Agent": "ignitevm"},
+            verify=verify,
         )
 
     def __enter__(self) -> RegistryClient:
@@ -66,6 +108,8 @@ class RegistryClient:
 
     def __exit__(self, *exc: object) -> None:
         self._http.close()
+        if self._verified is not None:
+            self._verified.close()
 
     # -- public ---------------------------------------------------------------------------
 
@@ -143,11 +187,17 @@ class RegistryClient:
         return httpx.HTTPError
 
     def _network_error(self, exc: Exception) -> IgniteError:
-        return IgniteError(
-            f"registry {self.ref.registry}: {type(exc).__name__}: {exc}",
-            hint="check the registry address and that it is up; for a plain-HTTP registry "
-            "use --insecure-registry",
+        hint = (
+            "check the registry address and that it is up; for a plain-HTTP registry "
+            "use --insecure-registry"
         )
+        if "CERTIFICATE_VERIFY_FAILED" in str(exc):
+            hint = (
+                f"the certificate of {self.ref.registry} is not trusted: add its CA to the "
+                "system's, or skip verification for it with --insecure-registry "
+                f"{self.ref.registry} or IGNITE_CONTAINERD_INSECURE_REGISTRIES={self.ref.registry}"
+            )
+        return IgniteError(f"registry {self.ref.registry}: {type(exc).__name__}: {exc}", hint=hint)
 
     @contextmanager
     def _send(self, method: str, url: str, accept: str | None = None) -> Iterator[httpx.Response]:
@@ -170,6 +220,8 @@ class RegistryClient:
             resp.close()
 
     def _request(self, method: str, url: str, headers: dict[str, str]) -> httpx.Response:
+        if self._old_base and url.startswith(self._old_base):
+            url = self.base + url[len(self._old_base) :]  # made before the fallback
         if self._auth:
             headers = {**headers, "Authorization": self._auth}
         log.debug("%s %s", method, url)
@@ -177,7 +229,33 @@ class RegistryClient:
             request = self._http.build_request(method, url, headers=headers)
             return self._http.send(request, stream=True)
         except self._errors() as exc:
-            raise self._network_error(exc) from exc
+            first = exc
+        # An insecure registry that does not speak TLS: plain HTTP from now on. Layers are
+        # fetched by several threads at once: one switches, the others follow.
+        with self._switch:
+            if self._fallback and url.startswith(self.base):
+                self._old_base = self.base
+                self.base = self.base.replace("https://", f"{self._fallback[0]}://", 1)
+                self._fallback = ()
+                log.debug("%s: no HTTPS (%s); trying %s", self.ref.registry, first, self.base)
+            elif not (self._old_base and url.startswith(self._old_base)):
+                raise self._network_error(first) from first
+        try:
+            return self._request(method, url, headers)
+        except IgniteError:
+            raise self._network_error(first) from first  # the HTTPS error says more
+
+    def _token_client(self, realm: str) -> httpx.Client:
+        """The client for a token service: unverified only on the registry's own host or
+        another one named insecure (credentials go there)."""
+        import httpx
+
+        host = httpx.URL(realm).netloc.decode()
+        if host == self.ref.api_host or is_named_insecure(host, self.insecure):
+            return self._http
+        if self._verified is None:
+            self._verified = self._client(True)
+        return self._verified
 
     def _cred_hint(self) -> str:
         where = self.config_dir or "~/.docker"
@@ -212,7 +290,7 @@ class RegistryClient:
         if self.creds is not None:
             auth = (self.creds.username, self.creds.password)
         try:
-            resp = self._http.get(params["realm"], params=query, auth=auth)
+            resp = self._token_client(params["realm"]).get(params["realm"], params=query, auth=auth)
         except self._errors() as exc:
             raise self._network_error(exc) from exc
         if resp.status_code in (401, 403):
@@ -239,6 +317,13 @@ class RegistryClient:
             detail = resp.read()[:300].decode(errors="replace")
         except self._errors():
             detail = ""
+        hint = None
+        if resp.status_code == 400 and "HTTPS server" in detail:  # Go's answer to plain HTTP
+            hint = (
+                f"{self.ref.registry} speaks HTTPS: name it in --insecure-registry or "
+                "IGNITE_CONTAINERD_INSECURE_REGISTRIES (its certificate is then not verified)"
+            )
         raise IgniteError(
-            f"registry {self.ref.registry}: {what}: HTTP {resp.status_code} {detail}".strip()
+            f"registry {self.ref.registry}: {what}: HTTP {resp.status_code} {detail}".strip(),
+            hint=hint,
         )

@@ -20,6 +20,7 @@ from ignitevm.spawn.sshmux import control_path, master_alive
 
 log = logging.getLogger(__name__)
 
+STARTING_WAIT = 30.0  # seconds exec/ssh/cp wait for a VM whose VMM is not launched yet
 MASTER_IDLE = "10m"  # an unused master goes away after this; the VM's stop closes it anyway
 
 
@@ -60,7 +61,7 @@ class SSHTarget:
             "-o", f"UserKnownHostsFile={self.known_hosts}",
             "-o", "StrictHostKeyChecking=accept-new",
             # The pinned key belongs to the VM, whatever address or port reaches it.
-            "-o", f"HostKeyAlias=ignite-{self.vm.metadata.uid}",
+            "-o", f"HostKeyAlias={self.vm.status.id_prefix or 'ignite'}-{self.vm.metadata.uid}",
             "-o", f"ConnectTimeout={max(1, int(timeout))}",
             "-o", "LogLevel=ERROR",
             "-o", "ServerAliveInterval=15",
@@ -82,8 +83,16 @@ def require_target(
     d = vm_dir(svc, vm)
     status = runtime_status(d)
     name = vm.metadata.name
+    # just started with --wait=false (its network may wait for the user's interfaces): give
+    # it a moment to launch its VMM, as Ignite's exec waited for the VM
+    deadline = time.monotonic() + STARTING_WAIT
+    while status is not None and status.state == "starting" and time.monotonic() < deadline:
+        time.sleep(0.1)
+        status = runtime_status(d)
     if status is None:
         raise IgniteError(f"VM {name} is not running", hint=f"start it: ignite start {name}")
+    if status.state == "starting":
+        raise IgniteError(f"VM {name} is still starting", hint=f"see ignite logs {name}")
     key = identity or d / VMFiles.SSH_KEY
     # a key given with -i is honoured: the master authenticated with the VM's own key
     control = control_path(d) if identity is None else None

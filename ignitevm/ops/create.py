@@ -8,11 +8,12 @@ from pathlib import Path
 
 from ignitevm import proc
 from ignitevm.api import VM, Image, Kernel, Kind, generate_name, new_uid
-from ignitevm.api.names import NAME_HINT, name_problem
+from ignitevm.api.names import NAME_HINT, check_id_prefix, name_problem
 from ignitevm.api.types import OCIImageSource, Vmm
 from ignitevm.errors import ConflictError, ValidationError
 from ignitevm.fsutil import restrict
 from ignitevm.layout import OBJECT_DIR_MODE, VMFiles
+from ignitevm.network.registry import resolve_plugin_name
 from ignitevm.ops.images import base_image_path, ensure_image
 from ignitevm.ops.kernels import ensure_kernel, kernel_files
 from ignitevm.ops.services import DEFAULT_IMAGE, Services
@@ -67,8 +68,10 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
 
 def _check_request(svc: Services, vm: VM) -> None:
     check_vm_request(vm, svc.store.root)
-    if not vm.status.network.plugin:
-        vm.status.network.plugin = svc.default_network_plugin()
+    vm.status.id_prefix = check_id_prefix(svc.config.spec.id_prefix)
+    # recorded as the plugin that will run (Ignite's docker-bridge: cni, with a warning)
+    wanted = vm.status.network.plugin or svc.default_network_plugin()
+    vm.status.network.plugin = str(resolve_plugin_name(wanted))
     if vm.spec.network.ports and vm.status.network.plugin == "none":
         raise ValidationError(
             "published ports need a network: this VM's network plugin is none",
@@ -95,7 +98,6 @@ def _fill_status(svc: Services, vm: VM, image: Image, kernel: Kernel) -> None:
     vm.status.kernel = OCIImageSource(
         id=kernel.status.oci_source.id, size=kernel.status.oci_source.size
     )
-    vm.status.id_prefix = svc.config.spec.id_prefix
     vm.status.running = False
 
 

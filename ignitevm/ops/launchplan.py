@@ -26,7 +26,7 @@ def build_launch_plan(
 ) -> LaunchPlan:
     """Write the VM's boot files and make its disks ready; the plan that runs them."""
     from ignitevm.kernel import kernel_cmdline
-    from ignitevm.network.base import PluginName
+    from ignitevm.network.base import DEFAULT_ID_PREFIX, PluginName
     from ignitevm.ops.restore import resume_for
     from ignitevm.ops.vmmchoice import cow_mode, ensure_root_disk, root_disks, vmm_for_start
     from ignitevm.spawn import LaunchPlan
@@ -64,8 +64,28 @@ def build_launch_plan(
         resume=resume_for(svc, vm, d),
     )
     jail = svc.config.spec.jail is not False
+    # the prefix recorded at create names the network objects (docs/network.md)
+    prefix = vm.status.id_prefix or DEFAULT_ID_PREFIX
     return LaunchPlan(machine, vmm=choice.vmm, network=PluginName(plugin_name), ports=ports,
-                      jail=jail)  # fmt: skip
+                      jail=jail, id_prefix=prefix,
+                      interfaces=extra_interfaces(vm, plugin_name))  # fmt: skip
+
+
+def extra_interfaces(vm: VM, plugin_name: str) -> tuple[str, ...]:
+    """The interfaces the VM's annotations add (ignite.weave.works/interface/NAME); they live
+    in the VM's network namespace, which only the cni plugin makes (docs/network.md)."""
+    from ignitevm.errors import ValidationError
+    from ignitevm.network.multinet import annotated_interfaces
+
+    names = annotated_interfaces(vm.metadata.annotations)
+    if names and plugin_name != "cni":
+        raise ValidationError(
+            f"VM {vm.metadata.name} asks for interfaces {', '.join(names)} "
+            f"(ignite.weave.works/interface/ annotations), which need the cni network plugin, "
+            f"not {plugin_name}",
+            hint="start it with --network-plugin cni",
+        )
+    return names
 
 
 def network_ports(ports: list[APIPortMapping]) -> tuple[PortMapping, ...]:

@@ -13,6 +13,10 @@ from ignitevm.store import Store, resolve_state_dir
 if TYPE_CHECKING:
     from ignitevm.oci import FetchOptions
 
+# Ignite's containerd runtime read the registries to reach without TLS verification from this
+# variable (comma-separated hosts); docs/images.md
+INSECURE_REGISTRIES_ENV = "IGNITE_CONTAINERD_INSECURE_REGISTRIES"
+
 # ignitevm has no kernel image in a registry to pull (Ignite's weaveworks/ignite-kernel); the
 # default kernel is Debian's, fetched with apt on first use (see ops/kernels.py, `apt:` sources).
 DEFAULT_KERNEL_SOURCE = "apt:linux-image-amd64"
@@ -33,11 +37,20 @@ class Services:
 
     @property
     def fetch(self) -> FetchOptions:
+        """How images are fetched: the configuration's registryConfigDir and the insecure
+        registries of IGNITE_CONTAINERD_INSECURE_REGISTRIES, unless set otherwise (flags)."""
         if self.fetch_options is not None:
             return self.fetch_options
         from ignitevm.oci import FetchOptions
 
-        return FetchOptions(cache_dir=self.store.cache_dir())
+        spec = self.config.spec
+        config_dir = spec.registry_config_dir or spec.client_config_dir
+        env = os.environ.get(INSECURE_REGISTRIES_ENV, "")
+        return FetchOptions(
+            cache_dir=self.store.cache_dir(),
+            registry_config_dir=Path(config_dir).expanduser() if config_dir else None,
+            insecure_registries=tuple(h.strip() for h in env.split(",") if h.strip()),
+        )
 
     def with_fetch(self, **changes: object) -> Services:
         return replace(self, fetch_options=replace(self.fetch, **changes))  # type: ignore[arg-type]

@@ -43,7 +43,7 @@ def start_vm(
     ``unless_stopped_by_user``: a restart by policy, refused (ConflictError) when a person
     stopped the VM, as checked under the start lock."""
     from ignitevm import spawn
-    from ignitevm.network.registry import require_plugin
+    from ignitevm.network.registry import resolve_plugin_name
     from ignitevm.ops.launchplan import build_launch_plan
     from ignitevm.ops.snapshots import finish_pending
 
@@ -61,12 +61,12 @@ def start_vm(
         # uses
         spawn.cleanup_stale(d)
         restrict(d, OBJECT_DIR_MODE, VMFiles.PRIVATE)  # what an older version left readable
-        plugin_name = network_plugin or vm.status.network.plugin or svc.default_network_plugin()
-        require_plugin(plugin_name)  # an unknown name fails here, naming the choices
+        wanted = network_plugin or vm.status.network.plugin or svc.default_network_plugin()
+        plugin_name = resolve_plugin_name(wanted)  # an unknown name fails here, naming them
         plan = _preflight(build_launch_plan(svc, vm, d, plugin_name, debug=debug, vmm=vmm),
                           ignore_preflight)  # fmt: skip
         started = time.monotonic()
-        spawn.launch(plan)
+        spawn.launch(plan, early=not wait)  # --wait=false: back when the user has to act
         if plan.machine.resume is not None:  # running where it was saved: nothing boots
             from ignitevm.ops.restore import resumed
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from ignitevm.errors import IgniteError
 from ignitevm.fsutil import PRIVATE_MODE
 from ignitevm.layout import VMFiles
-from ignitevm.network.base import NetworkRequest, PluginName, PortMapping
+from ignitevm.network.base import DEFAULT_ID_PREFIX, NetworkRequest, PluginName, PortMapping
 from ignitevm.records import RecordError, read_record, write_record
 from ignitevm.vmm.base import MachineSpec, VMMName
 
@@ -27,6 +27,8 @@ class LaunchPlan:
     boot_marker: str = DEFAULT_BOOT_MARKER
     stop_timeout: float = 30.0  # SIGTERM to the supervisor: power button, then hard stop
     jail: bool = True  # run the VMM in its jail (docs/runtime.md "The jail"), when root
+    id_prefix: str = DEFAULT_ID_PREFIX  # the VM's recorded status.idPrefix (network names)
+    interfaces: tuple[str, ...] = ()  # extra interfaces to join (network/multinet.py)
 
     @property
     def vm_dir(self) -> Path:
@@ -43,7 +45,8 @@ class LaunchPlan:
     def network_request(self) -> NetworkRequest:
         m = self.machine
         return NetworkRequest(vm_uid=m.uid, vm_name=m.name, vm_dir=m.vm_dir, mac=m.mac,
-                              ports=self.ports)  # fmt: skip
+                              ports=self.ports, id_prefix=self.id_prefix,
+                              interfaces=self.interfaces)  # fmt: skip
 
     def write(self) -> Path:
         path = self.vm_dir / VMFiles.PLAN

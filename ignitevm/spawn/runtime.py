@@ -10,7 +10,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from ignitevm.layout import VMFiles
-from ignitevm.network.base import NetworkRequest, PortMapping
+from ignitevm.network.base import DEFAULT_ID_PREFIX, NetworkRequest, PortMapping
 from ignitevm.records import RecordError, read_record, write_record
 from ignitevm.store.locks import is_locked
 
@@ -72,9 +72,11 @@ class RuntimeStatus:
     # the guest's RAM: the supervisor's fd (a VM restored from the same snapshot maps it too)
     memory_fd: int | None = None
     snapshot: str = ""  # the snapshot this run was resumed from
+    id_prefix: str = DEFAULT_ID_PREFIX
 
     def network_request(self, vm_dir: Path) -> NetworkRequest:
-        return NetworkRequest(self.vm_uid, self.vm_name, vm_dir, self.mac, self.ports)
+        return NetworkRequest(self.vm_uid, self.vm_name, vm_dir, self.mac, self.ports,
+                              id_prefix=self.id_prefix)  # fmt: skip
 
 
 def write_runtime(vm_dir: Path, status: RuntimeStatus) -> None:

@@ -72,7 +72,7 @@ class Supervisor:
             signal.signal(sig, lambda signum, frame: self.stop.signal())
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
         remove_runtime_files(self.vm_dir)
-        req = self.plan.network_request()
+        req = replace(self.plan.network_request(), on_wait=self._waiting)
         self.status = RuntimeStatus(
             supervisor_pid=os.getpid(),
             vmm=str(self.plan.vmm),
@@ -83,6 +83,7 @@ class Supervisor:
             vm_name=self.plan.name,
             mac=self.plan.machine.mac,
             ports=self.plan.ports,
+            id_prefix=self.plan.id_prefix,
         )
         try:
             self._confine()
@@ -129,6 +130,12 @@ class Supervisor:
         if self.jail is not None and self.status is not None:
             self.status = replace(self.status, jail_uid=self.jail.uid,
                                   cgroups=self.jail.cgroup_procs)  # fmt: skip
+
+    def _waiting(self, what: str, timeout: float) -> bool:
+        """The network waits for the user (network/base.py on_wait): the launcher hears it
+        once; a stop asked for meanwhile ends the wait."""
+        self.ready.waiting(what, timeout)
+        return not self.stop.requested
 
     def _detach(self) -> None:
         try:
@@ -219,7 +226,7 @@ class Supervisor:
 
     def _start_vmm(self, att: Attachment) -> proc.Popen[bytes]:
         spec = self.plan.machine
-        spec = replace(spec, cmdline=with_guest_ip(spec.cmdline, att, self.plan.name))
+        spec = replace(spec, cmdline=with_guest_ip(spec.cmdline, att, self.plan.name, spec.mac))
         log.info("starting %s%s", self.driver.name,
                  f" as uid {self.jail.uid}" if self.jail else " unjailed")  # fmt: skip
         self.vmm = vmm = self.driver.start(spec, att, self.jail)

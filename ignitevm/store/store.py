@@ -29,9 +29,10 @@ from ignitevm.layout import NAMES_LOCK
 from ignitevm.store.locks import file_lock, is_locked, try_hold_lock
 
 if TYPE_CHECKING:
+    from ignitevm.api.configuration import Configuration
     from ignitevm.api.objects import Object
     from ignitevm.api.snapshot import Snapshot
-    from ignitevm.api.types import VM, Configuration, Image, Kernel
+    from ignitevm.api.types import VM, Image, Kernel
 
 log = logging.getLogger(__name__)
 

@@ -111,9 +111,22 @@ def guest_ip_arg(att: Attachment, hostname: str) -> str | None:
     return "ip=" + ":".join(fields)
 
 
-def with_guest_ip(cmdline: str, att: Attachment, hostname: str) -> str:
-    """The command line with the attachment's ``ip=`` appended (an existing ``ip=`` wins)."""
+def guest_nic_args(att: Attachment, mac: str) -> list[str]:
+    """``ignite.nic=NAME,MAC[,CIDR...]`` words for /init when the VM has extra NICs: eth0 and
+    each extra one, so /init names every NIC by its MAC (the kernel's probe order is not the
+    command line's) and gives the extra ones their addresses (docs/internals.md)."""
+    if not att.extra_nics:
+        return []
+    words = [f"ignite.nic=eth0,{mac}"]
+    words += [",".join(["ignite.nic=" + n.guest_name, n.mac, *n.cidrs]) for n in att.extra_nics]
+    return words
+
+
+def with_guest_ip(cmdline: str, att: Attachment, hostname: str, mac: str = "") -> str:
+    """The command line with the attachment's ``ip=`` appended (an existing ``ip=`` wins), and
+    its extra NICs' ``ignite.nic=`` words."""
+    words = cmdline.split()
     arg = guest_ip_arg(att, hostname)
-    if arg is None or any(word.startswith("ip=") for word in cmdline.split()):
-        return cmdline
-    return f"{cmdline} {arg}".strip()
+    if arg is not None and not any(word.startswith("ip=") for word in words):
+        words.append(arg)
+    return " ".join([*words, *guest_nic_args(att, mac)])

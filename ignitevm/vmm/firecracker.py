@@ -137,6 +137,9 @@ def config_calls(spec: MachineSpec, att: Attachment) -> list[APICall]:
                 {"iface_id": "eth0", "host_dev_name": att.tap, "guest_mac": spec.mac},
             )
         )
+        for nic in att.extra_nics:  # annotated interfaces (docs/network.md)
+            body = {"iface_id": nic.guest_name, "host_dev_name": nic.tap, "guest_mac": nic.mac}
+            calls.append(APICall("PUT", f"/network-interfaces/{nic.guest_name}", body))
     elif att.user_net:
         raise FirecrackerError(
             "Firecracker has no user-mode networking",

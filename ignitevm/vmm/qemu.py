@@ -37,10 +37,10 @@ class QemuDriver:
         self.agent: socket.socket | None = None  # the host side of the guest agent's port
 
     def argv(
-        self, spec: MachineSpec, att: Attachment, *, qmp_fd: int, tap_fd: int | None,
+        self, spec: MachineSpec, att: Attachment, *, qmp_fd: int, tap_fds: tuple[int, ...],
         disk_fds: DiskFds, agent_fd: int, memory: GuestMemory,
     ) -> list[str]:  # fmt: skip
-        argv = build_qemu_argv(spec, att, qmp_fd=qmp_fd, tap_fd=tap_fd, disk_fds=disk_fds,
+        argv = build_qemu_argv(spec, att, qmp_fd=qmp_fd, tap_fds=tap_fds, disk_fds=disk_fds,
                                agent_fd=agent_fd, memory=memory, sandbox=True)  # fmt: skip
         argv[0] = proc.require_tool(argv[0])
         return argv
@@ -62,12 +62,13 @@ class QemuDriver:
             fds.append(listen_unix(self.vm_dir / QMP_SOCKET).detach())
             self.agent, qemu_end = socket.socketpair()
             fds.append(qemu_end.detach())
-            tap_fd = open_tap(att.netns, att.tap) if att.tap else None
-            if tap_fd is not None:
-                fds.append(tap_fd)
+            taps = [att.tap, *(nic.tap for nic in att.extra_nics)] if att.tap else []
+            for name in taps:
+                fds.append(open_tap(att.netns, name))  # in fds at once: closed on failure
+            tap_fds = tuple(fds[2:])
             memory = GuestMemory(self.memory_fd, shared=spec.resume is None,
                                  incoming=spec.resume is not None)  # fmt: skip
-            argv = self.argv(spec, att, qmp_fd=fds[0], tap_fd=tap_fd, disk_fds=disks,
+            argv = self.argv(spec, att, qmp_fd=fds[0], tap_fds=tap_fds, disk_fds=disks,
                              agent_fd=fds[1], memory=memory)  # fmt: skip
             if jail is None:
                 run_first = die_with_parent()

@@ -128,16 +128,26 @@ def _hostfwd(att: Attachment) -> str:
     return "".join(rules)
 
 
-def _nic_args(spec: MachineSpec, att: Attachment, tap_fd: int | None) -> list[str]:
-    if tap_fd is not None:
-        netdev = f"tap,id=n0,fd={tap_fd}"
-    elif att.tap is not None:
-        netdev = f"tap,id=n0,ifname={att.tap},script=no,downscript=no"
+def _nic_args(spec: MachineSpec, att: Attachment, tap_fds: tuple[int, ...]) -> list[str]:
+    """eth0, then the annotated interfaces (docs/network.md): each tap inherited as one of
+    ``tap_fds`` (in this order), else opened by QEMU by name."""
+
+    def tap(i: int, name: str) -> str:
+        if i < len(tap_fds):
+            return f"tap,id=n{i},fd={tap_fds[i]}"
+        return f"tap,id=n{i},ifname={name},script=no,downscript=no"
+
+    if att.tap is not None:
+        netdev = tap(0, att.tap)
     elif att.user_net:
         netdev = "user,id=n0" + _hostfwd(att)
     else:
         return []
-    return ["-netdev", netdev, "-device", f"virtio-net-device,netdev=n0,mac={spec.mac}"]
+    args = ["-netdev", netdev, "-device", f"virtio-net-device,netdev=n0,mac={spec.mac}"]
+    for i, nic in enumerate(att.extra_nics, start=1):
+        args += ["-netdev", tap(i, nic.tap),
+                 "-device", f"virtio-net-device,netdev=n{i},mac={nic.mac}"]  # fmt: skip
+    return args
 
 
 def _escape(value: str) -> str:
@@ -151,7 +161,7 @@ def build_qemu_argv(
     *,
     kvm_ok: bool | None = None,
     qmp_fd: int | None = None,
-    tap_fd: int | None = None,
+    tap_fds: tuple[int, ...] = (),
     disk_fds: DiskFds | None = None,
     agent_fd: int | None = None,
     memory: GuestMemory | None = None,
@@ -159,10 +169,10 @@ def build_qemu_argv(
 ) -> list[str]:
     """The full QEMU command line. The serial console is QEMU's stdio (the supervisor's pipes).
     QMP listens on an inherited socket ``qmp_fd`` (else binds ``vm_dir/qmp.sock`` itself), the
-    NIC is the inherited tap ``tap_fd`` (else QEMU opens ``att.tap``), the disks are the fd sets
-    ``disk_fds`` (else QEMU opens their paths), the guest agent's port listens on ``agent_fd``
-    (else on ``vm_dir/agent.sock``), the guest's RAM is ``memory`` (a memfd: what snapshots
-    save and restores map; else QEMU's own anonymous memory), ``sandbox`` adds QEMU's
+    NICs are the inherited taps ``tap_fds`` (else QEMU opens them by name), the disks are the
+    fd sets ``disk_fds`` (else QEMU opens their paths), the guest agent's port listens on
+    ``agent_fd`` (else on ``vm_dir/agent.sock``), the guest's RAM is ``memory`` (a memfd: what
+    snapshots save and restores map; else QEMU's own anonymous memory), ``sandbox`` adds QEMU's
     seccomp filter with everything denied. ``kvm_ok`` overrides host detection (tests)."""
     accel = resolve_accel(spec.accel, kvm_ok=kvm_ok)
     return [
@@ -177,7 +187,7 @@ def build_qemu_argv(
         "-initrd", str(spec.initrd),
         "-append", spec.cmdline,
         *_disk_args(spec, disk_fds),
-        *_nic_args(spec, att, tap_fd),
+        *_nic_args(spec, att, tap_fds),
         "-chardev", "stdio,id=con,signal=off",
         "-serial", "chardev:con",
         *_qmp_args(spec, qmp_fd),

@@ -12,6 +12,7 @@ import socket
 import stat
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,9 +35,9 @@ def require_root_and_tools(*tools: str) -> None:
         )
 
 
-def free_port() -> int:
+def free_port(ip: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((ip, 0))
         return int(sock.getsockname()[1])
 
 
@@ -46,6 +47,7 @@ class Registry:
     log: Path
     auth: bool
     config_dir: Path  # a Docker config dir whose config.json holds the credentials (if auth)
+    cert: Path | None = None  # the self-signed certificate of a TLS registry
 
     def requests(self, needle: str) -> int:
         """How many access-log lines contain ``needle`` (e.g. 'GET /v2/x/blobs/')."""
@@ -72,16 +74,14 @@ def _wait_ready(host: str, child: proc.Popen[bytes], log: Path) -> None:
     raise RuntimeError("docker-registry did not start listening")
 
 
-@pytest.fixture(params=["anonymous", "htpasswd"])
-def registry(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def run_registry(
+    base: Path, *, auth: bool, tls: bool = False, ip: str = "127.0.0.1"
 ) -> Iterator[Registry]:
-    """docker-registry on 127.0.0.1:<free port>, storage in tmp; once anonymous and once
-    with htpasswd Basic auth (credentials in a config.json of a tmp Docker config dir)."""
-    require_root_and_tools("docker-registry", "htpasswd", "skopeo")
-    auth = request.param == "htpasswd"
-    base = tmp_path_factory.mktemp("registry")
-    host = f"127.0.0.1:{free_port()}"
+    """docker-registry on <ip (loopback)>:<free port>, storage under ``base``; with htpasswd
+    Basic auth (credentials in a config.json of a Docker config dir) and/or TLS with a
+    self-signed certificate made by openssl (``Registry.cert``)."""
+    host = f"{ip}:{free_port(ip)}"
     config: dict[str, object] = {
         "version": 0.1,
         "log": {"level": "info", "accesslog": {"disabled": False}},
@@ -91,6 +91,14 @@ def registry(
         },
         "http": {"addr": host},
     }
+    cert: Path | None = None
+    if tls:
+        cert, key = base / "cert.pem", base / "key.pem"
+        proc.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                  "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", str(key), "-out",
+                  str(cert), "-days", "1", "-subj", f"/CN={ip}", "-addext",
+                  f"subjectAltName=IP:{ip}"])  # fmt: skip
+        config["http"] = {"addr": host, "tls": {"certificate": str(cert), "key": str(key)}}
     docker_dir = base / "docker"
     docker_dir.mkdir()
     if auth:
@@ -108,7 +116,7 @@ def registry(
         )
     try:
         _wait_ready(host, child, log)
-        yield Registry(host=host, log=log, auth=auth, config_dir=docker_dir)
+        yield Registry(host=host, log=log, auth=auth, config_dir=docker_dir, cert=cert)
     finally:
         child.terminate()
         try:
@@ -117,6 +125,25 @@ def registry(
             child.kill()
             child.wait()
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(params=["anonymous", "htpasswd"])
+def registry(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Registry]:
+    """docker-registry on 127.0.0.1:<free port>, storage in tmp; once anonymous and once
+    with htpasswd Basic auth (credentials in a config.json of a tmp Docker config dir)."""
+    require_root_and_tools("docker-registry", "htpasswd", "skopeo")
+    with run_registry(tmp_path_factory.mktemp("registry"), auth=request.param == "htpasswd") as r:
+        yield r
+
+
+@pytest.fixture
+def tls_registry(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Registry]:
+    """docker-registry serving HTTPS with a self-signed certificate, htpasswd auth."""
+    require_root_and_tools("docker-registry", "htpasswd", "skopeo", "openssl")
+    with run_registry(tmp_path_factory.mktemp("tls-registry"), auth=True, tls=True) as r:
+        yield r
 
 
 # -- a multi-layer image built by buildah ---------------------------------------------------

@@ -33,7 +33,7 @@ from ignitevm.network.base import NetworkRequest, PortMapping
 from ignitevm.network.cni import CNINetwork
 from ignitevm.network.cniconf import NetworkConfigList
 from ignitevm.network.cniexec import CNIRuntime, RuntimeArgs
-from ignitevm.network.cnirecord import NetworkRecord, netns_name
+from ignitevm.network.cnirecord import NetworkRecord
 from ignitevm.network.masquerade import masquerade_chain
 from ignitevm.network.netns import run_in_netns
 from ignitevm.network.ports import require_free_ports
@@ -67,17 +67,21 @@ class Env:
     data_dir: Path
     tmp: Path
     uids: list[str] = field(default_factory=list)
+    netns_names: list[str] = field(default_factory=list)  # of requests with their own id prefix
 
     def plugin(self) -> CNINetwork:
         return CNINetwork(conf_dir=self.conf_dir, bin_dirs=[Path("/usr/lib/cni")])
 
-    def request(self, ports: tuple[PortMapping, ...] = ()) -> NetworkRequest:
+    def request(
+        self, ports: tuple[PortMapping, ...] = (), id_prefix: str = "ignite"
+    ) -> NetworkRequest:
         uid = secrets.token_hex(8)
         self.uids.append(uid)
+        self.netns_names.append(f"{id_prefix}-{uid}")
         vm_dir = self.tmp / "vm" / uid
         vm_dir.mkdir(parents=True)
         mac = "02:1e:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(4))
-        return NetworkRequest(uid, f"vm-{uid[:6]}", vm_dir, mac, ports)
+        return NetworkRequest(uid, f"vm-{uid[:6]}", vm_dir, mac, ports, id_prefix=id_prefix)
 
     def in_host(self, fn: Callable[[], T]) -> T:
         return run_in_netns(self.host_ns, fn)
@@ -137,8 +141,8 @@ def env(tmp_path: Path) -> Iterator[Env]:
         e.host("ip", "link", "set", "lo", "up")
         yield e
     finally:
-        for uid in e.uids:
-            sh("ip", "netns", "delete", netns_name(uid), check=False)
+        for name in {*(f"ignite-{uid}" for uid in e.uids), *e.netns_names}:
+            sh("ip", "netns", "delete", name, check=False)
         # the host namespace holds the bridge, veths and every iptables chain of the test
         sh("ip", "netns", "delete", e.host_ns, check=False)
 
@@ -290,8 +294,8 @@ def ping(env: Env, ip: str, timeout: float = 3.0) -> bool:
 def assert_nothing_left(env: Env, reqs: list[NetworkRequest]) -> None:
     nat = env.host("iptables-save", "-t", "nat")
     for req in reqs:
-        assert not Path("/var/run/netns", netns_name(req.vm_uid)).exists()
-        cid = f"ignite-{req.vm_uid}"
+        assert not Path("/var/run/netns", req.prefixed_id).exists()
+        cid = req.prefixed_id
         assert cid not in nat, f"iptables rules of {cid} left:\n{nat}"
         assert masquerade_chain(env.network, cid) not in nat
         record = NetworkRecord.load(req.vm_dir)
@@ -306,6 +310,26 @@ def assert_nothing_left(env: Env, reqs: list[NetworkRequest]) -> None:
 # --- tests ------------------------------------------------------------------------------------
 
 
+def test_id_prefix_names_the_netns_and_container_and_teardown_uses_the_record(env: Env) -> None:
+    """Issue 14 item 4: a VM attached with id prefix t14-lab gets netns and CNI container id
+    t14-lab-<uid>; a teardown asked with another prefix (the CLI's changed) still removes it."""
+    plugin = env.plugin()
+    req = env.request(id_prefix="t14-lab")
+    att = env.in_host(lambda: plugin.attach(req))
+    try:
+        assert att.netns == f"t14-lab-{req.vm_uid}"
+        assert Path("/var/run/netns", att.netns).exists()
+        assert not Path("/var/run/netns", f"ignite-{req.vm_uid}").exists()
+        assert att.ip is not None and env.leases() == [att.ip]
+        lease = (env.data_dir / env.network / att.ip).read_text()
+        assert lease.splitlines()[0] == f"t14-lab-{req.vm_uid}"  # host-local's container id
+        assert f"t14-lab-{req.vm_uid}" in env.host("iptables-save", "-t", "nat")
+    finally:
+        other = NetworkRequest(req.vm_uid, req.vm_name, req.vm_dir, req.mac)  # prefix "ignite"
+        env.in_host(lambda: plugin.detach(other))
+    assert_nothing_left(env, [req])
+
+
 def test_attach_dhcp_ping_detach(env: Env) -> None:
     plugin = env.plugin()
     req = env.request(ports=(PortMapping(18000 + secrets.randbelow(2000), 22),))
@@ -314,7 +338,7 @@ def test_attach_dhcp_ping_detach(env: Env) -> None:
     env.in_host(lambda: require_free_ports(req.ports))
     att = env.in_host(lambda: plugin.attach(req))
     try:
-        assert att.netns == netns_name(req.vm_uid) and att.tap == "tap0"
+        assert att.netns == req.prefixed_id and att.tap == "tap0"
         assert att.ip is not None and att.ip.startswith(env.subnet_prefix)
         assert att.gateway == env.subnet_prefix + "1" and att.prefix_len == 24
         links = sh("ip", "-n", att.netns, "-o", "link")
@@ -537,7 +561,7 @@ def test_detach_removes_masquerade_chain_when_netns_vanished(env: Env) -> None:
     attach_in_child(env, req)  # its responder, which held the namespace, died with it
     record = NetworkRecord.load(req.vm_dir)
     assert record is not None and record.attached
-    sh("ip", "netns", "delete", netns_name(req.vm_uid))  # e.g. deleted by hand
+    sh("ip", "netns", "delete", req.prefixed_id)  # e.g. deleted by hand
     env.in_host(lambda: env.plugin().detach(req))
     assert_nothing_left(env, [req])
 
@@ -552,7 +576,7 @@ def test_portmap_end_to_end_with_runtime(env: Env) -> None:
     )
     uid = secrets.token_hex(8)
     env.uids.append(uid)
-    ns = netns_name(uid)
+    ns = f"ignite-{uid}"
     host_port = 20000 + secrets.randbelow(5000)
     args = RuntimeArgs(
         container_id=f"ignite-{uid}",

@@ -14,6 +14,7 @@ try:  # tests/ as a package (tests/__init__.py) or as plain directories
         Registry,
         built_image,
         registry,
+        tls_registry,
         tree_listing,
     )
 except ImportError:
@@ -22,6 +23,7 @@ except ImportError:
         Registry,
         built_image,
         registry,
+        tls_registry,
         tree_listing,
     )
 
@@ -29,7 +31,7 @@ from ignitevm.errors import IgniteError, NotFoundError
 from ignitevm.oci import FetchOptions, resolve_image, unpack_image
 
 pytestmark = pytest.mark.integration
-__all__ = ["built_image", "registry"]  # fixtures, imported for pytest
+__all__ = ["built_image", "registry", "tls_registry"]  # fixtures, imported for pytest
 
 
 def test_registry_import_and_cache(
@@ -94,3 +96,45 @@ def test_registry_zstd_layers(registry: Registry, built_image: BuiltImage, tmp_p
     }
     unpack_image(image, tmp_path / "rootfs", opts)
     assert tree_listing(tmp_path / "rootfs") == built_image.merged
+
+
+def test_https_registry_with_a_self_signed_certificate(
+    tls_registry: Registry, built_image: BuiltImage, tmp_path: Path
+) -> None:
+    """Issue 14 item 7 through the CLI: docker-registry over TLS (self-signed) with htpasswd.
+    Without the insecure setting: refused with a hint; with IGNITE_CONTAINERD_INSECURE_REGISTRIES
+    but no credentials: an auth error; with the configuration's registryConfigDir: imported;
+    --insecure-registry and --registry-config-dir do the same."""
+    import os
+    import subprocess
+    import sys
+
+    ref = tls_registry.push(f"oci:{built_image.layout}:test", "ignitevm/test:1")
+    nobody = tmp_path / "nobody"
+    nobody.mkdir()
+    plain, with_dir = tmp_path / "plain.yaml", tmp_path / "with-dir.yaml"
+    head = "apiVersion: ignite.weave.works/v1alpha4\nkind: Configuration\nspec:\n"
+    plain.write_text(head + "  networkPlugin: none\n")
+    with_dir.write_text(head + f"  registryConfigDir: {tls_registry.config_dir}\n")
+
+    def ignite(config: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        argv = [sys.executable, "-m", "ignitevm.cli", "--ignite-config", str(config), *args]
+        full = {**os.environ, "IGNITE_STATE_DIR": str(tmp_path / "state"),
+                "DOCKER_CONFIG": str(nobody), **env}  # fmt: skip
+        if not env:
+            full.pop("IGNITE_CONTAINERD_INSECURE_REGISTRIES", None)
+        return subprocess.run(argv, capture_output=True, text=True, env=full, timeout=300)
+
+    refused = ignite(with_dir, "image", "import", ref)
+    assert refused.returncode != 0 and "speaks HTTPS" in refused.stderr, refused.stderr
+    insecure = {"IGNITE_CONTAINERD_INSECURE_REGISTRIES": f"example.org,{tls_registry.host}"}
+    no_creds = ignite(plain, "image", "import", ref, **insecure)
+    assert no_creds.returncode != 0 and "requires authentication" in no_creds.stderr
+    assert "CERTIFICATE_VERIFY_FAILED" not in no_creds.stderr
+    done = ignite(with_dir, "image", "import", ref, **insecure)
+    assert done.returncode == 0, done.stderr
+    assert "ignitevm/test:1" in ignite(plain, "image", "ls").stdout
+    ignite(plain, "image", "rm", ref)
+    flags = ignite(plain, "image", "import", ref, "--insecure-registry", tls_registry.host,
+                   "--registry-config-dir", str(tls_registry.config_dir))  # fmt: skip
+    assert flags.returncode == 0, flags.stderr

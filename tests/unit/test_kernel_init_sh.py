@@ -92,3 +92,48 @@ def test_parse_cmdline_picks_ignite_words_and_ignores_others() -> None:
 def test_defaults_when_words_are_absent() -> None:
     out = run_lib('parse_cmdline console=ttyS0; echo "[$IGNITE_COW][$IGNITE_IP][$IGNITE_DEBUG]"')
     assert out.strip() == "[][][]"
+
+
+def test_parse_cmdline_collects_nics() -> None:
+    out = run_lib(
+        "parse_cmdline quiet ignite.nic=eth0,02:00:00:00:00:01 "
+        "ignite.nic=eth1,aa:ca:e9:12:34:78,10.9.0.2/24,10.9.1.2/24 "
+        "ignite.nic=eth2,aa:ca:e9:12:34:56; "
+        'echo "$IGNITE_NICS"'
+    )
+    assert out.strip() == (
+        "eth0,02:00:00:00:00:01 eth1,aa:ca:e9:12:34:78,10.9.0.2/24,10.9.1.2/24 "
+        "eth2,aa:ca:e9:12:34:56"
+    )
+
+
+FAKE_IP = """
+ip() {  # records the call; renames move the fake sysfs entries
+    echo "ip $*" >>"$SYS_NET.log"
+    if [ "$1 $2" = "link set" ] && [ "$5" = name ]; then mv "$SYS_NET/$4" "$SYS_NET/$6"; fi
+}
+"""
+
+
+def test_nics_are_named_by_mac_and_get_their_addresses(tmp_path: Path) -> None:
+    """The kernel probed the NICs in another order than the command line lists them: eth0 has
+    the extra NIC's MAC and eth1 eth0's. /init swaps them by MAC, then sets eth1's addresses."""
+    sys_net = tmp_path / "net"
+    for dev, mac in (("eth0", "aa:ca:e9:12:34:78"), ("eth1", "02:00:00:00:00:01")):
+        (sys_net / dev).mkdir(parents=True)
+        (sys_net / dev / "address").write_text(mac + "\n")
+    run_lib(
+        f"SYS_NET={sys_net}; {FAKE_IP} "
+        "IGNITE_NICS='eth0,02:00:00:00:00:01 eth1,aa:ca:e9:12:34:78,10.9.0.2/24,10.9.1.2/24'; "
+        'say() { echo "$*" >>"$SYS_NET.log"; }; name_nics; setup_nics'
+    )
+    assert (sys_net / "eth0/address").read_text().strip() == "02:00:00:00:00:01"
+    assert (sys_net / "eth1/address").read_text().strip() == "aa:ca:e9:12:34:78"
+    assert Path(f"{sys_net}.log").read_text().splitlines() == [
+        "ip link set dev eth0 name ignitenic1",
+        "ip link set dev eth1 name eth0",
+        "ip link set dev ignitenic1 name eth1",
+        "ip link set dev eth1 up",
+        "ip addr add 10.9.0.2/24 dev eth1",
+        "ip addr add 10.9.1.2/24 dev eth1",
+    ]

@@ -46,6 +46,7 @@ class FakeRegistry:
         self.corrupt: set[str] = set()
         self.require_user = False
         self.port = 0
+        self.realm_base = ""  # default: http://127.0.0.1:<port>
 
 
 def _handler(state: FakeRegistry) -> type[BaseHTTPRequestHandler]:
@@ -68,7 +69,7 @@ def _handler(state: FakeRegistry) -> type[BaseHTTPRequestHandler]:
             if self.path.startswith("/token"):
                 return self._token()
             if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-                realm = f"http://127.0.0.1:{state.port}/token"
+                realm = f"{state.realm_base or f'http://127.0.0.1:{state.port}'}/token"
                 return self._send(
                     401,
                     b"{}",

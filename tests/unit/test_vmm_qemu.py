@@ -232,7 +232,7 @@ def test_argv_with_inherited_fds_and_guest_memory(tmp_path: Path) -> None:
 
     spec = _spec(tmp_path, memory_mib=256)
     memory = GuestMemory(8, shared=True)
-    argv = build_qemu_argv(spec, Attachment(tap="tap0"), kvm_ok=False, qmp_fd=5, tap_fd=6,
+    argv = build_qemu_argv(spec, Attachment(tap="tap0"), kvm_ok=False, qmp_fd=5, tap_fds=(6,),
                            agent_fd=7, memory=memory, sandbox=True)  # fmt: skip
     assert _opt(argv, "-M")[0].endswith(",memory-backend=mem")
     assert _opt(argv, "-object") == [
@@ -268,3 +268,17 @@ def test_disks_as_fd_sets_with_the_base_named_by_the_host(tmp_path: Path) -> Non
         assert str(tmp_path) not in " ".join(_opt(argv, "-drive"))  # QEMU opens no path
     finally:
         fds.close()
+
+
+def test_argv_extra_nics_use_their_inherited_taps(tmp_path: Path) -> None:
+    """Every tap, eth0's and the annotated interfaces', is an fd the supervisor opened in the
+    VM's netns: a jailed QEMU has no /dev/net/tun to open them by name."""
+    from ignitevm.network.base import GuestNIC
+
+    att = Attachment(tap="tap0", extra_nics=(GuestNIC("eth1", "tap1", "02:00:00:00:00:01"),))
+    spec = _spec(tmp_path)
+    argv = build_qemu_argv(spec, att, kvm_ok=False, tap_fds=(6, 9))
+    assert _opt(argv, "-netdev") == ["tap,id=n0,fd=6", "tap,id=n1,fd=9"]
+    assert "virtio-net-device,netdev=n1,mac=02:00:00:00:00:01" in _opt(argv, "-device")
+    argv = build_qemu_argv(spec, att, kvm_ok=False)  # not inherited: opened by name
+    assert _opt(argv, "-netdev")[1] == "tap,id=n1,ifname=tap1,script=no,downscript=no"

@@ -20,8 +20,9 @@ from ignitevm.spawn.runtime import is_running
 LAUNCH_TIMEOUT = 120.0  # network setup (CNI) and the VMM's start, not the boot
 
 
-def launch(plan: LaunchPlan, timeout: float = LAUNCH_TIMEOUT) -> int:
-    """Write the plan, start the detached supervisor, and return its pid once the VMM runs.
+def launch(plan: LaunchPlan, timeout: float = LAUNCH_TIMEOUT, *, early: bool = False) -> int:
+    """Write the plan, start the detached supervisor, and return its pid once the VMM runs
+    (``early``: or once the supervisor says it waits for the user, spawn/protocol.py).
 
     Raises IgniteError (with the supervisor's reason and log tail) when it could not start."""
     if is_running(plan.vm_dir):
@@ -48,7 +49,7 @@ def launch(plan: LaunchPlan, timeout: float = LAUNCH_TIMEOUT) -> int:
         os.close(write_fd)
         write_fd = -1
         try:
-            msg = read_ready(read_fd, timeout)
+            msg = read_ready(read_fd, timeout, early=early)
         except IgniteError:
             kill(plan.vm_dir)  # do not leave a half-started VM behind
             raise

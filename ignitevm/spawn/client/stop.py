@@ -124,7 +124,12 @@ def kill_orphan(vm_dir: Path) -> None:
     for pid in supervisors:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-    require_plugin("cni").detach(NetworkRequest(vm_dir.name, "", vm_dir, ""))
+    from ignitevm.network.cnirecord import leftover_prefix
+
+    prefix = leftover_prefix(vm_dir.name)
+    if prefix is not None:
+        req = NetworkRequest(vm_dir.name, "", vm_dir, "", id_prefix=prefix)
+        require_plugin("cni").detach(req)
     from ignitevm.vmm.cgroups import group_procs, remove
 
     remove(group_procs(vm_dir.name))
@@ -198,8 +203,7 @@ def cleanup_stale(vm_dir: Path, plugins: Callable[[str], NetworkPlugin] | None =
 
 def _left_behind(vm_dir: Path) -> bool:
     """Whether a run left anything although runtime.json is missing or damaged."""
-    from ignitevm.network.cnirecord import NetworkRecord, netns_name
-    from ignitevm.network.netns import netns_exists
+    from ignitevm.network.cnirecord import NetworkRecord, leftover_prefix
     from ignitevm.vmm.driver import all_runtime_files
 
     names = (VMFiles.RUNTIME, *all_runtime_files())
@@ -209,16 +213,20 @@ def _left_behind(vm_dir: Path) -> bool:
         record = NetworkRecord.load(vm_dir)
         if record is None or record.attached:
             return True
-    return netns_exists(netns_name(vm_dir.name))
+    return leftover_prefix(vm_dir.name) is not None
 
 
 def _status_from_leftovers(vm_dir: Path) -> RuntimeStatus:
     """A runtime record for a run whose runtime.json is damaged or missing: the cni plugin
     (the only one that leaves host state) undoes what network.json or the netns say."""
+    from ignitevm.network.base import DEFAULT_ID_PREFIX
+    from ignitevm.network.cnirecord import leftover_prefix
+
     log.warning("the VM in %s has no readable runtime.json: cleaning up from what is left",
                 vm_dir)  # fmt: skip
+    prefix = leftover_prefix(vm_dir.name) or DEFAULT_ID_PREFIX
     return RuntimeStatus(supervisor_pid=0, vmm="", state=RuntimeState.STOPPING, started_at=0.0,
-                         network="cni", vm_uid=vm_dir.name)  # fmt: skip
+                         network="cni", vm_uid=vm_dir.name, id_prefix=prefix)  # fmt: skip
 
 
 def _processes_of(vm_dir: Path) -> list[int]:

@@ -57,10 +57,10 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
     work = Path(tempfile.mkdtemp(prefix="import-", dir=svc.store.tmp_dir()))
     try:
         log.info("importing %s", resolved.name)
-        unpack_image(resolved, work / "rootfs", svc.fetch)
+        owners = unpack_image(resolved, work / "rootfs", svc.fetch)
         obj_dir = work / "object"
         obj_dir.mkdir()
-        build_base_image(work / "rootfs", obj_dir / ImageFiles.BASE)
+        build_base_image(work / "rootfs", obj_dir / ImageFiles.BASE, owners=owners)
         image = Image(
             metadata=ObjectMeta(name=name or resolved.name, uid=uid, created=datetime.now(UTC)),
             spec=ImageSpec(oci=resolved.name),

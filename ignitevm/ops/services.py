@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ignitevm.api import Configuration, load_configuration
 from ignitevm.store import Store, resolve_state_dir
+from ignitevm.userpaths import is_root
 
 if TYPE_CHECKING:
     from ignitevm.oci import FetchOptions
@@ -17,6 +18,7 @@ if TYPE_CHECKING:
 # default kernel is Debian's, fetched with apt on first use (see ops/kernels.py, `apt:` sources).
 DEFAULT_KERNEL_SOURCE = "apt:linux-image-amd64"
 DEFAULT_IMAGE = "ignitevm/default:latest"
+USER_NETWORK_PLUGIN = "user"  # QEMU's user-mode networking: no root needed
 
 
 @dataclass(frozen=True)
@@ -46,7 +48,15 @@ class Services:
         return self.config.spec.vm_defaults.kernel.oci or DEFAULT_KERNEL_SOURCE
 
     def default_network_plugin(self) -> str:
-        return os.environ.get("IGNITE_NETWORK_PLUGIN") or self.config.spec.network_plugin
+        """``IGNITE_NETWORK_PLUGIN``, the configuration's ``networkPlugin`` when it sets one,
+        else ``cni`` for root and ``user`` for anyone else (cni needs root; docs/network.md)."""
+        env = os.environ.get("IGNITE_NETWORK_PLUGIN")
+        if env:
+            return env
+        spec = self.config.spec
+        if "network_plugin" in spec.model_fields_set or is_root():
+            return spec.network_plugin
+        return USER_NETWORK_PLUGIN
 
 
 def build_services(config_path: Path | None = None) -> Services:

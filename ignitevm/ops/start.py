@@ -79,6 +79,9 @@ def _wait_for_ssh(svc: Services, vm: VM, timeout: float) -> None:
 
 def _preflight(plan: LaunchPlan, ignored: frozenset[str]) -> None:
     from ignitevm.ops.preflight import StartRequest, require_preflight
+    from ignitevm.vmm.base import Accel
 
-    req = StartRequest(plan.vmm, plan.network, plan.machine.vmlinux, ports=plan.ports)
+    req = StartRequest(
+        plan.vmm, plan.network, plan.machine.vmlinux, Accel(plan.machine.accel), plan.ports
+    )
     require_preflight(req, ignored)

@@ -19,6 +19,7 @@ from ignitevm.api.names import is_uid
 from ignitevm.api.types import Kind
 from ignitevm.errors import AmbiguousError, IgniteError, NotFoundError, ValidationError
 from ignitevm.store.locks import file_lock, is_locked
+from ignitevm.userpaths import ROOT_STATE_DIR, default_state_dir
 
 if TYPE_CHECKING:
     from ignitevm.api.types import VM, Configuration, Image, Kernel, Object
@@ -27,7 +28,7 @@ log = logging.getLogger(__name__)
 
 METADATA = "metadata.json"
 META_LOCK = ".meta.lock"
-DEFAULT_STATE_DIR = Path("/var/lib/firecracker")
+DEFAULT_STATE_DIR = ROOT_STATE_DIR  # root's; a user's is in userpaths.py
 
 _HINTS = {
     Kind.VM: "see `ignite ps -a`",
@@ -271,13 +272,14 @@ class Store:
 
 
 def resolve_state_dir(config: Configuration | None = None) -> Path:
-    """``IGNITE_STATE_DIR``, then the config's ``spec.stateDir``, then /var/lib/firecracker."""
+    """``IGNITE_STATE_DIR``, then the config's ``spec.stateDir``, then /var/lib/firecracker
+    (root) or ``$XDG_DATA_HOME/ignitevm`` (anyone else: userpaths.py)."""
     env = os.environ.get("IGNITE_STATE_DIR")
     if env:
         return Path(env)
     if config is not None and config.spec.state_dir:
         return Path(config.spec.state_dir)
-    return DEFAULT_STATE_DIR
+    return default_state_dir()
 
 
 def _identity(obj: Object) -> tuple[Kind, str]:

@@ -15,6 +15,7 @@ from ignitevm import proc
 from ignitevm.errors import IgniteError, NotFoundError, ValidationError
 from ignitevm.ops.access import SSHTarget, connect, require_target
 from ignitevm.ops.services import Services
+from ignitevm.untar import extract_safely
 
 
 def split_vm_path(text: str) -> tuple[str, str] | None:
@@ -105,7 +106,7 @@ def _from_vm(target: SSHTarget, src: str, dest: Path, timeout: float) -> None:
         assert child.stdout is not None and child.stderr is not None
         try:
             with tarfile.open(fileobj=child.stdout, mode="r|") as tar:
-                tar.extractall(work, filter="tar")
+                extract_safely(tar, work)  # no path out of work, no device node
         except tarfile.TarError as exc:
             child.kill()
             err = child.stderr.read().decode(errors="replace").strip()

@@ -16,6 +16,8 @@ from ignitevm.layout import VMFiles
 from ignitevm.ops.images import base_image_path, ensure_image
 from ignitevm.ops.kernels import ensure_kernel, kernel_files
 from ignitevm.ops.services import DEFAULT_IMAGE, Services
+from ignitevm.ops.shares import NO_9P, check_shares
+from ignitevm.vmm.base import VMMName
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
         # chosen once, here, and recorded: Firecracker VMs get the overlay mode's raw
         # writable disk instead of a qcow2 overlay
         choice = resolve_vmm(svc, vm, vmlinux=kernel_files(svc, kernel)[0])
+        if spec.storage.shares and choice.vmm == VMMName.FIRECRACKER:
+            raise ValidationError(NO_9P, hint="drop --vmm firecracker, or the --share flags")
         vm.status.vmm = Vmm(choice.vmm)
         create_root_disk(vm, vm_dir, base_image_path(svc, image), cow_mode(vm_dir, choice.vmm))
         if spec.ssh is True:
@@ -139,6 +143,7 @@ def _check_spec(vm: VM) -> None:
             )
         if not host.exists():
             raise NotFoundError(f"copy-files: {host} does not exist")
+    check_shares(vm)
 
 
 def generate_ssh_key(path: Path, comment: str) -> None:

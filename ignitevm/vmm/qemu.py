@@ -62,6 +62,25 @@ def _disk_args(spec: MachineSpec) -> list[str]:
     return args
 
 
+def _share_args(spec: MachineSpec) -> list[str]:
+    """``--share``: one virtio-9p device per host directory (docs/runtime.md "Host
+    directories"). security_model=mapped-xattr: the guest's owners, modes, devices and
+    symlinks are xattrs on files QEMU's user owns, never real ones on the host (no set-id file,
+    device node or symlink planted by a guest); QEMU's local backend resolves every path below
+    the export root without following symlinks out of it. readonly=on makes QEMU refuse
+    writes, whatever the guest mounts. multidevs=remap keeps inode numbers unique when the
+    directory spans several host filesystems."""
+    args: list[str] = []
+    for i, share in enumerate(spec.shares):
+        fsdev = (
+            f"local,id=share{i},path={_escape(str(share.path))},security_model=mapped-xattr,"
+            f"multidevs=remap{',readonly=on' if share.readonly else ''}"
+        )
+        device = f"virtio-9p-device,fsdev=share{i},mount_tag={_escape(share.tag)}"
+        args += ["-fsdev", fsdev, "-device", device]
+    return args
+
+
 def _hostfwd(att: Attachment) -> str:
     rules = []
     for pm in att.ports:
@@ -101,6 +120,7 @@ def build_qemu_argv(spec: MachineSpec, att: Attachment, *, kvm_ok: bool | None =
         "-append", spec.cmdline,
         *_disk_args(spec),
         *_nic_args(spec, att),
+        *_share_args(spec),
         "-chardev", "stdio,id=con,signal=off",
         "-serial", "chardev:con",
         "-qmp", f"unix:{_escape(socket_arg(spec.vm_dir, QMP_SOCKET))},server=on,wait=off",

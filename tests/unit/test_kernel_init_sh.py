@@ -92,3 +92,18 @@ def test_parse_cmdline_picks_ignite_words_and_ignores_others() -> None:
 def test_defaults_when_words_are_absent() -> None:
     out = run_lib('parse_cmdline console=ttyS0; echo "[$IGNITE_COW][$IGNITE_IP][$IGNITE_DEBUG]"')
     assert out.strip() == "[][][]"
+
+
+def test_parse_share() -> None:
+    out = run_lib(
+        "for s in ignite_share0:rw:/mnt/src ignite_share1:ro:/data:x bad:xx:/a t:rw:rel; do "
+        'if parse_share "$s"; then echo "$SHARE_TAG|$SHARE_OPTS|$SHARE_PATH"; '
+        'else echo "refused $s"; fi; done'
+    )
+    opts = "trans=virtio,version=9p2000.L,cache=mmap,msize=512000"
+    assert out.splitlines() == [
+        f"ignite_share0|{opts}|/mnt/src",
+        f"ignite_share1|{opts},ro|/data:x",
+        "refused bad:xx:/a",
+        "refused t:rw:rel",
+    ]

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 from ignitevm.api import Configuration, load_configuration
 from ignitevm.store import Store, resolve_state_dir
-from ignitevm.userpaths import is_root
+from ignitevm.userpaths import default_state_dir, is_root
 
 if TYPE_CHECKING:
     from ignitevm.oci import FetchOptions
@@ -61,4 +61,9 @@ class Services:
 
 def build_services(config_path: Path | None = None) -> Services:
     config = load_configuration(config_path)
-    return Services(config=config, store=Store(resolve_state_dir(config)))
+    root = resolve_state_dir(config)
+    if not is_root() and root == default_state_dir() and not root.exists():
+        # a user's VMs (keys, consoles, disks) are theirs alone; a chosen directory keeps
+        # whatever mode it was given
+        root.mkdir(mode=0o700, parents=True)
+    return Services(config=config, store=Store(root))

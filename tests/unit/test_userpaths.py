@@ -103,3 +103,12 @@ def test_long_ssh_control_paths_are_private(
     path = control_path(deep)
     assert path.parent == tmp_path / f"ignitevm-{os.geteuid()}" and len(str(path)) < 108
     assert control_path(tmp_path / ("e" * 120) / "vm") != path
+
+
+def test_a_users_state_dir_is_private(user: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from ignitevm.ops.services import build_services
+
+    monkeypatch.delenv("IGNITE_STATE_DIR", raising=False)
+    svc = build_services(None)
+    assert svc.state_dir == user / ".local/share/ignitevm"
+    assert svc.state_dir.stat().st_mode & 0o777 == 0o700

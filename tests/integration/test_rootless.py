@@ -1,9 +1,9 @@
 """The whole flow as an ordinary user (Ignite #24 #137 #406 #672) and host directories in VMs
 (#76 #829), with real VMs: a user made for the test imports a kernel and an image whose files
-belong to three uids (setuid, setgid, a device node), runs a VM with --ssh, -p and --share, and
-finds the image's owners in the guest; exec, cp both ways, stop, rm; a second user sees none of
-it; nothing is written outside the user's state dir and /tmp. A root VM shares a directory
-read-write and read-only and the guest tries to leave them."""
+belong to three uids (setuid, setgid, a device node), has ignited run a VM with SSH, a port
+and a share from a manifest, and finds the image's owners in the guest; exec, cp both ways,
+stop, rm; a second user sees none of it; nothing is written outside the user's state dir and
+/tmp. A root VM shares a directory read-write and read-only and the guest tries to leave them."""
 
 from __future__ import annotations
 
@@ -50,11 +50,11 @@ class User:
         return self.home / ".local/share/ignitevm"
 
     def run(
-        self, *argv: str, check: bool = True, timeout: float = 300
+        self, *argv: str, check: bool = True, timeout: float = 300, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         env = ["env", "-i", "PATH=/usr/local/bin:/usr/bin:/bin", f"HOME={self.home}",
                f"USER={self.name}", f"PYTHONPATH={ROOT}:{SITE / 'site-packages'}"]  # fmt: skip
-        proc = subprocess.run(["runuser", "-u", self.name, "--", *env, *argv],
+        proc = subprocess.run(["runuser", "-u", self.name, "--", *env, *argv], input=input,
                               capture_output=True, text=True, timeout=timeout)  # fmt: skip
         if check and proc.returncode != 0:
             raise AssertionError(f"{argv} as {self.name}: {proc.returncode}\n{proc.stderr}")
@@ -136,9 +136,23 @@ def test_the_whole_flow_as_a_user(user: User, scratch: Path) -> None:
     user.run("mkdir", str(share))
     user.run("sh", "-c", f"echo from-host > {share}/host.txt")
     port = _free_port()
-    user.ignite("run", "owned", "--name", "rl", "--ssh", "-p", f"127.0.0.1:{port}:2222",
-                "--memory", "256MB", "-k", f"deb:{deb}",
-                "--share", f"{share}:/mnt/share")  # fmt: skip
+    # ignited creates and starts it from the user's default manifest directory, through the
+    # same use cases as `ignite run` (shares included)
+    manifests = user.home / ".config/ignite/manifests"
+    user.run("mkdir", "-p", str(manifests))
+    user.run(
+        "sh",
+        "-c",
+        f"cat > {manifests}/rl.yaml",
+        input=(
+            "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\nmetadata:\n  name: rl\n"
+            f"spec:\n  image:\n    oci: owned\n  kernel:\n    oci: deb:{deb}\n  memory: 256MB\n"
+            f"  ssh: true\n  network:\n    ports:\n    - {{hostPort: {port}, vmPort: 2222, "
+            "bindAddress: 127.0.0.1}\n"
+            f"  storage:\n    shares:\n    - {{hostPath: {share}, vmPath: /mnt/share}}\n"
+        ),
+    )
+    user.run(SYSTEM_PYTHON, "-m", "ignitevm.cli.ignited", "daemon", "--once")
 
     # user networking is a user's default; the SSH port and -p are loopback forwards
     ps = user.ignite("ps").stdout
@@ -188,7 +202,8 @@ def test_the_whole_flow_as_a_user(user: User, scratch: Path) -> None:
     user.ignite("rm", "rl")
     assert user.ignite("-q", "ps", "-a").stdout.strip() == ""
     new = _owned_by(user.uid) - before
-    allowed = (str(user.state_dir), "/tmp/", str(share), str(user.home / "hostname.txt"))
+    allowed = (str(user.state_dir), "/tmp/", str(share), str(user.home / "hostname.txt"),
+               str(user.home / ".config"))  # fmt: skip
     outside = sorted(p for p in new if not p.startswith(allowed) and p != str(user.home / ".local")
                      and p != str(user.home / ".local/share"))  # fmt: skip
     assert outside == []

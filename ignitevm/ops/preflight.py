@@ -248,12 +248,14 @@ def _warn_tcg_for_access(req: StartRequest, facts: HostFacts) -> None:
 def read_host_facts(req: StartRequest) -> HostFacts:
     from ignitevm import proc
 
+    euid = os.geteuid()
     return HostFacts(
-        euid=os.geteuid(),
+        euid=euid,
         kvm=read_kvm_facts(),
         binaries={n: proc.find_tool(n) for n in (QEMU_BINARY, FIRECRACKER_BINARY)},
         tun_exists=Path("/dev/net/tun").exists(),
-        missing_cni=_missing_cni() if req.network == "cni" else (),
+        # not root: the Root check says why cni cannot work (its config dir may be unreadable)
+        missing_cni=_missing_cni() if req.network == "cni" and euid == 0 else (),
         busy_ports=_busy_ports(req.ports),
         kernel_mmio_cmdline=(
             kernel_has_mmio_cmdline(req.vmlinux) if req.vmm == VMMName.FIRECRACKER else None

@@ -188,6 +188,18 @@ def test_the_whole_flow_as_a_user(user: User, scratch: Path) -> None:
         share / "g.txt"
     ).stat().st_uid == user.uid
 
+    # cni needs root: one line says so, and how to do without
+    user.ignite("create", "owned", "--name", "c", "-k", f"deb:{deb}", "--network-plugin", "cni")
+    refused = user.ignite("start", "c", check=False)
+    assert refused.returncode != 0
+    assert refused.stderr.splitlines() == [
+        "error: the cni network plugin needs root: it creates network namespaces, bridges and "
+        "iptables rules",
+        "hint: use --network-plugin user (the default for users other than root: ports are "
+        "forwarded on the host's loopback), or run ignite as root",
+    ]
+    user.ignite("rm", "c")
+
     # another user sees none of it and cannot read it
     other = _make_user()
     try:

@@ -112,6 +112,20 @@ def test_cni_without_root_is_one_line_naming_the_reason() -> None:
                       facts=facts)  # fmt: skip
 
 
+def test_a_users_cni_facts_are_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/etc/cni/net.d may be root's alone: reading it as a user was a traceback, not the
+    one-line Root error."""
+    from ignitevm.ops import preflight
+
+    def unreadable() -> tuple[str, ...]:
+        raise PermissionError(13, "Permission denied", "/etc/cni/net.d")
+
+    monkeypatch.setattr(preflight, "_missing_cni", unreadable)
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 1000)
+    with pytest.raises(PreflightError, match="cni network plugin needs root"):
+        require_preflight(_req(VMMName.QEMU, "cni"))
+
+
 def test_kvm_closed_to_the_user_says_how_to_open_it(caplog: pytest.LogCaptureFixture) -> None:
     closed = KVMFacts(True, False, False, True)  # KVM works, but not for this user
     facts = _facts(euid=1000, kvm=closed, kvm_access_fix="Fix: sudo usermod -aG kvm alice")

@@ -122,6 +122,70 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+GUEST_STAT = (
+    "stat -c '%n %u %g %a' /home/alice /home/alice/notes /var/lib/nobody/file "
+    "/usr/local/bin/suid-tool /usr/local/bin/sgid-tool /bin/busybox && mkdir -p /mnt/r && "
+    # devtmpfs hides the image's /dev: look below it through a bind mount of the root
+    "mount --bind / /mnt/r && stat -c '%n %u %g %a %t:%T %F' /mnt/r/dev/ignite-null && "
+    "umount /mnt/r"
+)
+IMAGE_IN_GUEST = [
+    "/home/alice 1000 1000 750",
+    "/home/alice/notes 1000 1000 640",
+    "/var/lib/nobody/file 65534 65534 600",
+    "/usr/local/bin/suid-tool 0 0 4755",
+    "/usr/local/bin/sgid-tool 0 50 2755",
+    "/bin/busybox 0 0 755",
+    "/mnt/r/dev/ignite-null 0 0 666 1:3 character special file",
+]
+CNI_REFUSED = [
+    "error: the cni network plugin needs root: it creates network namespaces, bridges and "
+    "iptables rules",
+    "hint: use --network-plugin user (the default for users other than root: ports are "
+    "forwarded on the host's loopback), or run ignite as root",
+]
+
+
+def _ignited_runs(user: User, deb: Path, share: Path, port: int) -> None:
+    """ignited creates and starts the VM from the user's default manifest directory, through
+    the same use cases as `ignite run` (the share included)."""
+    manifests = user.home / ".config/ignite/manifests"
+    user.run("mkdir", "-p", str(manifests))
+    manifest = (
+        "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\nmetadata:\n  name: rl\n"
+        f"spec:\n  image:\n    oci: owned\n  kernel:\n    oci: deb:{deb}\n  memory: 256MB\n"
+        f"  ssh: true\n  network:\n    ports:\n    - {{hostPort: {port}, vmPort: 2222, "
+        "bindAddress: 127.0.0.1}\n"
+        f"  storage:\n    shares:\n    - {{hostPath: {share}, vmPath: /mnt/share}}\n"
+    )
+    user.run("sh", "-c", f"cat > {manifests}/rl.yaml", input=manifest)
+    user.run(SYSTEM_PYTHON, "-m", "ignitevm.cli.ignited", "daemon", "--once")
+
+
+def _copies_and_shares(user: User, scratch: Path, share: Path) -> None:
+    (scratch / "in.txt").write_text("to the guest\n")
+    (scratch / "in.txt").chmod(0o644)
+    user.ignite("cp", str(scratch / "in.txt"), "rl:/root/in.txt")
+    assert user.ignite("exec", "rl", "cat /root/in.txt").stdout == "to the guest\n"
+    user.ignite("cp", "rl:/etc/hostname", str(user.home / "hostname.txt"))
+    assert (user.home / "hostname.txt").read_text().strip() == "rl"
+    # the share is live both ways, and what the guest makes is the user's on the host
+    out = user.ignite("exec", "rl", "cat /mnt/share/host.txt; echo from-guest > /mnt/share/g.txt")
+    assert out.stdout == "from-host\n"
+    made = share / "g.txt"
+    assert made.read_text() == "from-guest\n" and made.stat().st_uid == user.uid
+
+
+def _others_see_nothing(user: User) -> None:
+    other = _make_user()
+    try:
+        assert other.ignite("-q", "ps", "-a").stdout.strip() == ""
+        assert other.ignite("inspect", "vm", "rl", check=False).returncode != 0
+        assert other.run("ls", str(user.state_dir), check=False).returncode != 0
+    finally:
+        _remove_user(other)
+
+
 def test_the_whole_flow_as_a_user(user: User, scratch: Path) -> None:
     deb = scratch / "kernel.deb"
     shutil.copy(_kernel_deb(), deb)
@@ -136,89 +200,28 @@ def test_the_whole_flow_as_a_user(user: User, scratch: Path) -> None:
     user.run("mkdir", str(share))
     user.run("sh", "-c", f"echo from-host > {share}/host.txt")
     port = _free_port()
-    # ignited creates and starts it from the user's default manifest directory, through the
-    # same use cases as `ignite run` (shares included)
-    manifests = user.home / ".config/ignite/manifests"
-    user.run("mkdir", "-p", str(manifests))
-    user.run(
-        "sh",
-        "-c",
-        f"cat > {manifests}/rl.yaml",
-        input=(
-            "apiVersion: ignite.weave.works/v1alpha4\nkind: VM\nmetadata:\n  name: rl\n"
-            f"spec:\n  image:\n    oci: owned\n  kernel:\n    oci: deb:{deb}\n  memory: 256MB\n"
-            f"  ssh: true\n  network:\n    ports:\n    - {{hostPort: {port}, vmPort: 2222, "
-            "bindAddress: 127.0.0.1}\n"
-            f"  storage:\n    shares:\n    - {{hostPath: {share}, vmPath: /mnt/share}}\n"
-        ),
-    )
-    user.run(SYSTEM_PYTHON, "-m", "ignitevm.cli.ignited", "daemon", "--once")
-
-    # user networking is a user's default; the SSH port and -p are loopback forwards
+    _ignited_runs(user, deb, share, port)
+    # user networking is a user's default; the SSH port and the published one are loopback
     ps = user.ignite("ps").stdout
     assert "rl" in ps and f"127.0.0.1:{port}->2222/tcp" in ps and "10.0.2.15" in ps
-    stat = (
-        "stat -c '%n %u %g %a' /home/alice /home/alice/notes /var/lib/nobody/file "
-        "/usr/local/bin/suid-tool /usr/local/bin/sgid-tool /bin/busybox && mkdir -p /mnt/r && "
-        # devtmpfs hides the image's /dev: look below it through a bind mount of the root
-        "mount --bind / /mnt/r && stat -c '%n %u %g %a %t:%T %F' /mnt/r/dev/ignite-null && "
-        "umount /mnt/r"
-    )
-    listing = user.ignite("exec", "rl", stat).stdout.splitlines()
-    assert listing == [
-        "/home/alice 1000 1000 750",
-        "/home/alice/notes 1000 1000 640",
-        "/var/lib/nobody/file 65534 65534 600",
-        "/usr/local/bin/suid-tool 0 0 4755",
-        "/usr/local/bin/sgid-tool 0 50 2755",
-        "/bin/busybox 0 0 755",
-        "/mnt/r/dev/ignite-null 0 0 666 1:3 character special file",
-    ]
-    # cp both ways; the user's files on the host stay the user's
-    (scratch / "in.txt").write_text("to the guest\n")
-    (scratch / "in.txt").chmod(0o644)
-    user.ignite("cp", str(scratch / "in.txt"), "rl:/root/in.txt")
-    assert user.ignite("exec", "rl", "cat /root/in.txt").stdout == "to the guest\n"
-    user.ignite("cp", "rl:/etc/hostname", str(user.home / "hostname.txt"))
-    assert (user.home / "hostname.txt").read_text().strip() == "rl"
-    # the share: live both ways; what the guest makes is the user's on the host
-    out = user.ignite("exec", "rl", "cat /mnt/share/host.txt; echo from-guest > /mnt/share/g.txt")
-    assert out.stdout == "from-host\n"
-    assert (share / "g.txt").read_text() == "from-guest\n" and (
-        share / "g.txt"
-    ).stat().st_uid == user.uid
-
+    assert user.ignite("exec", "rl", GUEST_STAT).stdout.splitlines() == IMAGE_IN_GUEST
+    _copies_and_shares(user, scratch, share)
     # cni needs root: one line says so, and how to do without
     user.ignite("create", "owned", "--name", "c", "-k", f"deb:{deb}", "--network-plugin", "cni")
     refused = user.ignite("start", "c", check=False)
-    assert refused.returncode != 0
-    assert refused.stderr.splitlines() == [
-        "error: the cni network plugin needs root: it creates network namespaces, bridges and "
-        "iptables rules",
-        "hint: use --network-plugin user (the default for users other than root: ports are "
-        "forwarded on the host's loopback), or run ignite as root",
-    ]
+    assert refused.returncode != 0 and refused.stderr.splitlines() == CNI_REFUSED
     user.ignite("rm", "c")
-
-    # another user sees none of it and cannot read it
-    other = _make_user()
-    try:
-        assert other.ignite("-q", "ps", "-a").stdout.strip() == ""
-        assert other.ignite("inspect", "vm", "rl", check=False).returncode != 0
-        assert other.run("ls", str(user.state_dir), check=False).returncode != 0
-    finally:
-        _remove_user(other)
-
+    _others_see_nothing(user)
     user.ignite("stop", "rl")
     assert "Stopped" in user.ignite("ps", "-a").stdout
     user.ignite("rm", "rl")
     assert user.ignite("-q", "ps", "-a").stdout.strip() == ""
-    new = _owned_by(user.uid) - before
-    allowed = (str(user.state_dir), "/tmp/", str(share), str(user.home / "hostname.txt"),
-               str(user.home / ".config"))  # fmt: skip
-    outside = sorted(p for p in new if not p.startswith(allowed) and p != str(user.home / ".local")
-                     and p != str(user.home / ".local/share"))  # fmt: skip
-    assert outside == []
+    # nothing written outside the state dir and /tmp, but what the test made
+    made = (share, user.home / "hostname.txt", user.home / ".config")
+    allowed = (str(user.state_dir), "/tmp/", *(str(p) for p in made))
+    parents = {str(user.home / ".local"), str(user.home / ".local/share")}
+    new = _owned_by(user.uid) - before - parents
+    assert sorted(p for p in new if not p.startswith(allowed)) == []
 
 
 def test_shares_live_read_only_and_closed(ignite: Ignite, vm_name: str, tmp_path: Path) -> None:

@@ -92,12 +92,12 @@ def listing(image: Path) -> dict[bytes, tuple[int, int, int, str]]:
     stack: list[tuple[bytes, bytes]] = [(b"", b"<2>")]
     while stack:
         prefix, target = stack.pop()
-        for name, e in list_dir("debugfs", image, target).items():
+        for name, e in list_dir(proc.require_tool("debugfs"), image, target).items():
             if name in (b".", b".."):
                 continue
             dev = ""
             if stat.S_ISCHR(e.mode) or stat.S_ISBLK(e.mode):
-                out = proc.output(["debugfs", "-R", f"stat <{e.ino}>", image])
+                out = proc.output([proc.require_tool("debugfs"), "-R", f"stat <{e.ino}>", image])
                 dev = re.search(r"Device major/minor number: (\S+)", out).group(1)  # type: ignore[union-attr]
             found[prefix + b"/" + name] = (e.mode, e.uid, e.gid, dev)
             if stat.S_ISDIR(e.mode):
@@ -106,7 +106,7 @@ def listing(image: Path) -> dict[bytes, tuple[int, int, int, str]]:
 
 
 def xattrs(image: Path, path: str) -> str:
-    return proc.output(["debugfs", "-R", f'ea_list "{path}"', image])
+    return proc.output([proc.require_tool("debugfs"), "-R", f'ea_list "{path}"', image])
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="compares with a root import")

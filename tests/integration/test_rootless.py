@@ -7,6 +7,7 @@ stop, rm; a second user sees none of it; nothing is written outside the user's s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pwd
 import shutil
@@ -15,6 +16,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -70,17 +72,31 @@ def _make_user() -> User:
     return User(name, Path(pwd.getpwnam(name).pw_dir))
 
 
+def _processes_of(uid: int) -> list[int]:
+    pids = []
+    for pid in (p for p in os.listdir("/proc") if p.isdigit()):
+        try:
+            if os.stat(f"/proc/{pid}").st_uid == uid:
+                pids.append(int(pid))
+        except FileNotFoundError:
+            pass
+    return pids
+
+
 def _remove_user(user: User) -> None:
+    """Its VMs, then whatever of it still runs (what the test started), then the user and its
+    home; userdel refuses while a process of the user is alive, so wait for them to go."""
     user.ignite("rm", "-f", *user.ignite("-q", "ps", "-a", check=False).stdout.split(),
                 check=False)  # fmt: skip
     uid = user.uid
-    for pid in (p for p in os.listdir("/proc") if p.isdigit()):  # what the test started
-        try:
-            if os.stat(f"/proc/{pid}").st_uid == uid:
-                os.kill(int(pid), signal.SIGKILL)
-        except (FileNotFoundError, ProcessLookupError):
-            pass
-    subprocess.run(["userdel", "--remove", user.name], capture_output=True)
+    deadline = time.monotonic() + 15
+    while (pids := _processes_of(uid)) and time.monotonic() < deadline:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.2)
+    done = subprocess.run(["userdel", "--remove", user.name], capture_output=True, text=True)
+    assert done.returncode == 0, f"userdel {user.name}: {done.stderr}"
 
 
 @pytest.fixture

@@ -60,6 +60,16 @@ while True:
 FAKE_QEMU_IMG = "import sys; open(sys.argv[-2], 'wb').close()"
 
 
+@pytest.fixture(autouse=True)
+def private_runtime_dir_in_tmp(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A long VM directory puts its SSH control socket in the user's private runtime dir
+    (userpaths.py): in the tests, below pytest's own temporary directory, not /tmp."""
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path_factory.getbasetemp()))
+
+
 @pytest.fixture
 def svc(tmp_path: Path) -> Services:
     """Services over an empty store in tmp_path/state, default configuration."""

@@ -12,7 +12,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "ignitevm"
 # lower number = lower layer; a module may import its own layer and lower ones only
 LAYERS = {
-    "errors": 0, "layout": 0, "proc": 0, "fsutil": 0, "hostinfo": 0, "records": 1,
+    "errors": 0, "layout": 0, "proc": 0, "fsutil": 0, "hostinfo": 0, "userpaths": 0, "untar": 0,
+    "records": 1,
     "api": 2, "store": 3, "network": 4, "vmm": 5, "spawn": 6,
     "oci": 4, "disk": 4, "kernel": 4,
     "ops": 7, "gitops": 8, "cli": 9, "testing": 10, "client": 8, "__init__": 10,

@@ -31,6 +31,7 @@ _PACKAGES = {
     "qemu-img": "qemu-utils",
     "mkfs.ext4": "e2fsprogs",
     "resize2fs": "e2fsprogs",
+    "debugfs": "e2fsprogs",
     "busybox": "busybox-static",
     "dropbear": "dropbear-bin",
     "cpio": "cpio",

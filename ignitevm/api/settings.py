@@ -21,6 +21,7 @@ from ignitevm.api.types import (
     FileMapping,
     PortMapping,
     RestartPolicy,
+    Share,
     Vmm,
     Volume,
     VolumeMount,
@@ -175,6 +176,29 @@ def _volumes(vm: VM, value: Any, flag: str) -> None:
         storage.volume_mounts.append(VolumeMount(name=name, mount_path=target))
 
 
+def parse_share(text: str, flag: str = "--share") -> Share:
+    """``HOST:VM[:ro|:rw]``; ``~`` in HOST is the user's home. The host directory is checked
+    when the VM is created and started (ops/shares.py)."""
+    body, mode = text, "rw"
+    for suffix in (":ro", ":rw"):
+        if text.endswith(suffix):
+            body, mode = text[: -len(suffix)], suffix[1:]
+    host, sep, target = body.partition(":")
+    host = str(Path(host).expanduser()) if host else host
+    if not sep or not host.startswith("/") or not target.startswith("/"):
+        raise ValidationError(
+            f"{flag} {text!r} is not HOST:VM[:ro] with absolute paths",
+            hint=f"e.g. {flag} $HOME/src:/src or {flag} /srv/data:/data:ro",
+        )
+    return Share(host_path=host, vm_path=target, read_only=mode == "ro")
+
+
+def _shares(vm: VM, value: Any, flag: str) -> None:
+    for item in _items(value):
+        share = item if isinstance(item, Share) else parse_share(_text(item, flag), flag)
+        vm.spec.storage.shares.append(share)
+
+
 def _network_plugin(vm: VM, value: Any, flag: str) -> None:
     plugin = _text(value, flag)
     if plugin not in NETWORK_PLUGINS:
@@ -205,7 +229,7 @@ def _restart(vm: VM, value: Any, flag: str) -> None:
 
 
 def _items(value: Any) -> Iterable[Any]:
-    return [value] if isinstance(value, str | PortMapping | FileMapping) else value
+    return [value] if isinstance(value, str | PortMapping | FileMapping | Share) else value
 
 
 SETTINGS: tuple[Setting, ...] = (
@@ -235,6 +259,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("volumes", ("-v", "--volumes"), "spec.storage.volumes",
             "Attach a host block device or file and mount it in the VM.", _volumes,
             metavar="HOST:VM", repeat=True),
+    Setting("shares", ("--share",), "spec.storage.shares",
+            "Mount a host directory in the VM, live both ways (QEMU's virtio-9p); :ro to make "
+            "it read-only.", _shares, metavar="HOST:VM[:ro]", repeat=True),
     Setting("network_plugin", ("--network-plugin",), "status.network.plugin",
             "Networking: cni, user or none; Ignite's docker-bridge means cni (default: the "
             "configuration's, cni).",

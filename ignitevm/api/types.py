@@ -247,11 +247,21 @@ class VolumeMount(Model):
     mount_path: str
 
 
+class Share(Model):
+    """ignitevm: a host directory mounted in the guest (virtio-9p), live both ways."""
+
+    host_path: str
+    vm_path: str
+    read_only: bool = Field(default=False, exclude_if=_omit_empty)
+
+
 class VMStorageSpec(Model):
     volumes: Nullable[list[Volume]] = Field(default_factory=_list, exclude_if=_omit_empty)
     volume_mounts: Nullable[list[VolumeMount]] = Field(
         default_factory=_list, exclude_if=_omit_empty
     )
+    # ignitevm: host directories shared with the VM (`--share`); QEMU only
+    shares: Nullable[list[Share]] = Field(default_factory=_list, exclude_if=_omit_empty)
 
 
 class FileMapping(Model):

@@ -131,7 +131,8 @@ GLOBAL_OPTIONS: tuple[click.Option, ...] = (
             help="Print only ids (machine-readable output)."),
     _global(["--ignite-config"], "config_path", default=None,
             type=click.Path(dir_okay=False, path_type=Path),
-            help="Configuration file (default /etc/ignite/config.yaml)."),
+            help="Configuration file (default /etc/ignite/config.yaml; for a user other than "
+                 "root, ~/.config/ignite/config.yaml)."),
     _global(["--runtime"], "runtime", type=click.Choice(RUNTIMES, case_sensitive=False),
             default=None, help="Accepted for Ignite compatibility; VMs run under QEMU."),
     _global(["--network-plugin"], "network_plugin", type=click.Choice(NETWORK_PLUGINS),

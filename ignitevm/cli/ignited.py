@@ -14,13 +14,14 @@ import click
 
 from ignitevm.cli.app import LOG_LEVELS, NETWORK_PLUGINS, RUNTIMES, ignore_preflight_option, run_cli
 from ignitevm.errors import IgniteError, ValidationError
+from ignitevm.userpaths import ROOT_MANIFEST_DIR, default_manifest_dir, is_root
 
 if TYPE_CHECKING:
     from ignitevm.gitops.source import ManifestSource
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MANIFEST_DIR = Path("/etc/firecracker/manifests")
+DEFAULT_MANIFEST_DIR = ROOT_MANIFEST_DIR  # root's; a user's is in userpaths.py
 
 
 @dataclass
@@ -34,7 +35,8 @@ def _common_options(f: Any) -> Any:
         click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None,
                      help="How much to log (default info)."),
         click.option("--ignite-config", type=click.Path(dir_okay=False, path_type=Path),
-                     default=None, help="Configuration file (default /etc/ignite/config.yaml)."),
+                     default=None, help="Configuration file (default /etc/ignite/config.yaml; "
+                     "for a user other than root, ~/.config/ignite/config.yaml)."),
         click.option("--runtime", type=click.Choice(RUNTIMES, case_sensitive=False),
                      default=None, help="Accepted for Ignite compatibility; VMs run under QEMU."),
         click.option("--network-plugin", type=click.Choice(NETWORK_PLUGINS),
@@ -46,8 +48,8 @@ def _common_options(f: Any) -> Any:
         click.option("--host", default=None, metavar="NAME",
                      help="Reconcile only manifests annotated ignite.weave.works/host=NAME."),
         click.option("--metrics-addr", default=None, metavar="HOST:PORT",
-                     help="Prometheus metrics (default 127.0.0.1:9191; off with --once unless "
-                          "given; '' turns them off)."),
+                     help="Prometheus metrics (default 127.0.0.1:9191 for root; off with --once "
+                          "or for other users unless given; '' turns them off)."),
         click.option("--workers", type=click.IntRange(1, 16), default=2, show_default=True,
                      help="VMs acted on in parallel."),
         click.option("--boot-timeout", type=float, default=None,
@@ -62,7 +64,8 @@ def _common_options(f: Any) -> Any:
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--log-level", type=click.Choice(LOG_LEVELS), default=None, help="How much to log.")
 @click.option("--ignite-config", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Configuration file (default /etc/ignite/config.yaml).")  # fmt: skip
+              help="Configuration file (default /etc/ignite/config.yaml; for a user other "
+                   "than root, ~/.config/ignite/config.yaml).")  # fmt: skip
 @click.pass_context
 def cli(ctx: click.Context, log_level: str | None, ignite_config: Path | None) -> None:
     """ignited: keep the VMs of a manifest directory or a git repository running (GitOps)."""
@@ -71,16 +74,17 @@ def cli(ctx: click.Context, log_level: str | None, ignite_config: Path | None) -
 
 @cli.command()
 @click.option("--manifest-dir", type=click.Path(file_okay=False, path_type=Path),
-              default=DEFAULT_MANIFEST_DIR, show_default=True,
-              help="Directory of VM manifests (nested, YAML or JSON).")  # fmt: skip
+              default=None, help="Directory of VM manifests (nested, YAML or JSON; default "
+              "/etc/firecracker/manifests, for a user other than root "
+              "~/.config/ignite/manifests).")  # fmt: skip
 @_common_options
 @click.pass_obj
-def daemon(g: Globals, /, manifest_dir: Path, **params: Any) -> None:
+def daemon(g: Globals, /, manifest_dir: Path | None, **params: Any) -> None:
     """Reconcile the VM manifests of a directory."""
     from ignitevm.gitops.source import DirectorySource
 
     _setup(g, params)
-    _serve(g, params, DirectorySource(manifest_dir))
+    _serve(g, params, DirectorySource(manifest_dir or default_manifest_dir()))
 
 
 @cli.command()
@@ -165,7 +169,9 @@ def _serve(g: Globals, params: dict[str, Any], source: ManifestSource) -> None:
     once: bool = params["once"]
     addr = params["metrics_addr"]
     if addr is None:
-        addr = "" if once else DEFAULT_METRICS_ADDR
+        # a fixed port is one per machine: a second user's daemon could not start, and every
+        # local user could read the first one's VMs
+        addr = "" if once or not is_root() else DEFAULT_METRICS_ADDR
     svc = build_services(g.ignite_config)
     owner = owner_value(params["host"])
     # kept until the process ends (the kernel drops it however ignited dies)

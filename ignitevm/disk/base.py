@@ -1,5 +1,6 @@
 """The read-only base disk of an image: an ext4 filesystem built from a rootfs directory
-with ``mkfs.ext4 -d`` (no mounting, no root needed), sparse, sized to its content."""
+with ``mkfs.ext4 -d`` (no mounting, no root needed), sparse, sized to its content; without
+root, the owners and devices the host files could not carry are written in afterwards."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ignitevm import proc
+from ignitevm.disk.ownership import OwnerTable, apply_ownership
 from ignitevm.errors import CommandError, IgniteError
 
 log = logging.getLogger(__name__)
@@ -72,8 +74,13 @@ def plan_size(usage: TreeUsage) -> tuple[int, int]:
     return -(-size // MIB) * MIB, ratio
 
 
-def build_base_image(rootfs: Path, out: Path, *, label: str = "ignite-image") -> int:
-    """Build a sparse ext4 image of ``rootfs`` at ``out`` (atomically); return its size."""
+def build_base_image(
+    rootfs: Path, out: Path, *, label: str = "ignite-image", owners: OwnerTable | None = None
+) -> int:
+    """Build a sparse ext4 image of ``rootfs`` at ``out`` (atomically); return its size.
+
+    ``owners``: what the host files could not carry (an import without root), written into
+    the image after mkfs (disk/ownership.py)."""
     if not rootfs.is_dir():
         raise IgniteError(f"{rootfs} is not a directory", hint="unpack the image first")
     mkfs = proc.require_tool("mkfs.ext4")
@@ -91,6 +98,8 @@ def build_base_image(rootfs: Path, out: Path, *, label: str = "ignite-image") ->
                     raise
                 log.debug("mkfs.ext4 ran out of space at %d bytes; retrying larger", size)
                 size = size * 3 // 2
+        if owners is not None:
+            apply_ownership(tmp, rootfs, owners)
         os.replace(tmp, out)
     finally:
         tmp.unlink(missing_ok=True)

@@ -160,14 +160,32 @@ setup_nics() {
     done
 }
 
+# parse_share TAG:ro|rw:/path (one word of IGNITE_SHARES): sets SHARE_TAG SHARE_OPTS SHARE_PATH.
+# 9p2000.L carries owners and modes; cache=mmap keeps no page cache but for mmap(), so either
+# side sees the other's writes at once; msize is the virtio transport's largest message.
+parse_share() {
+    SHARE_TAG=${1%%:*}
+    rest=${1#*:}
+    SHARE_PATH=${rest#*:}
+    SHARE_OPTS=trans=virtio,version=9p2000.L,cache=mmap,msize=512000
+    case "${rest%%:*}" in
+        ro) SHARE_OPTS=$SHARE_OPTS,ro ;;
+        rw) ;;
+        *) return 1 ;;
+    esac
+    case "$SHARE_PATH" in /*) return 0 ;; *) return 1 ;; esac
+}
+
 if [ -n "$IGNITEVM_DHCP_SCRIPT" ]; then
     dhcp_event "$1"
     exit 0
 fi
 [ -n "$IGNITEVM_INIT_LIB" ] && return 0
 
+# load_modules [LIST]: insmod the modules LIST names (default /etc/ignitevm/modules), in order.
 load_modules() {
-    [ -f /etc/ignitevm/modules ] || return 0
+    list=${1:-/etc/ignitevm/modules}
+    [ -f "$list" ] || return 0
     while read -r mod; do
         [ -n "$mod" ] || continue
         # Already loaded (or built in) is fine; anything else is reported and the boot goes on:
@@ -175,7 +193,7 @@ load_modules() {
         insmod "/lib/modules/$mod" 2>/tmp/insmod.err || {
             grep -q "File exists" /tmp/insmod.err || say "warning: insmod $mod: $(cat /tmp/insmod.err)"
         }
-    done </etc/ignitevm/modules
+    done <"$list"
 }
 
 # wait_label LABEL: prints the device, polling up to DISK_WAIT_TENTHS tenths of a second.
@@ -349,6 +367,22 @@ start_agent() {
     [ "$state" = ready ] || say "warning: the guest agent did not start"
 }
 
+# mount_shares: IGNITE_SHARES="TAG:ro|rw:/path ..." (from /ignite/env) mounts the host
+# directory QEMU exports with 9p mount tag TAG at /path in the new root (ignite run --share).
+# A share that cannot be mounted stops the boot: the guest would write into its own disk.
+mount_shares() {
+    [ -n "$IGNITE_SHARES" ] || return 0
+    load_modules /etc/ignitevm/modules.9p
+    grep -qw 9p /proc/filesystems ||
+        fatal "no 9p in this kernel's initramfs: import the kernel again (ignite kernel rm, then ignite kernel import) to use --share"
+    for spec in $IGNITE_SHARES; do
+        parse_share "$spec" || fatal "bad share $spec"
+        mkdir -p "$NEWROOT$SHARE_PATH" &&
+            mount -t 9p -o "$SHARE_OPTS" "$SHARE_TAG" "$NEWROOT$SHARE_PATH" ||
+            fatal "cannot mount the host directory $SHARE_TAG on $SHARE_PATH"
+    done
+}
+
 find_init() {
     if [ -n "$IGNITE_INIT" ]; then echo "$IGNITE_INIT"; return 0; fi
     for candidate in /sbin/init /etc/init /bin/init /bin/sh; do
@@ -393,6 +427,8 @@ main() {
     apply_files
     step "mount_volumes"
     mount_volumes
+    step "mount_shares"
+    mount_shares
     step "start_agent"
     start_agent
     step "switch_root"

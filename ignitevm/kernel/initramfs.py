@@ -16,7 +16,13 @@ from ignitevm import proc
 from ignitevm.errors import IgniteError, ValidationError
 from ignitevm.fsutil import PRIVATE_MODE, create_file
 from ignitevm.kernel.cpio import CpioWriter
-from ignitevm.kernel.modules import read_module, resolve_modules, strip_signature
+from ignitevm.kernel.modules import (
+    SHARE_MODULES,
+    Module,
+    read_module,
+    resolve_modules,
+    strip_signature,
+)
 from ignitevm.kernel.reseed import reseed_program
 
 log = logging.getLogger(__name__)
@@ -80,9 +86,9 @@ def _add_resize2fs(cpio: CpioWriter) -> None:
         cpio.file(lib, Path(lib).resolve().read_bytes(), 0o755)
 
 
-def _add_modules(cpio: CpioWriter, modules_dir: Path) -> list[str]:
+def _add_modules(cpio: CpioWriter, modules: list[Module]) -> list[str]:
     names = []
-    for module in resolve_modules(modules_dir):
+    for module in modules:
         name = f"{module.name}.ko"
         # Unsigned copies: Debian's kernel checks each signature (not enforced) and under TCG
         # that costs a boot ~0.3 s for these 15 modules; the kernel notes the taint (E) once.
@@ -104,8 +110,15 @@ def build_initramfs(out: Path, *, modules_dir: Path | None, version: str) -> Non
         cpio.symlink("etc/mtab", "/proc/mounts")
         _add_busybox(cpio)
         _add_resize2fs(cpio)
-        names = _add_modules(cpio, modules_dir) if modules_dir is not None else []
+        base = resolve_modules(modules_dir) if modules_dir is not None else []
+        names = _add_modules(cpio, base)
         cpio.file("etc/ignitevm/modules", "".join(f"{n}\n" for n in names).encode())
+        if modules_dir is not None:
+            loaded = frozenset(m.name for m in base)
+            share = resolve_modules(modules_dir, (), SHARE_MODULES, loaded)
+            if share:
+                listed = "".join(f"{n}\n" for n in _add_modules(cpio, share))
+                cpio.file("etc/ignitevm/modules.9p", listed.encode())
         cpio.file("etc/ignitevm/version", f"{version}\n".encode())
         cpio.close()
     os.replace(tmp, out)

@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 REQUIRED_MODULES = ("virtio_mmio", "virtio_blk", "virtio_net", "crc32c_generic", "ext4", "overlay")
 # virtio_console: the guest agent's port (docs/internals.md "The guest agent")
 OPTIONAL_MODULES = ("button", "evdev", "virtio_console")
+# Host directories (--share): 9p over virtio. In the initramfs, but loaded only by a VM that
+# has shares (/etc/ignitevm/modules.9p); optional: a kernel without them boots, and /init says
+# why a share cannot be mounted.
+SHARE_MODULES = ("9pnet_virtio", "9p")
 _SUFFIXES = (".ko", ".ko.xz", ".ko.zst", ".ko.gz")
 
 
@@ -125,13 +129,19 @@ def _builtin(modules_dir: Path) -> set[str]:
     return {module_name(line) for line in path.read_text().split()}
 
 
-def resolve_modules(modules_dir: Path) -> list[Module]:
-    """The needed modules and their dependencies, every module after the ones it depends on."""
+def resolve_modules(
+    modules_dir: Path,
+    required: tuple[str, ...] = REQUIRED_MODULES,
+    optional: tuple[str, ...] = OPTIONAL_MODULES,
+    loaded: frozenset[str] = frozenset(),
+) -> list[Module]:
+    """The needed modules and their dependencies, every module after the ones it depends on;
+    none of ``loaded`` (another list, loaded before)."""
     index = index_modules(modules_dir)
     dep_table = _read_modules_dep(modules_dir)
     builtin = _builtin(modules_dir)
     ordered: list[Module] = []
-    done: set[str] = set()
+    done: set[str] = set(loaded)
 
     def deps_of(name: str) -> list[str]:
         if dep_table is not None and name in dep_table:
@@ -155,12 +165,12 @@ def resolve_modules(modules_dir: Path) -> list[Module]:
         done.add(name)
         ordered.append(index[name])
 
-    for name in REQUIRED_MODULES:
+    for name in required:
         if name in index:
             visit(name, ())
         elif name not in builtin:
             log.warning("module %s not found in %s; assuming it is built in", name, modules_dir)
-    for name in OPTIONAL_MODULES:
+    for name in optional:
         if name in index:
             visit(name, ())
     return ordered

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ignitevm import proc
+from ignitevm.disk.ownership import OwnerTable, apply_ownership, quote
 from ignitevm.errors import IgniteError
 from ignitevm.kernel.modules import index_modules, modinfo, module_name, read_module
 
@@ -107,15 +108,26 @@ def build_modules_image(modules_dir: Path, out: Path, *, version: str) -> int:
             argv = [mkfs, "-q", "-F", "-t", "ext4", "-b", str(_BLOCK), "-O", "^has_journal"]
             argv += ["-L", MODULES_LABEL, "-E", "root_owner=0:0", "-d", str(modules_dir), str(tmp)]
             proc.run(argv)
-            # Add the indexes into the image's root without copying 400 MB of modules first.
-            script = "".join(
-                f"rm {name}\nwrite {indexes / name} {name}\n"
-                for name in _INDEXES
-                if (indexes / name).is_file() and not (indexes / name).is_symlink()
-            )
-            proc.run([debugfs, "-w", "-f", "-", tmp], input=script)
+            _add_indexes(debugfs, tmp, indexes, modules_dir)
             os.replace(tmp, out)
         finally:
             tmp.unlink(missing_ok=True)
     log.debug("modules image %s: %d bytes", out, size)
     return size
+
+
+def _add_indexes(debugfs: str, image: Path, indexes: Path, modules_dir: Path) -> None:
+    """Write modprobe's indexes into the image's root (no copy of 400 MB of modules first)."""
+    names = [n for n in _INDEXES if (indexes / n).is_file() and not (indexes / n).is_symlink()]
+    script = b"".join(
+        b"rm %s\nwrite %s %s\n" % (n.encode(), quote(os.fsencode(indexes / n)), n.encode())
+        for n in names
+    )
+    if os.geteuid() != 0:
+        # unpacked and written as this user: the guest sees root's modules, as after a root
+        # import (disk/ownership.py)
+        apply_ownership(image, modules_dir, OwnerTable())
+        script += b"".join(
+            b"sif %s uid 0\nsif %s gid 0\n" % (n.encode(), n.encode()) for n in names
+        )
+    proc.run([debugfs, "-w", "-f", "-", image], input=script)

@@ -13,6 +13,7 @@ from typing import IO
 from ignitevm import proc
 from ignitevm.errors import IgniteError, NotFoundError
 from ignitevm.kernel.vmlinux import detect_version, to_vmlinux
+from ignitevm.untar import UnsafeTarError, extract_safely
 
 log = logging.getLogger(__name__)
 
@@ -86,9 +87,9 @@ def _extract_data_tar(deb: Path, dest: Path) -> None:
             with tarfile.open(fileobj=stream, mode=mode) as tar:  # type: ignore[call-overload]
                 for info in tar:
                     if _wanted(info.name) and (info.isfile() or info.isdir() or info.issym()):
-                        # The "data" filter refuses members and links that leave ``dest``.
-                        tar.extract(info, dest, filter="data")
-        except (tarfile.TarError, EOFError, OSError) as exc:
+                        # refuses members and links that leave ``dest`` (Python's "data")
+                        extract_safely(tar, dest, info, data=True)
+        except (tarfile.TarError, EOFError, OSError, UnsafeTarError) as exc:
             raise IgniteError(
                 f"{deb}: cannot unpack {name}: {exc}", hint="is the package complete and genuine?"
             ) from exc

@@ -12,6 +12,7 @@ from contextlib import AbstractContextManager, ExitStack, contextmanager
 from pathlib import Path
 from typing import IO, cast
 
+from ignitevm.disk.ownership import OwnerTable
 from ignitevm.errors import IgniteError, ValidationError
 from ignitevm.oci.blobs import BlobCache, DigestMismatchError, HashingReader
 from ignitevm.oci.compression import decompressed
@@ -31,6 +32,7 @@ from ignitevm.oci.manifest import (
     parse_platform,
     select_platform,
 )
+from ignitevm.oci.owners import Owners, owners_for
 from ignitevm.oci.progress import ProgressReporter
 from ignitevm.oci.readahead import ReadAhead
 from ignitevm.oci.reference import parse_reference
@@ -119,12 +121,16 @@ def _resolve_registry(text: str, opts: FetchOptions) -> ResolvedImage:
     )
 
 
-def unpack_image(image: ResolvedImage, dest: Path, opts: FetchOptions) -> None:
+def unpack_image(
+    image: ResolvedImage, dest: Path, opts: FetchOptions, owners: Owners | None = None
+) -> OwnerTable | None:
     """Apply the image's layers, in order, into the empty directory ``dest``.
 
     Raises UnsafeLayerError (naming layer and entry) for anything that would reach outside
-    ``dest``; on any error the caller removes ``dest``.
+    ``dest``; on any error the caller removes ``dest``. Returns what the host files could not
+    carry (owners, devices, without root: oci/owners.py), for ``build_base_image``.
     """
+    owners = owners or owners_for()
     if image.source is None:
         raise ValidationError(
             f"image {image.name} has no source to read its layers from",
@@ -136,13 +142,14 @@ def unpack_image(image: ResolvedImage, dest: Path, opts: FetchOptions) -> None:
     with ExitStack() as stack:
         reporter = stack.enter_context(ProgressReporter(opts.progress))
         opener = stack.enter_context(_layer_opener(image.source, image.layers, opts, reporter))
-        app = stack.enter_context(applier(dest))
+        app = stack.enter_context(applier(dest, owners))
         for layer in image.layers:
             if layer.media_type == MediaType.DIRECTORY:
                 apply_directory(app, Path(layer.location), layer.digest)
                 continue
             with opener(layer) as raw:
                 _apply_verified(app, raw, layer)
+    return owners.table
 
 
 def _apply_verified(app: LayerApplier, raw: IO[bytes], layer: LayerDescriptor) -> None:

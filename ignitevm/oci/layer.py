@@ -18,6 +18,7 @@ from typing import IO, Any, cast
 
 from ignitevm.errors import IgniteError, UnsafeLayerError
 from ignitevm.oci.layerpath import DIR_FLAGS, Parts, RootDir, split_name, unsafe_entry
+from ignitevm.oci.owners import Owners, owners_for
 
 log = logging.getLogger(__name__)
 
@@ -38,16 +39,15 @@ class LayerApplier:
     writing into a directory changes its mtime and a read-only mode would block later layers.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, owners: Owners | None = None) -> None:
         self.root = root
-        self.rootdir = RootDir(root)
+        # root: the host files carry owners and devices; else they are recorded (owners.py)
+        self.owners = owners or owners_for()
+        self.rootdir = RootDir(root, on_mkdir=self.owners.new_dir)
         # Keep other host users out of the tree while it exists: an image's setuid binaries
         # and device nodes must not be reachable through it. (mkfs.ext4 -d gives the image's
         # root directory 0755 whatever the source directory's mode.)
         os.fchmod(self.rootdir.fd, 0o700)
-        self.is_root = os.geteuid() == 0
-        if not self.is_root:
-            log.debug("not running as root: file owners and device nodes are skipped")
         self._dirs: dict[Parts, tuple[int, int]] = {}  # parts -> (mode, mtime ns)
         self._touched: set[Parts] = set()  # paths present in the current layer
         self._layer = ""
@@ -106,7 +106,7 @@ class LayerApplier:
                 continue  # removed by a later layer, or now a symlink
             try:
                 if parts:  # the root stays 0700 (see __init__)
-                    os.chmod(fd, mode)
+                    self.owners.set_dir_mode(fd, mode)
                 os.utime(fd, ns=(mtime, mtime))
             finally:
                 self.rootdir.release(fd)
@@ -132,7 +132,7 @@ class LayerApplier:
         if not parts:
             if not member.isdir():
                 raise self._refuse(member, "the root can only be a directory")
-            self._chown(self.rootdir.fd, None, member)
+            self.owners.claim(self.rootdir.fd, None, member, None)
             self._dirs[()] = (member.mode & 0o7777, _ns(member.mtime))
             return
         base = parts[-1]
@@ -150,14 +150,14 @@ class LayerApplier:
                 os.mkdir(base, 0o700, dir_fd=pfd)
             fd = os.open(base, DIR_FLAGS, dir_fd=pfd)
             try:
-                self._chown(fd, None, member)
+                self.owners.claim(fd, None, member, None)
                 self._set_xattrs(fd, member)
             finally:
                 os.close(fd)
             self._dirs[parts] = (member.mode & 0o7777, _ns(member.mtime))
         elif member.issym():
             os.symlink(member.linkname, base, dir_fd=pfd)
-            self._chown(pfd, base, member)
+            self.owners.claim(pfd, base, member, None)
             os.utime(
                 base, dir_fd=pfd, follow_symlinks=False, ns=(_ns(member.mtime), _ns(member.mtime))
             )
@@ -187,8 +187,7 @@ class LayerApplier:
         try:
             if member.size:
                 self._copy_data(fd, member, tar, source)
-            self._chown(fd, None, member)
-            os.fchmod(fd, member.mode & 0o7777)
+            self.owners.claim(fd, None, member, member.mode & 0o7777)
             self._set_xattrs(fd, member)
             os.utime(fd, ns=(_ns(member.mtime), _ns(member.mtime)))
         finally:
@@ -245,23 +244,9 @@ class LayerApplier:
             self.rootdir.release(tfd)
 
     def _make_node(self, pfd: int, base: str, member: tarfile.TarInfo) -> None:
-        kind = (
-            stat.S_IFIFO if member.isfifo() else (stat.S_IFCHR if member.ischr() else stat.S_IFBLK)
-        )
-        device = 0 if member.isfifo() else os.makedev(member.devmajor, member.devminor)
-        try:
-            os.mknod(base, kind | 0o600, device, dir_fd=pfd)
-        except PermissionError:
-            # Unprivileged (tests, rootless): a device node cannot be created; the VM's
-            # devtmpfs provides the real ones.
-            log.debug(
-                "layer %s: not allowed to create device %r; skipped", self._layer, member.name
-            )
-            return
-        self._chown(pfd, base, member)
-        # The node was just created by us, so following (it is no symlink) is safe.
-        os.chmod(base, member.mode & 0o7777, dir_fd=pfd)
-        os.utime(base, dir_fd=pfd, follow_symlinks=False, ns=(_ns(member.mtime), _ns(member.mtime)))
+        if self.owners.make_node(pfd, base, member):
+            mtime = _ns(member.mtime)
+            os.utime(base, dir_fd=pfd, follow_symlinks=False, ns=(mtime, mtime))
 
     def _whiteout(self, parts: Parts, member: tarfile.TarInfo) -> None:
         pfd = self._open_strict(parts[:-1], member)
@@ -332,30 +317,21 @@ class LayerApplier:
             parts, create=False, strict=True, layer=self._layer, entry=member.name
         )
 
-    def _chown(self, fd: int, name: str | None, member: tarfile.TarInfo) -> None:
-        if not self.is_root:
-            return  # unprivileged: files keep our uid; mkfs -E root_owner fixes the root only
-        if name is None:
-            os.fchown(fd, member.uid, member.gid)
-        else:
-            os.chown(name, member.uid, member.gid, dir_fd=fd, follow_symlinks=False)
-
     def _set_xattrs(self, fd: int, member: tarfile.TarInfo) -> None:
         for key, value in member.pax_headers.items():
             if not key.startswith(_XATTR_PREFIX):
                 continue
             attr = key[len(_XATTR_PREFIX) :]
+            data = value.encode("utf-8", "surrogateescape")
             try:
-                os.setxattr(fd, attr, value.encode("utf-8", "surrogateescape"))
-            except OSError as exc:
-                log.debug(
-                    "layer %s: cannot set xattr %s on %r: %s", self._layer, attr, member.name, exc
-                )
+                os.setxattr(fd, attr, data)
+            except OSError:
+                self.owners.xattr_refused(fd, member, attr, data)
 
 
 @contextmanager
-def applier(root: Path) -> Iterator[LayerApplier]:
+def applier(root: Path, owners: Owners | None = None) -> Iterator[LayerApplier]:
     """A LayerApplier for ``root`` whose directory attributes are set on success."""
-    with LayerApplier(root) as app:
+    with LayerApplier(root, owners) as app:
         yield app
         app.finish()

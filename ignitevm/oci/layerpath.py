@@ -9,6 +9,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from ignitevm.errors import UnsafeLayerError
@@ -42,8 +43,9 @@ class RootDir:
     symlink. The parent directory of the last entry stays open (``parent``): a tar lists the
     entries of one directory together, so most entries reuse it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, on_mkdir: Callable[[int], None] | None = None) -> None:
         self.fd = os.open(root, DIR_FLAGS)
+        self._on_mkdir = on_mkdir  # told of every directory made on the way (its fd)
         self._cache: tuple[Parts, int] | None = None  # the last resolved parent directory
 
     def close(self) -> None:
@@ -98,6 +100,12 @@ class RootDir:
                         return None
                     os.mkdir(name, 0o755, dir_fd=cur)
                     nfd = os.open(name, DIR_FLAGS, dir_fd=cur)
+                    if self._on_mkdir is not None:
+                        try:
+                            self._on_mkdir(nfd)
+                        except BaseException:
+                            os.close(nfd)
+                            raise
                 except OSError as exc:
                     if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
                         raise

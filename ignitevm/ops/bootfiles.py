@@ -12,6 +12,7 @@ from ignitevm.api import VM
 from ignitevm.api.names import safe_hostname
 from ignitevm.fsutil import PRIVATE_MODE, create_file
 from ignitevm.layout import VMFiles
+from ignitevm.ops.shares import shares_env
 
 if TYPE_CHECKING:
     from ignitevm.vmm.base import Disk
@@ -26,7 +27,11 @@ def write_initrd(vm: VM, d: Path, base_initrd: Path) -> Path:
 
     files, firstboot = vm_files(vm, d)
     layer = d / VMFiles.VM_LAYER
-    env = {"IGNITE_VOLUMES": volume_mounts(vm)} if vm.spec.storage.volumes else None
+    env = {}
+    if vm.spec.storage.volumes:
+        env["IGNITE_VOLUMES"] = volume_mounts(vm)
+    if vm.spec.storage.shares:
+        env["IGNITE_SHARES"] = shares_env(vm)
     write_vm_layer(layer, files=files, firstboot=firstboot, env=env, modes={AUTH_KEYS: 0o600})
     out = d / VMFiles.INITRD
     tmp = out.with_name(out.name + ".tmp")

@@ -17,8 +17,10 @@ from ignitevm.network.registry import resolve_plugin_name
 from ignitevm.ops.images import base_image_path, ensure_image
 from ignitevm.ops.kernels import ensure_kernel, kernel_files
 from ignitevm.ops.services import DEFAULT_IMAGE, Services
+from ignitevm.ops.shares import NO_9P, check_shares
 from ignitevm.ops.vmchecks import check_vm_request
 from ignitevm.store.scratch import scratch_dir
+from ignitevm.vmm.base import VMMName
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ def create_vm(svc: Services, vm: VM, *, require_name: bool = False) -> VM:
 
 def _check_request(svc: Services, vm: VM) -> None:
     check_vm_request(vm, svc.store.root)
+    check_shares(vm)
     vm.status.id_prefix = check_id_prefix(svc.config.spec.id_prefix)
     # recorded as the plugin that will run (Ignite's docker-bridge: cni, with a warning)
     wanted = vm.status.network.plugin or svc.default_network_plugin()
@@ -112,6 +115,8 @@ def _make_files(svc: Services, vm: VM, d: Path, image: Image, kernel: Kernel) ->
         disk_and_key_from_snapshot(svc, vm, d)
         return
     choice = resolve_vmm(svc, vm, vmlinux=kernel_files(svc, kernel)[0])
+    if vm.spec.storage.shares and choice.vmm == VMMName.FIRECRACKER:
+        raise ValidationError(NO_9P, hint="drop --vmm firecracker, or the --share flags")
     vm.status.vmm = Vmm(choice.vmm)
     create_root_disk(vm, d, base_image_path(svc, image), cow_mode(d, choice.vmm))
     if vm.spec.ssh is True:

@@ -58,10 +58,10 @@ def import_image(svc: Services, source: str, *, name: str | None = None) -> Imag
         return existing
     with scratch_dir(svc.store.tmp_dir(), "import") as work:
         log.info("importing %s", resolved.name)
-        unpack_image(resolved, work / "rootfs", svc.fetch)
+        owners = unpack_image(resolved, work / "rootfs", svc.fetch)
         obj_dir = work / "object"
         obj_dir.mkdir()
-        build_base_image(work / "rootfs", obj_dir / ImageFiles.BASE)
+        build_base_image(work / "rootfs", obj_dir / ImageFiles.BASE, owners=owners)
         restrict(obj_dir, OBJECT_DIR_MODE, ImageFiles.PRIVATE)
         image = Image(
             metadata=ObjectMeta(name=name or resolved.name, uid=uid, created=datetime.now(UTC)),

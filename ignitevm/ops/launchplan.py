@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 
 from ignitevm.api import VM, Kernel, Kind
 from ignitevm.api.names import safe_hostname
+from ignitevm.errors import ValidationError
 from ignitevm.ops.bootfiles import volume_disks, write_initrd
 from ignitevm.ops.kernels import kernel_files, modules_disk
 from ignitevm.ops.refs import require_of_vm
 from ignitevm.ops.services import Services
+from ignitevm.ops.shares import NO_9P, host_shares
 
 if TYPE_CHECKING:
     from ignitevm.api.types import PortMapping as APIPortMapping
@@ -30,12 +32,14 @@ def build_launch_plan(
     from ignitevm.ops.restore import resume_for
     from ignitevm.ops.vmmchoice import cow_mode, ensure_root_disk, root_disks, vmm_for_start
     from ignitevm.spawn import LaunchPlan
-    from ignitevm.vmm.base import Accel, MachineSpec, mac_for_uid
+    from ignitevm.vmm.base import Accel, MachineSpec, VMMName, mac_for_uid
 
     kernel = require_of_vm(svc, Kind.KERNEL, vm)
     require_of_vm(svc, Kind.IMAGE, vm)
     vmlinux, base_initrd = kernel_files(svc, kernel)
     choice = vmm_for_start(svc, vm, vmm, vmlinux)
+    if vm.spec.storage.shares and choice.vmm == VMMName.FIRECRACKER:
+        raise ValidationError(NO_9P, hint="start it with --vmm qemu")
     cow = cow_mode(d, choice.vmm)
     ensure_root_disk(svc, vm, d, cow)
     extra = " ".join(w for w in (vm.spec.kernel.cmd_line, "ignite.debug" if debug else "") if w)
@@ -62,6 +66,7 @@ def build_launch_plan(
         mac=mac_for_uid(vm.metadata.uid),
         accel=choice.accel,
         resume=resume_for(svc, vm, d),
+        shares=host_shares(vm),
     )
     jail = svc.config.spec.jail is not False
     # the prefix recorded at create names the network objects (docs/network.md)

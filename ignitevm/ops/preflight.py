@@ -6,13 +6,14 @@ from __future__ import annotations
 import logging
 import mmap
 import os
+import stat
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
 from ignitevm.errors import IgniteError
-from ignitevm.hostinfo import KVMFacts, kvm_problem, read_kvm_facts
+from ignitevm.hostinfo import DEV_KVM, KVMFacts, kvm_problem, read_kvm_facts
 from ignitevm.layout import KernelFiles
 from ignitevm.network.base import PortMapping
 from ignitevm.vmm.base import Accel, VMMName
@@ -77,6 +78,7 @@ class HostFacts:
     busy_ports: tuple[str, ...] = ()  # "host port 0.0.0.0:80/tcp is not free: <why>"
     kernel_mmio_cmdline: bool | None = None  # None: unknown
     cgroup_problem: str | None = None  # why the jail gets no cgroup (a warning, not a failure)
+    kvm_access_fix: str = ""  # how this user gets /dev/kvm (kvm_access_fix)
 
 
 def parse_ignored(value: str | Iterable[str] | None) -> frozenset[str]:
@@ -104,10 +106,21 @@ def _check_root(req: StartRequest, facts: HostFacts) -> Failure | None:
     if req.network == "cni" and facts.euid != 0:
         return Failure(
             Check.ROOT,
-            "the cni network plugin needs root (network namespaces, bridges, iptables)",
-            "Run ignite as root, or use --network-plugin user",
+            "the cni network plugin needs root: it creates network namespaces, bridges and "
+            "iptables rules",
+            "Use --network-plugin user (the default for users other than root: ports are "
+            "forwarded on the host's loopback), or run ignite as root",
         )
     return None
+
+
+def only_access_denied(kvm: KVMFacts) -> bool:
+    """KVM would work here if this user could open /dev/kvm."""
+    return (
+        kvm.dev_kvm_exists
+        and not kvm.dev_kvm_usable
+        and (kvm_problem(replace(kvm, dev_kvm_usable=True)) is None)
+    )
 
 
 def _check_kvm(req: StartRequest, facts: HostFacts) -> Failure | None:
@@ -116,12 +129,14 @@ def _check_kvm(req: StartRequest, facts: HostFacts) -> Failure | None:
     if not needed or problem is None:
         return None
     who = "Firecracker" if req.vmm == VMMName.FIRECRACKER else "QEMU with --accel kvm"
-    return Failure(
-        Check.KVM,
-        f"{who} needs hardware KVM, but {problem}",
-        "Run on a host with VT-x/AMD-V (bare metal, or nested virtualization enabled), "
-        "or use --vmm qemu (TCG emulation, slower) or --vmm auto",
-    )
+    if only_access_denied(facts.kvm):
+        fix = facts.kvm_access_fix or "Give this user read-write access to /dev/kvm"
+    else:
+        fix = (
+            "Run on a host with VT-x/AMD-V (bare metal, or nested virtualization enabled), "
+            "or use --vmm qemu (TCG emulation, slower) or --vmm auto"
+        )
+    return Failure(Check.KVM, f"{who} needs hardware KVM, but {problem}", fix)
 
 
 def _check_binary(req: StartRequest, facts: HostFacts) -> Failure | None:
@@ -224,7 +239,8 @@ def find_failures(
 def require_preflight(
     req: StartRequest, ignored: frozenset[str] = frozenset(), facts: HostFacts | None = None
 ) -> None:
-    """Raise PreflightError listing every failed check that is not ignored."""
+    """Raise PreflightError listing every failed check that is not ignored. A user other
+    than root asking for cni gets that one reason: no other fix would make it start."""
     if ALL in ignored:
         log.debug("preflight checks skipped (--ignore-preflight-checks all)")
         return
@@ -232,11 +248,24 @@ def require_preflight(
     for warning in jail_warnings(req, facts):
         log.warning("%s", warning)
     failures = find_failures(req, facts, ignored)
+    _warn_tcg_for_access(req, facts)
+    root = next((f for f in failures if f.check == Check.ROOT), None)
+    if root is not None:
+        raise PreflightError(root.what, hint=root.fix[0].lower() + root.fix[1:])
     if failures:
         names = ",".join(f.check.value for f in failures)
         raise PreflightError(
             "preflight checks failed:\n" + "\n".join(f.line() for f in failures),
             hint=f"fix the above, or skip them with --ignore-preflight-checks {names}",
+        )
+
+
+def _warn_tcg_for_access(req: StartRequest, facts: HostFacts) -> None:
+    if req.vmm == VMMName.QEMU and req.accel != Accel.KVM and only_access_denied(facts.kvm):
+        log.warning(
+            "QEMU emulates the CPU (TCG, several times slower): /dev/kvm is not open to this "
+            "user. %s",
+            facts.kvm_access_fix,
         )
 
 
@@ -246,17 +275,41 @@ def require_preflight(
 def read_host_facts(req: StartRequest) -> HostFacts:
     from ignitevm import proc
 
+    euid = os.geteuid()
     return HostFacts(
-        euid=os.geteuid(),
+        euid=euid,
         kvm=read_kvm_facts(),
         binaries={n: proc.find_tool(n) for n in (QEMU_BINARY, FIRECRACKER_BINARY)},
         tun_exists=Path("/dev/net/tun").exists(),
-        missing_cni=_missing_cni() if req.network == "cni" else (),
+        # not root: the Root check says why cni cannot work (its config dir may be unreadable)
+        missing_cni=_missing_cni() if req.network == "cni" and euid == 0 else (),
         busy_ports=_busy_ports(req.ports),
         kernel_mmio_cmdline=(
             kernel_has_mmio_cmdline(req.vmlinux) if req.vmm == VMMName.FIRECRACKER else None
         ),
         cgroup_problem=_cgroup_problem() if req.jail else None,
+        kvm_access_fix=kvm_access_fix(),
+    )
+
+
+def kvm_access_fix(dev_kvm: Path = DEV_KVM) -> str:
+    """The commands that give this user /dev/kvm: membership of the device's group, or first a
+    group for the device when only root may open it (Debian's udev gives it to kvm, 0660)."""
+    import grp
+    import pwd
+
+    user = pwd.getpwuid(os.geteuid()).pw_name
+    try:
+        st = dev_kvm.stat()
+        group = grp.getgrgid(st.st_gid).gr_name
+    except (OSError, KeyError):
+        return f"Fix: sudo usermod -aG kvm {user}, then log in again"
+    if st.st_gid != 0 and st.st_mode & 0o060 == 0o060:
+        return f"Fix: sudo usermod -aG {group} {user}, then log in again"
+    return (
+        f"Fix: /dev/kvm is {stat.filemode(st.st_mode)} {group}: give it to group kvm (udev rule "
+        'KERNEL=="kvm", GROUP="kvm", MODE="0660"), then sudo usermod -aG kvm '
+        f"{user} and log in again"
     )
 
 

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from ignitevm.api import Configuration, load_configuration
 from ignitevm.store import Store, resolve_state_dir
+from ignitevm.userpaths import default_state_dir, is_root
 
 if TYPE_CHECKING:
     from ignitevm.oci import FetchOptions
@@ -21,6 +22,7 @@ INSECURE_REGISTRIES_ENV = "IGNITE_CONTAINERD_INSECURE_REGISTRIES"
 # default kernel is Debian's, fetched with apt on first use (see ops/kernels.py, `apt:` sources).
 DEFAULT_KERNEL_SOURCE = "apt:linux-image-amd64"
 DEFAULT_IMAGE = "ignitevm/default:latest"
+USER_NETWORK_PLUGIN = "user"  # QEMU's user-mode networking: no root needed
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,22 @@ class Services:
         return self.config.spec.vm_defaults.kernel.oci or DEFAULT_KERNEL_SOURCE
 
     def default_network_plugin(self) -> str:
-        return os.environ.get("IGNITE_NETWORK_PLUGIN") or self.config.spec.network_plugin
+        """``IGNITE_NETWORK_PLUGIN``, the configuration's ``networkPlugin`` when it sets one,
+        else ``cni`` for root and ``user`` for anyone else (cni needs root; docs/network.md)."""
+        env = os.environ.get("IGNITE_NETWORK_PLUGIN")
+        if env:
+            return env
+        spec = self.config.spec
+        if "network_plugin" in spec.model_fields_set or is_root():
+            return spec.network_plugin
+        return USER_NETWORK_PLUGIN
 
 
 def build_services(config_path: Path | None = None) -> Services:
     config = load_configuration(config_path)
-    return Services(config=config, store=Store(resolve_state_dir(config)))
+    root = resolve_state_dir(config)
+    if not is_root() and root == default_state_dir() and not root.exists():
+        # a user's VMs (keys, consoles, disks) are theirs alone; a chosen directory keeps
+        # whatever mode it was given
+        root.mkdir(mode=0o700, parents=True)
+    return Services(config=config, store=Store(root))

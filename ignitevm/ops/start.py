@@ -144,9 +144,10 @@ def _preflight(plan: LaunchPlan, ignored: frozenset[str]) -> LaunchPlan:
     from dataclasses import replace
 
     from ignitevm.ops.preflight import Check, StartRequest, require_preflight
+    from ignitevm.vmm.base import Accel
 
-    req = StartRequest(plan.vmm, plan.network, plan.machine.vmlinux, ports=plan.ports,
-                       jail=plan.jail)  # fmt: skip
+    req = StartRequest(plan.vmm, plan.network, plan.machine.vmlinux, Accel(plan.machine.accel),
+                       ports=plan.ports, jail=plan.jail)  # fmt: skip
     require_preflight(req, ignored)
     if plan.jail and ({"all", Check.JAIL.value} & ignored):
         log.warning("the Jail check is ignored: this VM's QEMU runs unjailed, as root")

@@ -54,6 +54,9 @@ def resolve_vmm(
     from ignitevm.ops.preflight import kernel_has_mmio_cmdline
 
     requested, source = requested_vmm(svc, vm, override)
+    if requested == AUTO and vm.spec.storage.shares:
+        # host directories are 9p devices, which only QEMU offers
+        requested, source = VMMName.QEMU, f"{source} (auto; the VM shares host directories)"
     binary = proc.find_tool("firecracker") if firecracker is True else firecracker or None
     facts = facts or read_kvm_facts()
     fits = None

@@ -69,6 +69,7 @@ class RuntimeStatus:
     # the jail of the run: the VMM's uid, its cgroups (removed by the cleanup after a crash)
     jail_uid: int | None = None
     cgroups: tuple[Path, ...] = ()
+    shares: tuple[Path, ...] = ()  # host directories jail_uid was given ACL entries on
     # the guest's RAM: the supervisor's fd (a VM restored from the same snapshot maps it too)
     memory_fd: int | None = None
     snapshot: str = ""  # the snapshot this run was resumed from

@@ -13,11 +13,11 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import socket
-import tempfile
 from pathlib import Path
 
 from ignitevm import proc
 from ignitevm.layout import VMFiles
+from ignitevm.userpaths import private_runtime_dir
 
 CONTROL_FILE = VMFiles.SSH_CONTROL
 # OpenSSH binds "<ControlPath>.<16 random chars>" first, then renames: sun_path holds 108 bytes.
@@ -26,12 +26,14 @@ _MAX_PATH = 108 - 1 - 17
 
 def control_path(vm_dir: Path) -> Path:
     """The master's control socket: in the VM's directory when the path is short enough,
-    else a name in the temp dir derived from that directory."""
+    else a name derived from that directory in this user's private runtime directory (a
+    shared /tmp name could be bound first by another user, whose "master" would then see
+    every command and file of ours)."""
     path = vm_dir / CONTROL_FILE
     if len(str(path)) <= _MAX_PATH:
         return path
     digest = hashlib.sha256(str(vm_dir.resolve()).encode()).hexdigest()[:16]
-    return Path(tempfile.gettempdir()) / f"ignite-ssh-{digest}.ctl"
+    return private_runtime_dir() / f"ssh-{digest}.ctl"
 
 
 def master_alive(path: Path) -> bool:

@@ -122,14 +122,16 @@ class Supervisor:
 
     def _confine(self) -> None:
         """The VMM's jail, when the plan asks for one (docs/runtime.md "The jail"); its uid and
-        cgroups go into runtime.json, so a cleanup after kill -9 removes them too."""
+        cgroups and the shares it was given go into runtime.json, so a cleanup after kill -9
+        undoes them too."""
         if not self.plan.jail:
             return
         m = self.plan.machine
         self.jail = confine(m, readable=[m.initrd])
         if self.jail is not None and self.status is not None:
             self.status = replace(self.status, jail_uid=self.jail.uid,
-                                  cgroups=self.jail.cgroup_procs)  # fmt: skip
+                                  cgroups=self.jail.cgroup_procs,
+                                  shares=self.jail.granted)  # fmt: skip
 
     def _waiting(self, what: str, timeout: float) -> bool:
         """The network waits for the user (network/base.py on_wait): the launcher hears it

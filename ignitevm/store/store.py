@@ -27,6 +27,7 @@ from ignitevm.errors import (
 )
 from ignitevm.layout import NAMES_LOCK
 from ignitevm.store.locks import file_lock, is_locked, try_hold_lock
+from ignitevm.userpaths import ROOT_STATE_DIR, default_state_dir
 
 if TYPE_CHECKING:
     from ignitevm.api.configuration import Configuration
@@ -38,7 +39,7 @@ log = logging.getLogger(__name__)
 
 METADATA = "metadata.json"
 META_LOCK = ".meta.lock"
-DEFAULT_STATE_DIR = Path("/var/lib/firecracker")
+DEFAULT_STATE_DIR = ROOT_STATE_DIR  # root's; a user's is in userpaths.py
 
 _HINTS = {
     Kind.VM: "see `ignite ps -a`",
@@ -349,13 +350,14 @@ class Store:
 
 
 def resolve_state_dir(config: Configuration | None = None) -> Path:
-    """``IGNITE_STATE_DIR``, then the config's ``spec.stateDir``, then /var/lib/firecracker."""
+    """``IGNITE_STATE_DIR``, then the config's ``spec.stateDir``, then /var/lib/firecracker
+    (root) or ``$XDG_DATA_HOME/ignitevm`` (anyone else: userpaths.py)."""
     env = os.environ.get("IGNITE_STATE_DIR")
     if env:
         return Path(env)
     if config is not None and config.spec.state_dir:
         return Path(config.spec.state_dir)
-    return DEFAULT_STATE_DIR
+    return default_state_dir()
 
 
 def _identity(obj: Object) -> tuple[Kind, str]:

@@ -65,6 +65,15 @@ class SaveResult:
 
 
 @dataclass(frozen=True)
+class HostShare:
+    """A host directory the guest mounts with 9p (``--share``; docs/internals.md)."""
+
+    path: Path
+    tag: str  # the guest mounts it by this mount_tag
+    readonly: bool = False  # enforced by QEMU (the fsdev's readonly=on), not only the guest
+
+
+@dataclass(frozen=True)
 class MachineSpec:
     uid: str
     name: str
@@ -78,6 +87,7 @@ class MachineSpec:
     mac: str
     accel: str = Accel.AUTO
     resume: Resume | None = None
+    shares: tuple[HostShare, ...] = ()
 
 
 def mac_for_uid(uid: str) -> str:

@@ -8,13 +8,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from ignitevm.layout import VMFiles
 from ignitevm.vmm import cgroups
 from ignitevm.vmm.base import MachineSpec
 from ignitevm.vmm.jail import DEVICES, Bind, JailSpec, claim_id
+from ignitevm.vmm.share import Grant, prepare_share, release_share
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +35,11 @@ class Jail:
     root: Path  # the (empty) mount point of the jail's root, in vm_dir
     cgroup_procs: tuple[Path, ...]  # () when the host gave no cgroup
     claim_fd: int  # holds the uid for this run; closed by release()
+    grants: tuple[Grant, ...] = ()  # the shares the VMM's uid may reach for this run
+
+    @property
+    def granted(self) -> tuple[Path, ...]:
+        return tuple(g.path for g in self.grants)
 
 
 def limits_for(machine: MachineSpec) -> cgroups.Limits:
@@ -62,23 +68,55 @@ def confine(machine: MachineSpec, readable: Iterable[Path]) -> Jail | None:
     except OSError as exc:
         log.warning("no cgroup for VM %s (%s): it runs without memory/cpu/pids limits",
                     machine.name, exc.strerror or exc)  # fmt: skip
-    for path in readable:
-        os.chown(path, uid, uid)
-    root = machine.vm_dir / VMFiles.JAIL
-    root.mkdir(mode=0o700, exist_ok=True)
-    return Jail(uid, uid, root, procs, fd)
+    jail = Jail(uid, uid, machine.vm_dir / VMFiles.JAIL, procs, fd)
+    try:
+        for path in readable:
+            os.chown(path, uid, uid)
+        jail.root.mkdir(mode=0o700, exist_ok=True)
+        for share in machine.shares:  # docs/runtime.md "Host directories"
+            try:
+                grant = prepare_share(share.path, uid, uid, readonly=share.readonly)
+            except BaseException:
+                release_after_crash(uid, [share.path])  # the part of the tree it got to
+                raise
+            if grant is not None:
+                jail = replace(jail, grants=(*jail.grants, grant))
+    except BaseException:
+        release(jail)
+        raise
+    return jail
 
 
 def release(jail: Jail) -> None:
+    for grant in jail.grants:
+        try:
+            release_share(grant)
+        except OSError as exc:  # the others are still given back
+            log.warning("cannot take back the VMM's access to %s: %s", grant.path, exc)
     cgroups.remove(jail.cgroup_procs)
     os.close(jail.claim_fd)
 
 
+def release_after_crash(uid: int, shares: Iterable[Path]) -> None:
+    """``release`` for the shares of a run whose supervisor died (kill -9): what the run's
+    ACL entries were before is unknown, so only the VMM's entries go (share.py ``complete``)."""
+    for path in shares:
+        try:
+            release_share(Grant(path, uid, uid, complete=False))
+        except OSError as exc:
+            log.warning("cannot take back a dead VMM's access to %s: %s", path, exc)
+
+
 def jail_spec(jail: Jail, machine: MachineSpec, *, new_netns: bool, kvm: bool) -> JailSpec:
     """What the VMM of ``machine`` may see, at their own paths: its kernel and initramfs (it
-    loads them by path) and a /proc of its own (its RAM is /proc/self/fd/N); its disks,
+    loads them by path), the shared host directories (9p opens them by path) and a /proc of
+    its own (its RAM is /proc/self/fd/N); its disks,
     sockets and tap come as open file descriptors."""
-    files = (Bind(machine.vmlinux), Bind(machine.initrd))
+    files = (
+        Bind(machine.vmlinux),
+        Bind(machine.initrd),
+        *(Bind(share.path, readonly=share.readonly) for share in machine.shares),
+    )
     devices = (*DEVICES, "kvm") if kvm else DEVICES
     return JailSpec(uid=jail.uid, gid=jail.gid, root=jail.root, binds=files,
                     devices=devices, new_netns=new_netns, cgroup_procs=jail.cgroup_procs,

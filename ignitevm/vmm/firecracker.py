@@ -91,6 +91,11 @@ def drive_id(index: int, serial: str | None) -> str:
 
 def config_calls(spec: MachineSpec, att: Attachment) -> list[APICall]:
     """The API requests that configure the machine, in order; InstanceStart comes after."""
+    if spec.shares:
+        raise IgniteError(
+            "Firecracker has no 9p or virtio-fs device for the VM's host directories",
+            hint="start it with --vmm qemu",
+        )
     calls = [
         APICall("PUT", "/metrics", {"metrics_path": str(spec.vm_dir / METRICS_FILE)}),
         APICall(

@@ -150,6 +150,25 @@ def _nic_args(spec: MachineSpec, att: Attachment, tap_fds: tuple[int, ...]) -> l
     return args
 
 
+def _share_args(spec: MachineSpec) -> list[str]:
+    """``--share``: one virtio-9p device per host directory (docs/runtime.md "Host
+    directories"). security_model=mapped-xattr: the guest's owners, modes, devices and
+    symlinks are xattrs on files QEMU's user owns, never real ones on the host (no set-id file,
+    device node or symlink planted by a guest); QEMU's local backend resolves every path below
+    the export root without following symlinks out of it. readonly=on makes QEMU refuse
+    writes, whatever the guest mounts. multidevs=remap keeps inode numbers unique when the
+    directory spans several host filesystems."""
+    args: list[str] = []
+    for i, share in enumerate(spec.shares):
+        fsdev = (
+            f"local,id=share{i},path={_escape(str(share.path))},security_model=mapped-xattr,"
+            f"multidevs=remap{',readonly=on' if share.readonly else ''}"
+        )
+        device = f"virtio-9p-device,fsdev=share{i},mount_tag={_escape(share.tag)}"
+        args += ["-fsdev", fsdev, "-device", device]
+    return args
+
+
 def _escape(value: str) -> str:
     """QEMU option values escape a comma by doubling it."""
     return value.replace(",", ",,")
@@ -188,6 +207,7 @@ def build_qemu_argv(
         "-append", spec.cmdline,
         *_disk_args(spec, disk_fds),
         *_nic_args(spec, att, tap_fds),
+        *_share_args(spec),
         "-chardev", "stdio,id=con,signal=off",
         "-serial", "chardev:con",
         *_qmp_args(spec, qmp_fd),

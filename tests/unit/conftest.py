@@ -26,11 +26,13 @@ from ignitevm.vmm.base import Disk, MachineSpec
 
 UID = "0123456789abcdef"
 
-# Speaks just enough QEMU: binds the QMP socket of its -qmp argument, prints the boot marker on
+# Speaks just enough QEMU: records its arguments in vm_dir/fake-qemu-argv.json, binds the QMP socket of its -qmp argument, prints the boot marker on
 # the serial console (stdout), echoes console input, and exits on system_powerdown or quit.
 FAKE_QEMU = r"""
 import json, os, select, socket, sys
 args = sys.argv[1:]
+with open("fake-qemu-argv.json", "w") as f:  # cwd: the VM's directory
+    json.dump(args, f)
 qmp = next(a for a in args if a.startswith("socket,id=qmp,fd="))
 srv = socket.socket(fileno=int(qmp.split("fd=")[1].split(",")[0]))
 print("ignitevm-init: exec /sbin/init", flush=True)
@@ -56,6 +58,16 @@ while True:
 """
 # qemu-img create ... FILE SIZE: an empty file is enough for a VM that never reads its disk
 FAKE_QEMU_IMG = "import sys; open(sys.argv[-2], 'wb').close()"
+
+
+@pytest.fixture(autouse=True)
+def private_runtime_dir_in_tmp(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """A long VM directory puts its SSH control socket in the user's private runtime dir
+    (userpaths.py): in the tests, below pytest's own temporary directory, not /tmp."""
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setenv("TMPDIR", str(tmp_path_factory.getbasetemp()))
 
 
 @pytest.fixture

@@ -137,3 +137,18 @@ def test_nics_are_named_by_mac_and_get_their_addresses(tmp_path: Path) -> None:
         "ip addr add 10.9.0.2/24 dev eth1",
         "ip addr add 10.9.1.2/24 dev eth1",
     ]
+
+
+def test_parse_share() -> None:
+    out = run_lib(
+        "for s in ignite_share0:rw:/mnt/src ignite_share1:ro:/data:x bad:xx:/a t:rw:rel; do "
+        'if parse_share "$s"; then echo "$SHARE_TAG|$SHARE_OPTS|$SHARE_PATH"; '
+        'else echo "refused $s"; fi; done'
+    )
+    opts = "trans=virtio,version=9p2000.L,cache=mmap,msize=512000"
+    assert out.splitlines() == [
+        f"ignite_share0|{opts}|/mnt/src",
+        f"ignite_share1|{opts},ro|/data:x",
+        "refused bad:xx:/a",
+        "refused t:rw:rel",
+    ]

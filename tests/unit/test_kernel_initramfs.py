@@ -61,7 +61,13 @@ DEPS = {
     "overlay": "",
     "evdev": "",
     "unrelated": "",
+    "netfs": "",
+    "fscache": "netfs",
+    "9pnet": "",
+    "9pnet_virtio": "9pnet,virtio,virtio_ring",
+    "9p": "9pnet,fscache,netfs",
 }
+SHARE = {"netfs", "fscache", "9pnet", "9pnet_virtio", "9p"}
 
 
 @pytest.fixture
@@ -84,11 +90,29 @@ def test_modinfo_reads_depends() -> None:
 def test_modules_resolved_in_dependency_order(modules_dir: Path) -> None:
     names = [m.name for m in resolve_modules(modules_dir)]
     assert "unrelated" not in names
-    assert set(names) == set(DEPS) - {"unrelated"} | {"button"}
+    assert set(names) == set(DEPS) - {"unrelated"} - SHARE | {"button"}
     for name, deps in DEPS.items():
         for dep in filter(None, deps.split(",")):
             if name in names:
                 assert names.index(dep) < names.index(name), (dep, name)
+
+
+def test_share_modules_are_a_second_list_loaded_on_demand(
+    modules_dir: Path, tmp_path: Path
+) -> None:
+    """9p is for VMs with --share only: /etc/ignitevm/modules.9p, without the base modules."""
+    if shutil.which("busybox") is None:
+        pytest.skip("busybox-static not installed")
+    out = tmp_path / "initrd.cpio"
+    build_initramfs(out, modules_dir=modules_dir, version="6.1.0-99-test")
+    entries = {e.name: e for e in read_cpio(out.read_bytes())}
+    base = entries["etc/ignitevm/modules"].data.decode().split()
+    share = entries["etc/ignitevm/modules.9p"].data.decode().split()
+    assert not SHARE & {n.removesuffix(".ko") for n in base}
+    assert share.index("9pnet.ko") < share.index("9pnet_virtio.ko") < share.index("9p.ko")
+    assert share.index("netfs.ko") < share.index("fscache.ko") < share.index("9p.ko")
+    assert set(share) == {f"{n}.ko" for n in SHARE}
+    assert all(f"lib/modules/{n}" in entries for n in share)
 
 
 def test_modules_dep_wins_when_present(modules_dir: Path) -> None:

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(
 
 
 def debugfs(image: Path, command: str) -> str:
-    return proc.output(["debugfs", "-R", command, image])
+    return proc.output([proc.require_tool("debugfs"), "-R", command, image])
 
 
 def test_build_base_image(tmp_path: Path) -> None:
@@ -32,7 +32,7 @@ def test_build_base_image(tmp_path: Path) -> None:
     assert size == out.stat().st_size
     assert out.stat().st_blocks * 512 < size  # sparse
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
-    header = proc.output(["dumpe2fs", "-h", out], stderr=proc.DEVNULL)
+    header = proc.output([proc.require_tool("dumpe2fs"), "-h", out], stderr=proc.DEVNULL)
     assert "Filesystem volume name:   ignite-image" in header
     assert "has_journal" in header
     assert debugfs(out, "cat /etc/hostname") == "vm\n"

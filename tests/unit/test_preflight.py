@@ -17,6 +17,7 @@ from ignitevm.ops.preflight import (
     StartRequest,
     find_failures,
     kernel_has_mmio_cmdline,
+    kvm_access_fix,
     parse_ignored,
     require_preflight,
 )
@@ -69,7 +70,7 @@ def test_qemu_needs_kvm_only_when_asked() -> None:
 
 def test_every_failure_is_listed_in_one_error() -> None:
     facts = _facts(
-        euid=1000,
+        euid=0,
         kvm=KVMFacts(False, False, False, False),
         binaries={"qemu-system-x86_64": None, "firecracker": None},
         tun_exists=False,
@@ -83,7 +84,6 @@ def test_every_failure_is_listed_in_one_error() -> None:
     lines = str(info.value).splitlines()
     assert lines[0] == "preflight checks failed:"
     assert [line.split("]")[0] for line in lines[1:]] == [
-        "[ERROR Root",
         "[ERROR KVM",
         "[ERROR VMMBinary",
         "[ERROR TunDevice",
@@ -91,8 +91,75 @@ def test_every_failure_is_listed_in_one_error() -> None:
         "[ERROR HostPorts",
         "[ERROR KernelFitsVMM",
     ]
-    assert "bridge, portmap" in lines[5] and "0.0.0.0:8080/tcp" in lines[6]
-    assert info.value.hint is not None and "--ignore-preflight-checks Root,KVM," in info.value.hint
+    assert "bridge, portmap" in lines[4] and "0.0.0.0:8080/tcp" in lines[5]
+    assert (
+        info.value.hint is not None
+        and "--ignore-preflight-checks KVM,VMMBinary," in info.value.hint
+    )
+
+
+def test_cni_without_root_is_one_line_naming_the_reason() -> None:
+    facts = _facts(euid=1000, tun_exists=False, missing_cni=("bridge",))
+    with pytest.raises(PreflightError) as info:
+        require_preflight(_req(VMMName.QEMU, "cni"), facts=facts)
+    assert str(info.value) == (
+        "the cni network plugin needs root: it creates network namespaces, bridges and "
+        "iptables rules"
+    )
+    assert info.value.hint is not None and info.value.hint.startswith("use --network-plugin user")
+    require_preflight(_req(VMMName.QEMU, "user"), facts=facts)
+    require_preflight(_req(VMMName.QEMU, "cni"), parse_ignored("Root,TunDevice,CNIPlugins"),
+                      facts=facts)  # fmt: skip
+
+
+def test_a_users_cni_facts_are_not_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """/etc/cni/net.d may be root's alone: reading it as a user was a traceback, not the
+    one-line Root error."""
+    from ignitevm.ops import preflight
+
+    def unreadable() -> tuple[str, ...]:
+        raise PermissionError(13, "Permission denied", "/etc/cni/net.d")
+
+    monkeypatch.setattr(preflight, "_missing_cni", unreadable)
+    monkeypatch.setattr(preflight.os, "geteuid", lambda: 1000)
+    with pytest.raises(PreflightError, match="cni network plugin needs root"):
+        require_preflight(_req(VMMName.QEMU, "cni"))
+
+
+def test_kvm_closed_to_the_user_says_how_to_open_it(caplog: pytest.LogCaptureFixture) -> None:
+    closed = KVMFacts(True, False, False, True)  # KVM works, but not for this user
+    facts = _facts(euid=1000, kvm=closed, kvm_access_fix="Fix: sudo usermod -aG kvm alice")
+    (failure,) = find_failures(_req(network="none"), facts)
+    assert failure.check == Check.KVM and failure.fix == "Fix: sudo usermod -aG kvm alice"
+    with caplog.at_level("WARNING"):
+        require_preflight(_req(VMMName.QEMU, "user", accel=Accel.TCG), facts=facts)
+    assert "TCG" in caplog.text and "usermod -aG kvm alice" in caplog.text
+    caplog.clear()
+    pvm_closed = KVMFacts(True, False, True, False)  # access would not help: no advice
+    with caplog.at_level("WARNING"):
+        require_preflight(_req(VMMName.QEMU, "user", accel=Accel.TCG), facts=_facts(kvm=pvm_closed))
+    assert caplog.text == ""
+    (failure,) = find_failures(_req(network="none"), _facts(kvm=pvm_closed))
+    assert "usermod" not in failure.fix
+
+
+def test_kvm_access_fix_reads_the_device(tmp_path: Path) -> None:
+    import grp
+    import os
+
+    dev = tmp_path / "kvm"
+    dev.touch()
+    group = os.getgid() or 65534  # root may give it to any group, a user to their own
+    if os.geteuid() != 0 and group == 0:
+        pytest.skip("needs a group other than root")
+    os.chown(dev, -1, group)
+    os.chmod(dev, 0o660)
+    name = grp.getgrgid(group).gr_name
+    assert kvm_access_fix(dev).startswith(f"Fix: sudo usermod -aG {name} ")
+    os.chmod(dev, 0o600)  # only its owner: a group for the device first
+    fix = kvm_access_fix(dev)
+    assert 'GROUP="kvm", MODE="0660"' in fix and "usermod -aG kvm" in fix
+    assert kvm_access_fix(tmp_path / "absent").startswith("Fix: sudo usermod -aG kvm ")
 
 
 def test_network_checks_apply_to_cni_only() -> None:

@@ -247,7 +247,11 @@ def test_resolve_state_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     from ignitevm.api import Configuration
 
     monkeypatch.delenv("IGNITE_STATE_DIR", raising=False)
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
     assert resolve_state_dir(None) == Path("/var/lib/firecracker")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)  # another user: XDG (test_userpaths.py)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
+    assert resolve_state_dir(None) == tmp_path / "data/ignitevm"
     config = Configuration.model_validate({"spec": {"stateDir": str(tmp_path / "cfg")}})
     assert resolve_state_dir(config) == tmp_path / "cfg"
     monkeypatch.setenv("IGNITE_STATE_DIR", str(tmp_path / "env"))

@@ -282,3 +282,20 @@ def test_argv_extra_nics_use_their_inherited_taps(tmp_path: Path) -> None:
     assert "virtio-net-device,netdev=n1,mac=02:00:00:00:00:01" in _opt(argv, "-device")
     argv = build_qemu_argv(spec, att, kvm_ok=False)  # not inherited: opened by name
     assert _opt(argv, "-netdev")[1] == "tap,id=n1,ifname=tap1,script=no,downscript=no"
+
+
+def test_argv_shares_are_9p_devices_readonly_in_qemu(tmp_path: Path) -> None:
+    from ignitevm.vmm.base import HostShare
+
+    shares = (HostShare(tmp_path / "s,rc", "ignite_share0"), HostShare(Path("/data"), "t1", True))
+    argv = build_qemu_argv(_spec(tmp_path, shares=shares), Attachment(), kvm_ok=False)
+    assert _opt(argv, "-fsdev") == [
+        f"local,id=share0,path={tmp_path}/s,,rc,security_model=mapped-xattr,multidevs=remap",
+        "local,id=share1,path=/data,security_model=mapped-xattr,multidevs=remap,readonly=on",
+    ]
+    devices = [d for d in _opt(argv, "-device") if d.startswith("virtio-9p-device")]
+    assert devices == [
+        "virtio-9p-device,fsdev=share0,mount_tag=ignite_share0",
+        "virtio-9p-device,fsdev=share1,mount_tag=t1",
+    ]
+    assert "-fsdev" not in build_qemu_argv(_spec(tmp_path), Attachment(), kvm_ok=False)

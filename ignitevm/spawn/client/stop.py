@@ -196,6 +196,10 @@ def cleanup_stale(vm_dir: Path, plugins: Callable[[str], NetworkPlugin] | None =
         from ignitevm.vmm.cgroups import group_procs, remove
 
         remove(status.cgroups or group_procs(vm_dir.name))
+        if status.jail_uid is not None and status.shares:
+            from ignitevm.vmm.confine import release_after_crash
+
+            release_after_crash(status.jail_uid, status.shares)
         remove_runtime_files(vm_dir)
     finally:
         os.close(lock_fd)

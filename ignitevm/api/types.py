@@ -327,6 +327,7 @@ class VMStatus(Model):
     snapshot: str | None = None
     resume: str | None = None
     suspended: bool | None = None
+    paused: bool | None = None  # ignite pause: its vCPUs are frozen (read, never stored)
     # ignitevm: set by ignite stop/kill, cleared by a start: ignited does not restart it
     stopped_by_user: bool | None = None
     # ignitevm: how the last run ended, while the VM does not run (read, never stored)

@@ -1,4 +1,4 @@
-"""`ignite inspect vm|image|kernel NAME`."""
+"""`ignite inspect vm|image|kernel|snapshot NAME`."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from ignitevm.cli.output import compile_go_template
 
 
 @click.command(cls=IgniteCommand)
-@click.argument("kind", type=click.Choice(["vm", "image", "kernel"], case_sensitive=False))
+@click.argument("kind", type=click.Choice(["vm", "image", "kernel", "snapshot"],
+                                        case_sensitive=False))  # fmt: skip
 @click.argument("name")
 @click.option("-o", "--output", type=click.Choice(["json", "yaml"]), default="json")
 @click.option("-t", "--template", default="", metavar="GO-TEMPLATE",
@@ -32,6 +33,8 @@ def inspect(app: App, kind: str, name: str, output: str, template: str) -> None:
         from ignitevm.ops.images import find_image
 
         obj = find_image(svc, name) or svc.store.require(Kind.IMAGE, name)
+    elif kind == "snapshot":
+        obj = svc.store.require(Kind.SNAPSHOT, name)
     else:
         obj = svc.store.require(Kind.KERNEL, name)
     if tmpl is not None:  # as Ignite: the template wins over -o

@@ -25,6 +25,10 @@ VM_COMMANDS = {
     "exec": "ignitevm.cli.access:exec_",
     "ssh": "ignitevm.cli.access:ssh",
     "cp": "ignitevm.cli.access:cp",
+    "pause": "ignitevm.cli.snapshot:pause",
+    "unpause": "ignitevm.cli.snapshot:unpause",
+    "suspend": "ignitevm.cli.snapshot:suspend",
+    "fork": "ignitevm.cli.snapshot:fork",
 }
 
 TOP_COMMANDS = {
@@ -32,6 +36,7 @@ TOP_COMMANDS = {
     "inspect": "ignitevm.cli.inspect:inspect",
     "image": "ignitevm.cli.image:image",
     "kernel": "ignitevm.cli.kernel:kernel",
+    "snapshot": "ignitevm.cli.snapshot:snapshot",
     "rmi": "ignitevm.cli.image:rmi",
     "rmk": "ignitevm.cli.kernel:rmk",
     "vm": "ignitevm.cli.main:vm",

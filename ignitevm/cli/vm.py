@@ -269,7 +269,12 @@ def _ps_row(view: VMView) -> list[str]:
     vm, st = view.vm, view.vm.status
     if view.damaged:  # its metadata.json is unreadable: `ignite rm -f UID` removes it
         return [vm.metadata.uid, *["?"] * 6, "Unknown", "", "", ""]
-    status = f"Up {format_age(st.start_time)}" if st.running else "Stopped"
+    if st.paused:
+        status = "Paused"
+    elif st.running:
+        status = f"Up {format_age(st.start_time)}"
+    else:
+        status = "Suspended" if st.suspended else "Stopped"
     return [
         vm.metadata.uid,
         vm.spec.image.oci,

@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from typing import Any, NamedTuple
 
-from ignitevm.api import VM, Image, Kernel
+from ignitevm.api import VM, Image, Kernel, Snapshot
 from ignitevm.errors import ValidationError
 from ignitevm.ops.gofuncs import FUNCTIONS
 from ignitevm.ops.govalues import go_object, is_true, iterate, lookup_field, print_value
@@ -247,7 +247,7 @@ class Template:
         self.text = text
         self.nodes = nodes
 
-    def render(self, obj: VM | Image | Kernel) -> str:
+    def render(self, obj: VM | Image | Kernel | Snapshot) -> str:
         """Execute on ``obj`` as Ignite's Go struct; ValidationError naming a bad field."""
         return self.execute(go_object(obj))
 

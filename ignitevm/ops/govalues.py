@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, NamedTuple
 
-from ignitevm.api import VM, Image, Kernel, ObjectMeta, OCIImageSource, Size
+from ignitevm.api import VM, Image, Kernel, ObjectMeta, OCIImageSource, Size, Snapshot
 from ignitevm.api.types import PortMapping, VMSpec, VMStatus
 from ignitevm.errors import ValidationError
 
@@ -208,10 +208,12 @@ def lookup_field(value: Any, name: str) -> Any:
 # --- Ignite's types -----------------------------------------------------------------------------
 
 
-def go_object(obj: VM | Image | Kernel) -> Struct:
+def go_object(obj: VM | Image | Kernel | Snapshot) -> Struct:
     """The object as Ignite's Go struct (pkg/apis/ignite types.go, v0.10)."""
     if isinstance(obj, VM):
         spec, status = _vm_spec(obj.spec), _vm_status(obj.status)
+    elif isinstance(obj, Snapshot):
+        spec, status = _snapshot_parts(obj)
     elif isinstance(obj, Image):
         spec = Struct("ImageSpec", {"OCI": _ref(obj.spec.oci)})
         status = Struct("ImageStatus", {
@@ -236,6 +238,23 @@ def go_object(obj: VM | Image | Kernel) -> Struct:
         embedded=("TypeMeta", "ObjectMeta"),
         pointer=True,  # the template gets *api.VM
     )  # fmt: skip
+
+
+def _snapshot_parts(snap: Snapshot) -> tuple[Struct, Struct]:
+    """An ignitevm object, named the way Ignite's Go structs name theirs."""
+    src, st, m = snap.spec.source, snap.status, snap.status.machine
+    spec = Struct("SnapshotSpec", {"Source": Struct("SnapshotSource", {
+        "UID": src.uid, "Name": src.name})})  # fmt: skip
+    machine = Struct("SnapshotMachine", {
+        "VMM": str(m.vmm), "VMMVersion": m.vmm_version, "CPUs": m.cpus,
+        "Memory": GoSize(m.memory), "Kernel": m.kernel, "Image": m.image, "Disks": m.disks,
+        "NIC": m.nic, "Devices": GoList("[]string", list(m.devices)),
+    })  # fmt: skip
+    status = Struct("SnapshotStatus", {
+        "Machine": machine, "Parent": st.parent, "Size": GoSize(st.size),
+        "MemorySize": GoSize(st.memory_size), "NetworkPlugin": st.network_plugin,
+    })  # fmt: skip
+    return spec, status
 
 
 def _meta(meta: ObjectMeta) -> Struct:

@@ -24,6 +24,8 @@ def build_vm(svc: Services, settings: Mapping[str, Any], *, config_file: Path | 
             )
         vm = obj
         vm.status = VM().status  # a manifest's status is what it wants, not what is
+    elif settings.get("snapshot"):
+        vm = VM()  # the snapshot's machine (ops/restore.py), not the configured defaults
     else:
         vm = VM(spec=svc.config.spec.vm_defaults.model_copy(deep=True))
     return apply_settings(vm, settings)

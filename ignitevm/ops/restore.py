@@ -105,8 +105,14 @@ def disk_and_key_from_snapshot(svc: Services, vm: VM, d: Path) -> None:
 def resume_for(svc: Services, vm: VM, d: Path) -> Resume | None:
     """What the next start of ``vm`` resumes from: its own suspended state, or the snapshot
     it was made from (first start only); None: it boots."""
+    from ignitevm.spawn.runtime import is_suspended
+
+    if is_suspended(d):  # its own RAM, mapped shared: it is this VM's memory from now on
+        return Resume(d / VMFiles.SUSPENDED_STATE, d / VMFiles.SUSPENDED_MEMORY, tag="suspend",
+                      private=False)  # fmt: skip
     if vm.status.suspended:
-        return Resume(d / VMFiles.SUSPENDED_STATE, d / VMFiles.SUSPENDED_MEMORY, tag="suspend")
+        log.warning("VM %s was being suspended when that stopped: it boots afresh",
+                    vm.metadata.name)  # fmt: skip
     if not vm.status.resume:
         return None
     snap = svc.store.find(Kind.SNAPSHOT, vm.status.resume)
@@ -118,7 +124,8 @@ def resume_for(svc: Services, vm: VM, d: Path) -> Resume | None:
     require_fits_host(snap)
     require_network_fits(snap, vm.status.network.plugin)
     sd = svc.store.object_dir(Kind.SNAPSHOT, snap.metadata.uid)
-    sibling = _sibling_memory(svc, snap.metadata.uid)
+    image = (sd / SnapshotFiles.MEMORY).exists()  # absent: the RAM is in the state's stream
+    sibling = _sibling_memory(svc, snap.metadata.uid) if image else None
     return Resume(sd / SnapshotFiles.STATE, sd / SnapshotFiles.MEMORY, share_from=sibling,
                   tag=snap.metadata.uid)  # fmt: skip
 

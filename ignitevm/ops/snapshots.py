@@ -158,7 +158,8 @@ def _publish(svc: Services, vm: VM, pending: Pending, vmm: str) -> Snapshot:
         shutil.copy2(d / VMFiles.SSH_PUBKEY, pending.scratch / (SnapshotFiles.SSH_KEY + ".pub"))
     (pending.scratch / SnapshotFiles.DONE).unlink()
     size = sum(p.stat().st_blocks * 512 for p in pending.scratch.iterdir())
-    memory = (pending.scratch / SnapshotFiles.MEMORY).stat().st_blocks * 512
+    image = pending.scratch / SnapshotFiles.MEMORY  # absent: the RAM is in the state's stream
+    memory = image.stat().st_blocks * 512 if image.exists() else 0
     snap = Snapshot(
         metadata=ObjectMeta(name=pending.name, uid=pending.snapshot, created=datetime.now(UTC)),
         spec=SnapshotSpec(source=SnapshotSource(uid=vm.metadata.uid, name=vm.metadata.name)),

@@ -26,7 +26,17 @@ def stop_vm(svc: Services, query: str, *, force: bool = False, timeout: float = 
         log.warning("VM %s did not power off in %g s: stopping it hard", vm.metadata.name, timeout)
         spawn.kill(d)
     spawn.cleanup_stale(d)
+    _discard_suspended(svc, vm)
     return record_state(svc, vm, None)
+
+
+def _discard_suspended(svc: Services, vm: VM) -> None:
+    """A stop of a suspended VM powers it off: its saved machine is dropped (docs/snapshots.md)."""
+    from ignitevm.ops.pausing import discard_suspended, is_suspended
+
+    if is_suspended(vm_dir(svc, vm)):
+        log.info("VM %s was suspended: its saved state is dropped", vm.metadata.name)
+        discard_suspended(svc, vm)
 
 
 def kill_vm(svc: Services, query: str) -> VM:
@@ -35,6 +45,7 @@ def kill_vm(svc: Services, query: str) -> VM:
     vm = require_vm(svc, query)
     record_user_stop(svc, vm)
     spawn.kill(vm_dir(svc, vm))
+    _discard_suspended(svc, vm)
     return record_state(svc, vm, None)
 
 

@@ -63,6 +63,11 @@ def live_view(svc: Services, vm: VM) -> VMView:
     running = status is not None or is_running(d)
     vm.status.running = running
     vm.status.last_run = None if running else last_run(d)
+    vm.status.paused = True if status is not None and status.state == "paused" else None
+    if not running:
+        from ignitevm.spawn.runtime import is_suspended
+
+        vm.status.suspended = True if is_suspended(d) else None
     ports = status.ports if status is not None else vm.spec.network.ports
     return VMView(vm=vm, running=running, ports=tuple(str(p) for p in ports))
 

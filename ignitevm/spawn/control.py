@@ -81,7 +81,12 @@ class ControlServer:
         save = SaveRequest(Path(req["state"]), Path(req["memory"]), freeze, bool(req.get("stop")))
         if save.stop:
             self.on_state("suspended")  # the VMM quits: the loop ends as for a stop
-        result = self.driver.save(save)
+        try:
+            result = self.driver.save(save)
+        except BaseException:
+            if save.stop:  # not saved: the VM runs on (driver.save resumed it)
+                self.on_state("running")
+            raise
         if freeze is not None:
             os.replace(freeze, req["top"])
         if req.get("done"):

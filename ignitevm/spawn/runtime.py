@@ -111,6 +111,16 @@ def record_lost_run(vm_dir: Path, status: RuntimeStatus) -> None:
         write_last_run(vm_dir, LastRun(RunOutcome.LOST, status.started_at))
 
 
+def is_suspended(vm_dir: Path) -> bool:
+    """Whether the VM in ``vm_dir`` was suspended and its saved machine is whole: its last run
+    ended by a suspend (recorded by the supervisor once its VMM quit after saving) and the
+    saved state is there (docs/snapshots.md "Suspend")."""
+    last = read_last_run(vm_dir)
+    if last is None or last.outcome != RunOutcome.SUSPENDED:
+        return False
+    return (vm_dir / VMFiles.SUSPENDED_STATE).exists()
+
+
 def is_running(vm_dir: Path) -> bool:
     """True while the VM's supervisor holds the lock on vm_dir (docs/architecture.md "State and
     truth")."""

@@ -43,6 +43,15 @@ class Resume:
     # of one snapshot share the pages none of them wrote
     share_from: Path | None = None
     tag: str = ""  # what it is resumed from (a snapshot's uid, "suspend"), for the records
+    # True: the image is sealed and mapped copy-on-write (a snapshot's, shared by its
+    # restores); False: the VM gets its own copy, mapped shared (a suspended VM's RAM)
+    private: bool = True
+
+    @property
+    def memory_in_state(self) -> bool:
+        """No RAM image: the RAM is in the device state's stream (saved from a VM whose RAM
+        the host could not read: one resumed copy-on-write)."""
+        return not self.memory.exists()
 
 
 @dataclass(frozen=True)

@@ -4,22 +4,26 @@ tiny HTTP/1.1 client for its API socket (``http.client`` over AF_UNIX: no new de
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import signal
-import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ignitevm import proc
 from ignitevm.errors import IgniteError
 from ignitevm.layout import VMFiles
 from ignitevm.network.base import Attachment
-from ignitevm.vmm.base import MachineSpec
-from ignitevm.vmm.qmp import connect_unix
+from ignitevm.vmm import fcsnap
+from ignitevm.vmm.base import MachineSpec, SaveRequest, SaveResult
+from ignitevm.vmm.fcapi import (
+    CTRL_ALT_DEL,
+    INSTANCE_START,
+    APICall,
+    FirecrackerClient,
+    FirecrackerError,
+    wait_for_api,
+)
 
 if TYPE_CHECKING:
     from subprocess import Popen
@@ -38,17 +42,6 @@ _ID = re.compile(r"^[A-Za-z0-9_]{1,64}$")
 # i8042.nokbd (one of the TCG trims) would remove the keyboard controller that Firecracker's
 # SendCtrlAltDel, the graceful stop, goes through; dumbkbd keeps it without the slow probe.
 _CMDLINE_SWAPS = {"i8042.nokbd": "i8042.dumbkbd"}
-
-
-class FirecrackerError(IgniteError):
-    """The Firecracker API refused a request or could not be reached."""
-
-
-@dataclass(frozen=True)
-class APICall:
-    method: str
-    path: str
-    body: dict[str, Any] | None = None
 
 
 def socket_arg(vm_dir: Path) -> str:
@@ -153,90 +146,6 @@ def config_calls(spec: MachineSpec, att: Attachment) -> list[APICall]:
     return calls
 
 
-INSTANCE_START = APICall("PUT", "/actions", {"action_type": "InstanceStart"})
-CTRL_ALT_DEL = APICall("PUT", "/actions", {"action_type": "SendCtrlAltDel"})
-
-
-def _connection(path: Path, timeout: float) -> Any:
-    """An ``http.client.HTTPConnection`` over the unix socket. http.client is imported here:
-    it pulls in the email package (~30 ms), which the supervisor of a QEMU VM never needs."""
-    import http.client
-
-    class UnixHTTPConnection(http.client.HTTPConnection):
-        def connect(self) -> None:
-            self.sock = connect_unix(path, timeout)
-
-    return UnixHTTPConnection("localhost", timeout=timeout)
-
-
-class FirecrackerClient:
-    """One request per connection (Firecracker closes idle ones): ``call(APICall)``."""
-
-    def __init__(self, path: Path, timeout: float = 5.0) -> None:
-        self.path = path
-        self.timeout = timeout
-
-    def request(self, call: APICall) -> tuple[int, Any]:
-        """(HTTP status, decoded JSON body or None). Raises FirecrackerError when unreachable."""
-        import http.client
-
-        conn = _connection(self.path, self.timeout)
-        try:
-            body = json.dumps(call.body) if call.body is not None else None
-            headers = {"Accept": "application/json"}
-            if body is not None:
-                headers["Content-Type"] = "application/json"
-            conn.request(call.method, call.path, body=body, headers=headers)
-            resp = conn.getresponse()
-            data = resp.read()
-        except (OSError, http.client.HTTPException) as exc:
-            raise FirecrackerError(f"Firecracker API {self.path}: {exc}") from exc
-        finally:
-            conn.close()
-        try:
-            decoded = json.loads(data) if data.strip() else None
-        except ValueError:
-            decoded = data.decode(errors="replace")
-        return resp.status, decoded
-
-    def call(self, call: APICall) -> Any:
-        """The response body of a successful request; FirecrackerError with Firecracker's
-        ``fault_message`` otherwise."""
-        status, body = self.request(call)
-        if status >= 300:
-            fault = body.get("fault_message") if isinstance(body, dict) else body
-            raise FirecrackerError(
-                f"Firecracker refused {call.method} {call.path} (HTTP {status}): {fault}",
-                hint="see firecracker.log in the VM's directory",
-            )
-        return body
-
-    def configure(self, calls: list[APICall]) -> None:
-        for c in calls:
-            self.call(c)
-
-
-def wait_for_api(
-    path: Path, timeout: float, alive: Callable[[], bool] | None = None
-) -> FirecrackerClient:
-    """A client once ``GET /`` answers. ``alive()`` (optional) returning False aborts: the
-    process exited, which the caller reports."""
-    deadline = time.monotonic() + timeout
-    client = FirecrackerClient(path, timeout=1.0)
-    while True:
-        if alive is not None and not alive():
-            raise FirecrackerError("Firecracker exited before its API answered")
-        if path.exists():
-            try:
-                client.call(APICall("GET", "/"))
-                return FirecrackerClient(path)
-            except FirecrackerError:
-                pass
-        if time.monotonic() > deadline:
-            raise FirecrackerError(f"Firecracker's API did not answer in {timeout:g} s")
-        time.sleep(0.005)
-
-
 def send_ctrl_alt_del(vm_dir: Path, timeout: float = 2.0) -> None:
     FirecrackerClient(vm_dir / API_SOCKET, timeout).call(CTRL_ALT_DEL)
 
@@ -251,6 +160,8 @@ class FirecrackerDriver:
     def __init__(self, vm_dir: Path) -> None:
         self.vm_dir = vm_dir
         self.inside: MachineSpec | None = None  # the machine as the jailed Firecracker sees it
+        self.jail_uid: int | None = None
+        self.process: Popen[bytes] | None = None
 
     def start(self, spec: MachineSpec, att: Attachment, jail: Jail | None) -> Popen[bytes]:
         """Firecracker opens the tap by name, so it runs in the VM's network namespace; in
@@ -267,17 +178,22 @@ class FirecrackerDriver:
 
             (self.vm_dir / API_SOCKET).unlink(missing_ok=True)
             self.inside = fcjailer.populate(spec, jail)
+            self.jail_uid = jail.uid
             argv = fcjailer.jailer_argv(spec, jail, att.netns)
-        return proc.start(argv, stdin=proc.PIPE, stdout=proc.PIPE, cwd=self.vm_dir,
-                          close_fds=True, preexec_fn=die_with_parent())  # fmt: skip
+        self.process = proc.start(argv, stdin=proc.PIPE, stdout=proc.PIPE, cwd=self.vm_dir,
+                                  close_fds=True, preexec_fn=die_with_parent())  # fmt: skip
+        return self.process
 
     def wait_ready(self, vmm: Popen[bytes], spec: MachineSpec, att: Attachment) -> None:
         try:
             client = wait_for_api(
                 self.vm_dir / API_SOCKET, API_WAIT, alive=lambda: vmm.poll() is None
             )
-            client.configure(config_calls(self.inside or spec, att))
-            client.call(INSTANCE_START)
+            if spec.resume is not None:  # a fresh Firecracker loads, before any configuration
+                client.call(fcsnap.load_call(*self._resume_files(spec), att))
+            else:
+                client.configure(config_calls(self.inside or spec, att))
+                client.call(INSTANCE_START)
         except IgniteError as exc:
             code = vmm.poll()
             if code is None:  # it waits for more configuration forever: do not leave it
@@ -289,8 +205,34 @@ class FirecrackerDriver:
                 )
             raise exc from None
 
+    def _resume_files(self, spec: MachineSpec) -> tuple[str, str]:
+        assert spec.resume is not None
+        if self.jail_uid is None:
+            return str(spec.resume.state), str(spec.resume.memory)
+        from ignitevm.vmm.fcjailer import chroot_of
+
+        return fcsnap.link_into(chroot_of(self.vm_dir, spec.uid), spec.resume, self.jail_uid)
+
     def powerdown(self) -> None:
         send_ctrl_alt_del(self.vm_dir)
+
+    def pause(self) -> None:
+        FirecrackerClient(self.vm_dir / API_SOCKET).call(fcsnap.pause_call(True))
+
+    def unpause(self) -> None:
+        FirecrackerClient(self.vm_dir / API_SOCKET).call(fcsnap.pause_call(False))
+
+    def save(self, req: SaveRequest) -> SaveResult:
+        """Firecracker's own snapshot (vmm/fcsnap.py); with ``req.stop`` it is killed after:
+        it has no "quit"."""
+        from ignitevm.vmm.fcjailer import chroot_of
+
+        chroot = chroot_of(self.vm_dir, self.inside.uid) if self.inside else None
+        client = FirecrackerClient(self.vm_dir / API_SOCKET, timeout=120.0)
+        result = fcsnap.save(client, req, chroot)
+        if req.stop and self.process is not None:
+            self.process.kill()
+        return result
 
     def hard_stop(self, pid: int) -> None:
         with contextlib.suppress(ProcessLookupError):

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 MFD_ALLOW_SEALING = 0x2
-F_ADD_SEALS = 1033
+F_ADD_SEALS, F_GET_SEALS = 1033, 1034
 F_SEAL_SEAL, F_SEAL_SHRINK, F_SEAL_GROW, F_SEAL_WRITE = 0x1, 0x2, 0x4, 0x8
 
 
@@ -27,6 +27,15 @@ def new_memory(name: str, size: int) -> int:
         os.close(fd)
         raise
     return fd
+
+
+def is_sealed(fd: int) -> bool:
+    """Whether ``fd`` is a memfd no one can write any more (safe to map from another VM)."""
+    try:
+        seals = fcntl.fcntl(fd, F_GET_SEALS)
+    except OSError:
+        return False
+    return seals & F_SEAL_WRITE != 0
 
 
 def copy_sparse(src: int, dst: int, size: int) -> int:
@@ -61,8 +70,9 @@ def save_memory(src: int, size: int, path: Path) -> int:
         os.close(fd)
 
 
-def load_memory(path: Path, size: int, name: str) -> int:
-    """A sealed memfd holding the RAM image ``path`` (``size`` bytes): for private mappings."""
+def load_memory(path: Path, size: int, name: str, *, seal: bool = True) -> int:
+    """A memfd holding the RAM image ``path`` (``size`` bytes); sealed (``seal``: for private
+    mappings, shared between VMs) or the VM's own RAM (mapped shared)."""
     fd = new_memory(name, size)
     try:
         src = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -72,7 +82,8 @@ def load_memory(path: Path, size: int, name: str) -> int:
             copy_sparse(src, fd, size)
         finally:
             os.close(src)
-        fcntl.fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL)
+        if seal:
+            fcntl.fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_WRITE | F_SEAL_SEAL)
     except BaseException:
         os.close(fd)
         raise

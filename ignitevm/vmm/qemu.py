@@ -34,6 +34,9 @@ class QemuDriver:
     def __init__(self, vm_dir: Path) -> None:
         self.vm_dir = vm_dir
         self.memory_fd: int | None = None  # the guest's RAM, held for the run (snapshots)
+        # whether memory_fd holds the guest's live RAM (mapped shared), or only the image a
+        # copy-on-write mapping started from (a restore: the live pages are QEMU's own)
+        self.memory_live = True
         self.agent: socket.socket | None = None  # the host side of the guest agent's port
 
     def argv(
@@ -66,7 +69,7 @@ class QemuDriver:
             for name in taps:
                 fds.append(open_tap(att.netns, name))  # in fds at once: closed on failure
             tap_fds = tuple(fds[2:])
-            memory = GuestMemory(self.memory_fd, shared=spec.resume is None,
+            memory = GuestMemory(self.memory_fd, shared=self.memory_live,
                                  incoming=spec.resume is not None)  # fmt: skip
             argv = self.argv(spec, att, qmp_fd=fds[0], tap_fds=tap_fds, disk_fds=disks,
                              agent_fd=fds[1], memory=memory)  # fmt: skip
@@ -87,22 +90,28 @@ class QemuDriver:
                 os.close(fd)
 
     def _memory(self, spec: MachineSpec) -> int:
-        """The guest's RAM: empty for a boot; for a resume the saved image, sealed, shared
-        with a VM restored from the same image when there is one."""
+        """The guest's RAM: empty for a boot, or for a resume whose RAM is in the state stream;
+        a suspended VM's own copy of its image; a snapshot's image, sealed and mapped
+        copy-on-write, shared with a VM restored from the same image when there is one (only
+        a sealed memfd: no VM may see another's live RAM)."""
         from ignitevm.vmm import guestmem
 
-        size = spec.memory_mib << 20
-        if spec.resume is None:
-            return guestmem.new_memory(f"ignite-{spec.uid}", size)
-        if spec.resume.share_from is not None:
+        size, name = spec.memory_mib << 20, f"ignite-{spec.uid}"
+        resume = spec.resume
+        self.memory_live = resume is None or not resume.private or resume.memory_in_state
+        if resume is None or resume.memory_in_state:
+            return guestmem.new_memory(name, size)
+        if not resume.private:
+            return guestmem.load_memory(resume.memory, size, name, seal=False)
+        if resume.share_from is not None:
             try:
-                fd = os.open(spec.resume.share_from, os.O_RDWR | os.O_CLOEXEC)
-                if os.fstat(fd).st_size == size:
+                fd = os.open(resume.share_from, os.O_RDONLY | os.O_CLOEXEC)
+                if os.fstat(fd).st_size == size and guestmem.is_sealed(fd):
                     return fd
                 os.close(fd)
             except OSError:
                 pass  # the VM to share with is gone: load the image
-        return guestmem.load_memory(spec.resume.memory, size, f"ignite-{spec.uid}")
+        return guestmem.load_memory(resume.memory, size, name)
 
     def wait_ready(self, vmm: Popen[bytes], spec: MachineSpec, att: Attachment) -> None:
         """A QEMU that rejects its command line or cannot load the kernel exits at once: report
@@ -113,7 +122,8 @@ class QemuDriver:
         if spec.resume is not None:
             from ignitevm.vmm.qemusnap import resume
 
-            resume(self.vm_dir / QMP_SOCKET, spec.resume.state)
+            resume(self.vm_dir / QMP_SOCKET, spec.resume.state,
+                   ignore_shared=not spec.resume.memory_in_state)  # fmt: skip
 
     def _wait_for_qmp(self, vmm: Popen[bytes]) -> None:
         from ignitevm.vmm.qmp import QMPClient, QMPError
@@ -170,12 +180,16 @@ class QemuDriver:
                 qemusnap.freeze_disk(qmp, req.freeze)
             fd = os.open(req.state, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
             try:
-                qemusnap.save_state(qmp, fd)
+                # RAM the host cannot read (a copy-on-write restore's) goes through the stream
+                qemusnap.save_state(qmp, fd, ignore_shared=self.memory_live)
+                os.fsync(fd)
                 state_bytes = os.fstat(fd).st_size
             finally:
                 os.close(fd)
-            size = os.fstat(self.memory_fd).st_size
-            memory_bytes = guestmem.save_memory(self.memory_fd, size, req.memory)
+            memory_bytes = 0
+            if self.memory_live:
+                size = os.fstat(self.memory_fd).st_size
+                memory_bytes = guestmem.save_memory(self.memory_fd, size, req.memory)
             if req.stop:
                 qmp.execute("quit")
         return SaveResult(time.monotonic() - started, state_bytes, memory_bytes)

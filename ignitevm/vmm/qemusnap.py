@@ -16,7 +16,6 @@ from ignitevm.errors import IgniteError
 from ignitevm.vmm.qmp import QMPClient, QMPError
 
 MIGRATION_TIMEOUT = 60.0
-_IGNORE_SHARED = {"capabilities": [{"capability": "x-ignore-shared", "state": True}]}
 
 
 def _wait_migration(qmp: QMPClient, timeout: float) -> None:
@@ -33,14 +32,21 @@ def _wait_migration(qmp: QMPClient, timeout: float) -> None:
         time.sleep(0.002)
 
 
-def resume(qmp_path: Path, state: Path, timeout: float = MIGRATION_TIMEOUT) -> None:
+def _capabilities(ignore_shared: bool) -> dict[str, object]:
+    return {"capabilities": [{"capability": "x-ignore-shared", "state": ignore_shared}]}
+
+
+def resume(
+    qmp_path: Path, state: Path, *, ignore_shared: bool = True, timeout: float = MIGRATION_TIMEOUT
+) -> None:
     """Load the device state ``state`` into a QEMU started with ``-incoming defer`` (its RAM
-    already mapped from the image) and let it run."""
+    already mapped from the image; or, ``ignore_shared`` false, in the stream too) and let
+    it run."""
     fd = os.open(state, os.O_RDONLY | os.O_CLOEXEC)
     try:
         with QMPClient(qmp_path, timeout=timeout) as qmp:
             qmp.execute("getfd", {"fdname": "state"}, fd=fd)
-            qmp.execute("migrate-set-capabilities", _IGNORE_SHARED)
+            qmp.execute("migrate-set-capabilities", _capabilities(ignore_shared))
             qmp.execute("migrate-incoming", {"uri": "fd:state"})
             _wait_migration(qmp, timeout)
             qmp.execute("cont")
@@ -70,10 +76,14 @@ def paused(qmp_path: Path, *, resume: bool = True, timeout: float = 10.0) -> Ite
                 qmp.execute("cont")
 
 
-def save_state(qmp: QMPClient, state_fd: int, timeout: float = MIGRATION_TIMEOUT) -> None:
-    """The device state of a stopped machine to ``state_fd`` (its RAM, shared, is skipped)."""
+def save_state(
+    qmp: QMPClient, state_fd: int, *, ignore_shared: bool = True,
+    timeout: float = MIGRATION_TIMEOUT,
+) -> None:  # fmt: skip
+    """The device state of a stopped machine to ``state_fd``; its RAM, shared, is skipped
+    (``ignore_shared``), else streamed too."""
     qmp.execute("getfd", {"fdname": "state"}, fd=state_fd)
-    qmp.execute("migrate-set-capabilities", _IGNORE_SHARED)
+    qmp.execute("migrate-set-capabilities", _capabilities(ignore_shared))
     qmp.execute("migrate", {"uri": "fd:state"})
     _wait_migration(qmp, timeout)
 

@@ -26,8 +26,9 @@ from ignitevm.vmm.base import Disk, MachineSpec
 
 UID = "0123456789abcdef"
 
-# Speaks just enough QEMU: records its arguments in vm_dir/fake-qemu-argv.json, binds the QMP socket of its -qmp argument, prints the boot marker on
-# the serial console (stdout), echoes console input, and exits on system_powerdown or quit.
+# Speaks just enough QEMU: records its arguments in vm_dir/fake-qemu-argv.json, serves QMP on
+# its inherited socket, prints the boot marker on the serial console (stdout), echoes console
+# input, and exits on system_powerdown or quit.
 FAKE_QEMU = r"""
 import json, os, select, socket, sys
 args = sys.argv[1:]

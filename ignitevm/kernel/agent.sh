@@ -18,7 +18,7 @@ AGENT_DIR=/ignite-agent
 setup() {
     mkdir -p "$AGENT_DIR" && mount -t tmpfs -o size=8m,mode=0700 ignite-agent "$AGENT_DIR" || return 1
     cp /bin/busybox "$AGENT_DIR/busybox" && cp /sbin/ignite-reseed "$AGENT_DIR/reseed" || return 1
-    for applet in sh ip hostname base64 dd cat rm mkfifo mktemp chroot printf head sleep mkdir; do
+    for applet in sh ip hostname base64 dd cat rm mkfifo mktemp chroot printf head sleep mkdir usleep; do
         ln -s busybox "$AGENT_DIR/$applet"
     done
     PATH=$AGENT_DIR
@@ -66,7 +66,7 @@ ident() {
 # stream FILE TAG ID: base64 chunks of FILE's data to the port as "TAG ID <b64>" lines
 stream() {
     while :; do
-        chunk=$(dd bs=3072 count=1 2>/dev/null | base64 -w0)
+        chunk=$(dd bs=24576 count=1 2>/dev/null | base64 -w0)
         [ -n "$chunk" ] || break
         printf '%s %s %s\n' "$2" "$3" "$chunk" >&3
     done <"$1"
@@ -86,11 +86,21 @@ run() {
             <"$work/in" >"$work/out" 2>"$work/err"
         echo $? >"$work/rc"
     ) &
+    cmd=$!
     stream "$work/err" E "$id" &
     errs=$!
-    stream "$work/out" O "$id"
-    wait "$errs"
-    wait
+    stream "$work/out" O "$id" &
+    outs=$!
+    wait "$cmd"
+    # done when the command is: what it left running in the background may hold its output
+    # open for ever (as with ssh, the rest of that output is not waited for); 0.5 s to drain
+    n=0
+    while [ "$n" -lt 50 ] && { kill -0 "$outs" || kill -0 "$errs"; } 2>/dev/null; do
+        usleep 10000
+        n=$((n + 1))
+    done
+    kill "$outs" "$errs" 2>/dev/null
+    wait "$outs" "$errs" 2>/dev/null
     printf 'X %s %s\n' "$id" "$(cat "$work/rc" 2>/dev/null || echo 127)" >&3
     rm -rf "$work"
 }

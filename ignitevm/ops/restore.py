@@ -51,6 +51,10 @@ def prepare_from_snapshot(svc: Services, vm: VM) -> Snapshot:
             f"the {what} of snapshot {name} is no longer stored",
             hint=f"import it again, or remove the snapshot: ignite snapshot rm {name}",
         )
+    # the network the source had, unless another is asked for (require_network_fits)
+    vm.status.network.plugin = vm.status.network.plugin or snap.status.network_plugin
+    if vm.status.network.plugin:
+        require_network_fits(snap, vm.status.network.plugin)
     vm.spec.cpus, vm.spec.memory = m.cpus, m.memory
     vm.spec.image.oci, vm.spec.kernel.oci = image.metadata.name, kernel.metadata.name
     vm.spec.vmm = Vmm.QEMU
@@ -77,13 +81,15 @@ def require_fits_host(snap: Snapshot) -> None:
 
 
 def require_network_fits(snap: Snapshot, plugin: str) -> None:
-    """The device model must match: a NIC iff the source had one."""
-    if snap.status.machine.nic != (plugin != "none"):
-        had = "a network" if snap.status.machine.nic else "no network"
+    """The device model must match: a NIC iff the source had one, and QEMU's user-mode network
+    (whose state is part of the saved machine) iff the source was on it."""
+    had = snap.status.network_plugin or ("cni" if snap.status.machine.nic else "none")
+    if snap.status.machine.nic != (plugin != "none") or (had == "user") != (plugin == "user"):
         raise ValidationError(
-            f"snapshot {snap.metadata.name} is a machine with {had}: --network-plugin {plugin} "
-            "cannot be given to it",
-            hint="use cni or user for a snapshot with a network, none for one without",
+            f"snapshot {snap.metadata.name} is a machine on the {had} network: "
+            f"--network-plugin {plugin} cannot be given to it",
+            hint=f"leave --network-plugin out (it is {had})"
+            + ("" if had in ("user", "none") else ", or use another plugin with a NIC but user"),
         )
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ignitevm.errors import IgniteError
 
-MAX_LINE = 1 << 16  # the agent sends 4 KiB base64 chunks; a longer line is a hostile guest
+MAX_LINE = 1 << 16  # the agent sends 32 KiB base64 chunks; a longer line is a hostile guest
 
 
 class AgentError(IgniteError):

@@ -101,7 +101,7 @@ def freeze_disk(qmp: QMPClient, new_top: Path, device: str = "disk0") -> None:
     finally:
         os.close(fd)
     fdset = added["fdset-id"]
-    overlay = f"{node}-{fdset}"
+    overlay = f"top{fdset}"  # auto-made node names ("#block139") are no prefix
     qmp.execute("blockdev-add", {
         "driver": "qcow2", "node-name": overlay, "backing": None,
         "file": {"driver": "file", "filename": f"/dev/fdset/{fdset}", "locking": "off"},

@@ -1,0 +1,70 @@
+"""Running a command in a VM through its guest agent (docs/internals.md "The guest agent"): no
+SSH handshake, no key, so a VM resumed from a snapshot answers within milliseconds. Used by
+`ignite exec` when there is no input to forward (no -t, stdin a terminal, /dev/null or closed)
+and by the library; everything else goes over SSH (ops/access.py).
+
+The agent runs the command as root in the VM's root, with a login shell's PATH and HOME.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Callable
+from pathlib import Path
+
+from ignitevm.errors import ConflictError
+from ignitevm.layout import VMFiles
+from ignitevm.ops.services import Services
+from ignitevm.ops.vmlist import require_vm, vm_dir
+
+
+def agent_dir(svc: Services, query: str) -> Path | None:
+    """The VM's directory when its agent can be asked (root, a running VM with an agent);
+    None: use SSH. ConflictError when the VM does not run."""
+    from ignitevm import spawn
+
+    vm = require_vm(svc, query)
+    d = vm_dir(svc, vm)
+    status = spawn.runtime_status(d)
+    if status is None:
+        raise ConflictError(f"VM {vm.metadata.name} is not running",
+                            hint=f"start it: ignite start {vm.metadata.name}")  # fmt: skip
+    if os.geteuid() != 0 or status.state == "paused":
+        return None
+    return d if (d / VMFiles.AGENT_SOCKET).exists() else None
+
+
+def no_input(fd: int = 0) -> bool:
+    """Whether ``fd`` has nothing to forward: a terminal (Docker's exec reads none without -i),
+    /dev/null or closed. A pipe, file or socket goes over SSH, which streams it."""
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        return True
+    if os.isatty(fd):
+        return True
+    return stat.S_ISCHR(st.st_mode) and st.st_rdev == os.makedev(1, 3)
+
+
+def agent_exec(
+    d: Path,
+    command: str,
+    *,
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+    stdin: bytes = b"",
+    timeout: float | None = None,
+    connect_timeout: float = 5.0,
+) -> int:
+    """Run ``command`` (a shell command line) in the VM in ``d``; its exit code."""
+    from ignitevm.vmm.agent import AgentSession, Output
+
+    def out(chunk: Output) -> None:
+        (on_stdout if chunk.stream == "stdout" else on_stderr)(chunk.data)
+
+    session = AgentSession.connect(d, connect_timeout)
+    try:
+        return session.exec(command, stdin=stdin, timeout=timeout, on_output=out)
+    finally:
+        session.close()

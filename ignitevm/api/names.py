@@ -8,12 +8,13 @@ from ignitevm.errors import ValidationError
 
 UID_LENGTH = 16
 _HEX = frozenset("0123456789abcdef")
-# VM names: Ignite's rule (a DNS-1123 subdomain), at most 63 characters since the name is
+# VM names: a DNS-1123 subdomain, and '_' as '-' (Ignite's own e2e tests name VMs
+# "e2e_test_ignite_run"; Linux takes it in a hostname), at most 63 characters since the name is
 # also the guest's hostname and travels in the kernel's colon-separated ip= argument
 MAX_NAME = 63
 _NAME_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 NAME_HINT = (
-    "use lower-case letters, digits, '-' and '.', starting and ending with a letter or a "
+    "use lower-case letters, digits, '-', '_' and '.', starting and ending with a letter or a "
     f"digit, at most {MAX_NAME} characters (e.g. my-vm-1)"
 )
 
@@ -79,10 +80,10 @@ def name_problem(name: str) -> str | None:
     for label in name.split("."):
         if not label:
             return "'.' must separate two parts"
-        if not _NAME_ALNUM.issuperset(label.replace("-", "")):
-            bad = next(c for c in label if c != "-" and c not in _NAME_ALNUM)
+        if not _NAME_ALNUM.issuperset(label.replace("-", "").replace("_", "")):
+            bad = next(c for c in label if c not in "-_" and c not in _NAME_ALNUM)
             return f"{bad!r} is not allowed"
-        if label[0] == "-" or label[-1] == "-":
+        if label[0] in "-_" or label[-1] in "-_":
             return "parts must start and end with a letter or a digit"
     return None
 
@@ -93,9 +94,9 @@ def safe_hostname(name: str) -> str:
     its ``ip=`` argument and /etc/hostname stay well-formed."""
     if name_problem(name) is None:
         return name
-    cleaned = "".join(c if c in _NAME_ALNUM or c == "." else "-" for c in name.lower())
-    parts = [p.strip("-") for p in cleaned.split(".")]
-    return ".".join(p for p in parts if p)[:MAX_NAME].strip(".-") or "vm"
+    cleaned = "".join(c if c in _NAME_ALNUM or c in "._" else "-" for c in name.lower())
+    parts = [p.strip("-_") for p in cleaned.split(".")]
+    return ".".join(p for p in parts if p)[:MAX_NAME].strip(".-_") or "vm"
 
 
 # Ignite's idPrefix replaces "ignite" in the names of a VM's host objects ("<prefix>-<uid>": its

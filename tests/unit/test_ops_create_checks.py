@@ -27,7 +27,7 @@ def _assert_store_unchanged(host: FakeHost) -> None:
     assert host.svc.store.list(Kind.VM) == []
 
 
-@pytest.mark.parametrize("name", ["a:b", "x\x1b[31my", "Upper", "under_score", "-x", "a" * 64])
+@pytest.mark.parametrize("name", ["a:b", "x\x1b[31my", "Upper", "_x", "-x", "a" * 64])
 def test_bad_names_are_refused_at_create(fake_host: FakeHost, name: str) -> None:
     vm = _request(fake_host)
     vm.metadata.name = name  # as a --config manifest or the library gives it

@@ -14,6 +14,8 @@ from ignitevm.api.types import API_VERSION, Model, ObjectMeta, Vmm, _list, _new
 class SnapshotSource(Model):
     uid: str = ""  # the VM it was taken of
     name: str = ""
+    image: str = ""  # its spec.image.oci and spec.kernel.oci: what VMs made from it name
+    kernel: str = ""
 
 
 class SnapshotMachine(Model):

@@ -58,11 +58,12 @@ def unpause_vm(svc: Services, query: str) -> VM:
 def suspend_vm(svc: Services, query: str) -> VM:
     """Save the running VM into its directory and let its VMM exit; `ignite start` resumes."""
     from ignitevm import spawn
-    from ignitevm.ops.snapshots import finish_pending
+    from ignitevm.ops.snapshots import finish_pending, require_saveable
     from ignitevm.spawn.client.control import request
 
     vm, d = _running(svc, query, "suspended")
     finish_pending(svc, vm)
+    require_saveable(vm, copies=False)
     for name in SUSPEND_FILES:  # a suspend that did not finish earlier
         (d / name).unlink(missing_ok=True)
     try:

@@ -13,7 +13,7 @@ import logging
 import shutil
 from pathlib import Path
 
-from ignitevm.api import VM, Kind
+from ignitevm.api import VM, Image, Kernel, Kind
 from ignitevm.api.snapshot import Snapshot
 from ignitevm.api.types import Vmm
 from ignitevm.errors import IgniteError, NotFoundError, ValidationError
@@ -56,7 +56,8 @@ def prepare_from_snapshot(svc: Services, vm: VM) -> Snapshot:
     if vm.status.network.plugin:
         require_network_fits(snap, vm.status.network.plugin)
     vm.spec.cpus, vm.spec.memory = m.cpus, m.memory
-    vm.spec.image.oci, vm.spec.kernel.oci = image.metadata.name, kernel.metadata.name
+    vm.spec.image.oci = _same_name(svc, Kind.IMAGE, snap.spec.source.image, image)
+    vm.spec.kernel.oci = _same_name(svc, Kind.KERNEL, snap.spec.source.kernel, kernel)
     vm.spec.vmm = Vmm.QEMU
     vm.status.vmm = Vmm.QEMU
     vm.status.snapshot = vm.status.resume = snap.metadata.uid
@@ -65,6 +66,19 @@ def prepare_from_snapshot(svc: Services, vm: VM) -> Snapshot:
     if key.exists() and vm.spec.ssh is None:
         vm.spec.ssh = True  # the source's key: it is the source's machine
     return snap
+
+
+def _same_name(svc: Services, kind: Kind, name: str, found: Image | Kernel) -> str:
+    """The source VM's name of its image or kernel while that name still means the same
+    digest (a tag imported again does not); else the stored object's own name."""
+    from ignitevm.ops.images import find_image
+
+    if name:
+        named = find_image(svc, name) if kind == Kind.IMAGE else svc.store.find(kind, name)
+        digest = found.status.oci_source.id
+        if isinstance(named, Image | Kernel) and named.status.oci_source.id == digest:
+            return name
+    return found.metadata.name
 
 
 def require_fits_host(snap: Snapshot) -> None:

@@ -70,6 +70,7 @@ def create_snapshot(
     vm = require_vm(svc, query)
     d = vm_dir(svc, vm)
     finish_pending(svc, vm)
+    require_saveable(vm, copies=True)
     status = spawn.runtime_status(d)
     if status is None:
         raise ConflictError(
@@ -77,8 +78,10 @@ def create_snapshot(
             hint=f"start it: ignite start {vm.metadata.name}",
         )
     if not (d / VMFiles.DISK).exists():
-        raise IgniteError(f"VM {vm.metadata.name} has no qcow2 disk to freeze (overlay mode)",
-                          hint="snapshots need a VM created for QEMU")  # fmt: skip
+        raise IgniteError(f"VM {vm.metadata.name}'s disk is a raw file (a VM made for "
+                          "Firecracker), which cannot be frozen in O(1)",
+                          hint="snapshots need a VM made for QEMU; ignite suspend works "
+                          "with either")  # fmt: skip
     if name and svc.store.find(Kind.SNAPSHOT, name) is not None:
         raise ConflictError(f"a snapshot named {name!r} already exists",
                             hint="choose another --name")  # fmt: skip
@@ -104,6 +107,33 @@ def create_snapshot(
         spawn.wait_until_stopped(d, 30.0)
         spawn.cleanup_stale(d)
     return snap, {k: float(v) for k, v in reply.items() if k != "ok"}
+
+
+def require_saveable(vm: VM, *, copies: bool) -> None:
+    """What QEMU cannot save, or a copy of the machine could not have of its own
+    (``copies``: a snapshot, which other VMs are made from), is refused before anything."""
+    from ignitevm.errors import ValidationError
+    from ignitevm.network.multinet import annotated_interfaces
+
+    name = vm.metadata.name
+    if vm.spec.storage.shares:
+        raise ValidationError(
+            f"VM {name} has host directories (--share): QEMU cannot save a machine whose 9p "
+            "export is mounted",
+            hint="make the VM without --share to snapshot or suspend it",
+        )
+    if copies and vm.spec.storage.volumes:
+        raise ValidationError(
+            f"VM {name} has volumes (-v): every VM made from its snapshot would write the same "
+            "host block device",
+            hint="snapshot a VM without volumes; ignite suspend keeps them",
+        )
+    if copies and annotated_interfaces(vm.metadata.annotations):
+        raise ValidationError(
+            f"VM {name} has extra interfaces (ignite.weave.works/interface/ annotations), which "
+            "belong to its network namespace alone",
+            hint="snapshot a VM without them; ignite suspend keeps them",
+        )
 
 
 def _new_layer(svc: Services, vm: VM, d: Path, suid: str) -> None:
@@ -160,9 +190,11 @@ def _publish(svc: Services, vm: VM, pending: Pending, vmm: str) -> Snapshot:
     size = sum(p.stat().st_blocks * 512 for p in pending.scratch.iterdir())
     image = pending.scratch / SnapshotFiles.MEMORY  # absent: the RAM is in the state's stream
     memory = image.stat().st_blocks * 512 if image.exists() else 0
+    source = SnapshotSource(uid=vm.metadata.uid, name=vm.metadata.name,
+                            image=vm.spec.image.oci, kernel=vm.spec.kernel.oci)  # fmt: skip
     snap = Snapshot(
         metadata=ObjectMeta(name=pending.name, uid=pending.snapshot, created=datetime.now(UTC)),
-        spec=SnapshotSpec(source=SnapshotSource(uid=vm.metadata.uid, name=vm.metadata.name)),
+        spec=SnapshotSpec(source=source),
     )
     snap.status.machine = machine_of(vm, vmm, vmm_version(vmm))
     snap.status.parent = pending.parent

@@ -27,17 +27,64 @@ from ignitevm.vmm.base import Disk, MachineSpec
 UID = "0123456789abcdef"
 
 # Speaks just enough QEMU: records its arguments in vm_dir/fake-qemu-argv.json, serves QMP on
-# its inherited socket, prints the boot marker on the serial console (stdout), echoes console
-# input, and exits on system_powerdown or quit.
+# its inherited socket (stop/cont, migration to and from an fd it was given, the block calls of a
+# disk freeze), answers the guest agent (PING, IDENT, EXEC of "echo ..."), prints the boot
+# marker on the serial console (stdout) unless it resumes, echoes console input, and exits on
+# system_powerdown or quit. `--version` prints a QEMU version.
 FAKE_QEMU = r"""
-import json, os, select, socket, sys
+import base64, json, os, select, socket, sys
 args = sys.argv[1:]
+if args == ["--version"]:
+    print("QEMU emulator version 7.2.99 (fake)"); sys.exit(0)
 with open("fake-qemu-argv.json", "w") as f:  # cwd: the VM's directory
     json.dump(args, f)
-qmp = next(a for a in args if a.startswith("socket,id=qmp,fd="))
-srv = socket.socket(fileno=int(qmp.split("fd=")[1].split(",")[0]))
-print("ignitevm-init: exec /sbin/init", flush=True)
-ins = [srv, sys.stdin.fileno()]
+def fd_of(prefix):
+    a = next((a for a in args if a.startswith(prefix)), None)
+    return None if a is None else int(a.split("fd=")[1].split(",")[0])
+srv = socket.socket(fileno=fd_of("socket,id=qmp,fd="))
+agent_fd = fd_of("socket,id=agent,fd=")
+agent = socket.socket(fileno=agent_fd) if agent_fd is not None else None
+incoming = "-incoming" in args
+if not incoming:
+    print("ignitevm-init: exec /sbin/init", flush=True)
+ins = [srv, sys.stdin.fileno()] + ([agent] if agent else [])
+held, fdsets, state = {}, [0], {"running": not incoming, "abuf": b""}
+def qmp(cmd, a, fds):
+    if cmd == "getfd":
+        held[a["fdname"]] = fds.pop(0)
+    elif cmd == "add-fd":
+        fdsets[0] += 1
+        return {"fdset-id": fdsets[0], "fd": fds.pop(0)}
+    elif cmd == "query-status":
+        return {"running": state["running"], "status": "running" if state["running"] else "paused"}
+    elif cmd == "stop":
+        state["running"] = False
+    elif cmd == "cont":
+        state["running"] = True
+    elif cmd == "migrate":
+        os.write(held["state"], b"FAKE-STATE")
+    elif cmd == "query-migrate":
+        return {"status": "completed"}
+    elif cmd == "query-block":
+        return [{"device": "disk0", "inserted": {"node-name": "#block100"}}]
+    elif cmd == "migrate-incoming":
+        if os.read(held["state"], 64) != b"FAKE-STATE":
+            raise ValueError("Unknown savevm section")
+    return {}
+def on_agent(line):
+    verb, rid, *rest = line.decode().split()
+    if verb == "PING":
+        out = [f"PONG {rid}"]
+    elif verb in ("IDENT",):
+        out = [f"OK {rid}"]
+    elif verb == "EXEC":
+        cmd = base64.b64decode(rest[0]).decode()
+        text = cmd[5:] + "\n" if cmd.startswith("echo ") else ""
+        out = [f"O {rid} {base64.b64encode(text.encode()).decode()}"] if text else []
+        out.append(f"X {rid} 0")
+    else:
+        out = [f"ERR {rid} unknown"]
+    agent.sendall("".join(o + "\n" for o in out).encode())
 while True:
     for r in select.select(ins, [], [])[0]:
         if r is srv:
@@ -47,13 +94,23 @@ while True:
             data = os.read(r, 4096)
             if data:
                 print("echo: " + data.decode().strip(), flush=True)
+        elif r is agent:
+            state["abuf"] += agent.recv(65536)
+            while b"\n" in state["abuf"]:
+                line, state["abuf"] = state["abuf"].split(b"\n", 1)
+                on_agent(line)
         else:
-            data = r.recv(4096)
+            data, fds, _, _ = socket.recv_fds(r, 65536, 8)
             if not data:
                 ins.remove(r); continue
             for raw in data.splitlines():
-                cmd = json.loads(raw)["execute"]
-                r.sendall(b'{"return": {}}\r\n')
+                msg = json.loads(raw)
+                cmd = msg["execute"]
+                try:
+                    reply = {"return": qmp(cmd, msg.get("arguments") or {}, fds)}
+                except ValueError as exc:
+                    reply = {"error": {"class": "GenericError", "desc": str(exc)}}
+                r.sendall(json.dumps(reply).encode() + b"\r\n")
                 if cmd in ("system_powerdown", "quit"):
                     sys.exit(0)
 """

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from ignitevm.errors import IgniteError
 from ignitevm.hostinfo import KVMFacts, kvm_problem, read_kvm_facts
 from ignitevm.network.base import Attachment
 from ignitevm.vmm import firecracker as fc
@@ -239,3 +240,56 @@ def test_auto_skips_firecracker_for_a_kernel_without_mmio_cmdline() -> None:
     assert "virtio-mmio" in choice.reason
     assert choose_vmm("auto", GOOD, "/bin/firecracker", kernel_fits=None).vmm == VMMName.FIRECRACKER
     assert choose_vmm("firecracker", GOOD, None, kernel_fits=False).vmm == VMMName.FIRECRACKER
+
+
+def test_driver_pause_snapshot_and_load_over_the_api(tmp_path: Path, api: _FakeAPI) -> None:
+    """Firecracker's own snapshot calls (docs/snapshots.md "Firecracker"): pause, create,
+    resume; a resume loads before any configuration, with this run's taps as overrides."""
+    from dataclasses import replace
+
+    from ignitevm import proc
+    from ignitevm.network.base import GuestNIC
+    from ignitevm.vmm.base import Resume, SaveRequest
+
+    driver = FirecrackerDriver(tmp_path)
+    state, memory = tmp_path / "state", tmp_path / "memory"
+    state.write_bytes(b"s")  # the fake API writes nothing: the files as Firecracker leaves them
+    memory.write_bytes(b"m")
+    driver.pause()
+    driver.unpause()
+    driver.save(SaveRequest(state, memory, None, False))
+    sent = [(m, p, b) for m, p, b in api.requests if m != "GET"]
+    assert sent == [
+        ("PATCH", "/vm", {"state": "Paused"}),
+        ("PATCH", "/vm", {"state": "Resumed"}),
+        ("PATCH", "/vm", {"state": "Paused"}),
+        ("PUT", "/snapshot/create",
+         {"snapshot_type": "Full", "snapshot_path": str(state), "mem_file_path": str(memory)}),
+        ("PATCH", "/vm", {"state": "Resumed"}),
+    ]  # fmt: skip
+    api.requests.clear()
+    api.refuse.add("/snapshot/create")
+    with pytest.raises(fc.FirecrackerError, match="snapshot/create"):
+        driver.save(SaveRequest(state, memory, None, True))
+    assert api.requests[-1][:3] == ("PATCH", "/vm", {"state": "Resumed"})  # it runs on
+    with pytest.raises(IgniteError, match="cannot be frozen"):
+        driver.save(SaveRequest(state, memory, tmp_path / "next", False))
+
+    api.requests.clear()
+    spec = replace(_spec(tmp_path), resume=Resume(state, memory, private=False))
+    att = Attachment(tap="tap0", extra_nics=(GuestNIC("eth1", "tap1", "02:00:00:00:00:09"),))
+    sleeper = proc.start([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        driver.wait_ready(sleeper, spec, att)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    assert [(m, p, b) for m, p, b in api.requests if m != "GET"] == [
+        ("PUT", "/snapshot/load", {
+            "snapshot_path": str(state),
+            "mem_backend": {"backend_type": "File", "backend_path": str(memory)},
+            "resume_vm": True,
+            "network_overrides": [{"iface_id": "eth0", "host_dev_name": "tap0"},
+                                  {"iface_id": "eth1", "host_dev_name": "tap1"}],
+        }),
+    ]  # fmt: skip

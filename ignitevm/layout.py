@@ -75,6 +75,8 @@ class VMFiles:
     CONTROL_SOCKET = "control.sock"  # requests to the supervisor: pause, unpause, save
     AGENT_LOCK = "agent.lock"  # one agent client at a time
     SNAPSHOT_PENDING = "snapshot.pending"  # a snapshot being made (finished or undone later)
+    SNAPSHOT_LOCK = "snapshot.lock"  # held by `snapshot create` while it makes one
+    SAVE_LOCK = "save.lock"  # held by the supervisor while it saves the machine
     NEXT_DISK = "disk.qcow2.next"  # the new top layer while the old one is frozen
     SUSPENDED_STATE = "suspend.state"  # ignite suspend: the device state, then
     SUSPENDED_MEMORY = "suspend.memory"  # the RAM (sparse); start resumes from both

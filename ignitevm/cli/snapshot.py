@@ -37,9 +37,9 @@ def create(app: App, vm: str, name: str | None, stop: bool) -> None:
 @pass_app
 def ls(app: App) -> None:
     """List the snapshots."""
-    from ignitevm.api import Kind
+    from ignitevm.ops.snapshots import list_snapshots
 
-    snaps = app.services().store.list(Kind.SNAPSHOT)
+    snaps = list_snapshots(app.services())
     if app.quiet:
         for s in snaps:
             click.echo(s.metadata.uid)

@@ -64,12 +64,28 @@ def create_snapshot(
 ) -> tuple[Snapshot, dict[str, float]]:
     """Snapshot the running VM ``query``; it runs on (or stops, ``stop``). The snapshot and
     the figures of the save (paused_seconds, state_bytes, memory_bytes)."""
-    from ignitevm import spawn
-    from ignitevm.spawn.client.control import request
+
+    from ignitevm.store.locks import try_file_lock
 
     vm = require_vm(svc, query)
     d = vm_dir(svc, vm)
-    finish_pending(svc, vm)
+    lock = try_file_lock(d / VMFiles.SNAPSHOT_LOCK)
+    if lock is None:
+        raise ConflictError(f"a snapshot of VM {vm.metadata.name} is being made",
+                            hint="wait for it: ignite snapshot ls shows it once made")  # fmt: skip
+    try:
+        return _create(svc, vm, d, name, stop)
+    finally:
+        os.close(lock)
+
+
+def _create(
+    svc: Services, vm: VM, d: Path, name: str | None, stop: bool
+) -> tuple[Snapshot, dict[str, float]]:
+    from ignitevm import spawn
+    from ignitevm.spawn.client.control import request
+
+    finish_pending(svc, vm, own=True)
     require_saveable(vm, copies=True)
     status = spawn.runtime_status(d)
     if status is None:
@@ -99,8 +115,11 @@ def create_snapshot(
                         keep=str(scratch / SnapshotFiles.LAYER),
                         done=str(scratch / SnapshotFiles.DONE), stop=stop)  # fmt: skip
     finally:
-        snap = finish_pending(svc, vm, status.vmm)
+        snap = finish_pending(svc, vm, status.vmm, own=True)
     if snap is None:
+        if (d / VMFiles.SNAPSHOT_PENDING).exists():  # the supervisor still saves
+            raise IgniteError(f"the snapshot of VM {vm.metadata.name} is still being saved",
+                              hint="ignite snapshot ls shows it once it is done")  # fmt: skip
         raise IgniteError(f"the snapshot of VM {vm.metadata.name} was not made",
                           hint="see the VM's supervisor.log")  # fmt: skip
     if stop:
@@ -145,10 +164,32 @@ def _new_layer(svc: Services, vm: VM, d: Path, suid: str) -> None:
               str(d / VMFiles.NEXT_DISK), str(vm.spec.disk_size.bytes)])  # fmt: skip
 
 
-def finish_pending(svc: Services, vm: VM, vmm: str = "qemu") -> Snapshot | None:
+def finish_pending(
+    svc: Services, vm: VM, vmm: str = "qemu", *, own: bool = False
+) -> Snapshot | None:
     """Publish the VM's pending snapshot if its supervisor finished it, else undo it (the
-    disk's old layer back on top, the scratch files gone). Cheap when there is none."""
+    disk's old layer back on top, the scratch files gone). Cheap when there is none. Nothing
+    is done while a `snapshot create` runs (it holds snapshot.lock; ``own``: the caller is
+    it) or the supervisor saves (save.lock): that snapshot is theirs to finish."""
+    from ignitevm.store.locks import try_file_lock
+
     d = vm_dir(svc, vm)
+    if not (d / VMFiles.SNAPSHOT_PENDING).exists():
+        return None
+    locks: list[int] = []
+    try:
+        for name in (() if own else (VMFiles.SNAPSHOT_LOCK,)) + (VMFiles.SAVE_LOCK,):
+            fd = try_file_lock(d / name)
+            if fd is None:
+                return None
+            locks.append(fd)
+        return _finish(svc, vm, d, vmm)
+    finally:
+        for fd in locks:
+            os.close(fd)
+
+
+def _finish(svc: Services, vm: VM, d: Path, vmm: str) -> Snapshot | None:
     try:
         pending = read_record(Pending, d / VMFiles.SNAPSHOT_PENDING)
     except FileNotFoundError:
@@ -218,6 +259,16 @@ def machine_of(vm: VM, vmm: str, version: str) -> SnapshotMachine:
         disks=1 + len(vm.spec.storage.volumes), nic=vm.status.network.plugin != "none",
         devices=["virtio-serial:org.ignitevm.agent"],
     )  # fmt: skip
+
+
+def list_snapshots(svc: Services) -> list[Snapshot]:
+    """The stored snapshots, after settling the snapshots nobody is making any more (one a
+    killed `snapshot create` left: published if its supervisor finished it, else undone)."""
+    if os.geteuid() == 0:
+        for vm in svc.store.list(Kind.VM):
+            if (vm_dir(svc, vm) / VMFiles.SNAPSHOT_PENDING).exists():
+                finish_pending(svc, vm)
+    return [s for s in svc.store.list(Kind.SNAPSHOT) if isinstance(s, Snapshot)]
 
 
 def remove_snapshot(svc: Services, query: str, *, force: bool = False) -> Snapshot:

@@ -31,7 +31,9 @@ class ControlServer:
         listener: socket.socket,
         driver: VMMDriver,
         on_state: Callable[[str], None],
+        vm_dir: Path,
     ) -> None:
+        self.vm_dir = vm_dir
         self.sel = sel
         self.listener = listener
         self.driver = driver
@@ -75,6 +77,13 @@ class ControlServer:
         ``top`` gets a second name ``keep`` first (the snapshot's layer), the new layer
         ``freeze`` goes over it in the VMM and then takes the name ``top``. ``done`` is made
         last: a snapshot without it is undone by whoever finds it (ops/snapshots.py)."""
+        from ignitevm.layout import VMFiles
+        from ignitevm.store.locks import file_lock
+
+        with file_lock(self.vm_dir / VMFiles.SAVE_LOCK):  # finish_pending waits it out
+            return self._save_locked(req)
+
+    def _save_locked(self, req: dict[str, Any]) -> dict[str, Any]:
         freeze = Path(req["freeze"]) if req.get("freeze") else None
         if freeze is not None:
             os.link(req["top"], req["keep"])

@@ -193,7 +193,9 @@ class Supervisor:
         from ignitevm.vmm.qmp import listen_unix
 
         control = listen_unix(self.vm_dir / VMFiles.CONTROL_SOCKET)
-        served: list[Any] = [ControlServer(self.sel, control, self.driver, self._record)]
+        served: list[Any] = [
+            ControlServer(self.sel, control, self.driver, self._record, self.vm_dir)
+        ]
         port = getattr(self.driver, "agent", None)
         if port is not None:
             from ignitevm.spawn.agentrelay import AgentRelay

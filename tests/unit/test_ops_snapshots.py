@@ -24,6 +24,7 @@ from ignitevm.ops.start import start_vm
 from ignitevm.ops.stop import stop_vm
 from ignitevm.ops.vmlist import get_vm, vm_dir
 from ignitevm.records import write_record
+from ignitevm.store.locks import try_file_lock
 from tests.unit.conftest import FakeHost
 
 
@@ -125,6 +126,14 @@ def test_a_snapshot_the_supervisor_did_not_finish_is_undone(fake_host: FakeHost)
     (d / VMFiles.NEXT_DISK).write_bytes(b"")
     top.write_bytes(b"new top")
     write_record(d / VMFiles.SNAPSHOT_PENDING, Pending("f" * 16, scratch, "half", ""))
+    for busy in (VMFiles.SNAPSHOT_LOCK, VMFiles.SAVE_LOCK):  # a create or a save still runs
+        fd = try_file_lock(d / busy)
+        assert fd is not None
+        try:
+            assert finish_pending(fake_host.svc, vm) is None
+            assert top.read_bytes() == b"new top" and scratch.exists()  # left to them
+        finally:
+            os.close(fd)
     assert finish_pending(fake_host.svc, vm) is None
     assert top.read_bytes() != b"new top"  # the old layer is back on top
     assert not scratch.exists() and not (d / VMFiles.SNAPSHOT_PENDING).exists()

@@ -39,8 +39,16 @@ class Ignite:
     ) -> subprocess.CompletedProcess[str]:
         argv = [sys.executable, "-m", "ignitevm.cli", "--ignite-config", str(self.config), *args]
         env = {**os.environ, "IGNITE_STATE_DIR": str(self.state_dir), **self.env}
+        # no input: /dev/null, whatever pytest's own stdin is (exec then asks the guest agent)
+        stdin = subprocess.DEVNULL if input is None else None
         proc = subprocess.run(
-            argv, capture_output=True, text=True, timeout=timeout, env=env, input=input
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=env,
+            input=input,
+            stdin=stdin,
         )
         if check and proc.returncode != 0:
             raise AssertionError(

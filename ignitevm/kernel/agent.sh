@@ -18,7 +18,7 @@ AGENT_DIR=/ignite-agent
 setup() {
     mkdir -p "$AGENT_DIR" && mount -t tmpfs -o size=8m,mode=0700 ignite-agent "$AGENT_DIR" || return 1
     cp /bin/busybox "$AGENT_DIR/busybox" && cp /sbin/ignite-reseed "$AGENT_DIR/reseed" || return 1
-    for applet in sh ip hostname base64 dd cat rm mkfifo mktemp chroot printf head sleep mkdir usleep; do
+    for applet in sh ip hostname base64 dd cat rm mkfifo mktemp nsenter printf head sleep mkdir usleep; do
         ln -s busybox "$AGENT_DIR/$applet"
     done
     PATH=$AGENT_DIR
@@ -80,9 +80,10 @@ run() {
     if [ "$3" = - ]; then : >"$work/in"; else printf '%s' "$3" | base64 -d >"$work/in"; fi
     mkfifo "$work/out" "$work/err"
     (
-        # the VM's own root and environment: what `ssh root@vm CMD` would see
+        # the VM's own namespaces, root and environment: what `ssh root@vm CMD` would see
+        # (the agent's own mount namespace is not the system's: a mount there would fail)
         HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-            "$AGENT_DIR/chroot" /proc/1/root /bin/sh -c "cd; $(cat "$work/cmd")" \
+            "$AGENT_DIR/nsenter" -t 1 -m -u -i -n -p -r -w /bin/sh -c "cd; $(cat "$work/cmd")" \
             <"$work/in" >"$work/out" 2>"$work/err"
         echo $? >"$work/rc"
     ) &

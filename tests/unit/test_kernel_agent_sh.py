@@ -1,5 +1,5 @@
 """The guest agent (ignitevm/kernel/agent.sh) under the host's busybox: its protocol end to end
-through ``serve`` and ``vmm/agent.py``'s client, with ``chroot`` replaced by a script that runs
+through ``serve`` and ``vmm/agent.py``'s client, with ``nsenter`` replaced by a script that runs
 the command on the host in a scratch directory."""
 
 from __future__ import annotations
@@ -29,9 +29,12 @@ def agent(tmp_path: Path) -> Iterator[AgentSession]:
     for applet in ("sh", "base64", "dd", "cat", "rm", "mkfifo", "mktemp", "printf", "head",
                    "sleep", "mkdir", "usleep"):  # fmt: skip
         (agent_dir / applet).symlink_to(BUSYBOX)
-    # chroot ROOT CMD...: the host instead of the VM's root
-    (agent_dir / "chroot").write_text('#!/bin/sh\nshift\nexec "$@"\n')
-    (agent_dir / "chroot").chmod(0o755)
+    # nsenter -t 1 -m ... CMD: the host's namespaces instead of the VM's
+    (agent_dir / "nsenter").write_text(
+        '#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do [ "$1" = -t ] && shift; shift; done\n'
+        'exec "$@"\n'
+    )
+    (agent_dir / "nsenter").chmod(0o755)
     script = Path(str(files("ignitevm.kernel").joinpath("agent.sh")))
     host, guest = socket.socketpair()
     env = {"PATH": str(agent_dir), "IGNITEVM_AGENT_LIB": "1", "HOME": str(tmp_path)}

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import Ignite
-from tests.integration.test_network_cni import Env, env
+from tests.integration.test_network_cni import Env, env, ping
 
 __all__ = ["env"]
 
@@ -80,7 +80,7 @@ def test_forks_are_their_own_machines(ignite: Ignite, vm_name: str, env: Env) ->
         assert len(ips) == 2 and src_ip not in ips  # its own address, really used
         assert seen[a][1] != seen[b][1]  # its own random numbers
         for ip in ips:
-            assert env.host("ping", "-c1", "-W5", ip.split("/")[0], check=False)
+            assert ping(env, ip.split("/")[0], timeout=5)
 
         _sh(cli, env, a, "echo mine > /root/only-a; sync")
         assert "gone" in _sh(cli, env, b, "cat /root/only-a 2>/dev/null || echo gone")

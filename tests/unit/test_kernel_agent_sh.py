@@ -31,8 +31,7 @@ def agent(tmp_path: Path) -> Iterator[AgentSession]:
         (agent_dir / applet).symlink_to(BUSYBOX)
     # nsenter -t 1 -m ... CMD: the host's namespaces instead of the VM's
     (agent_dir / "nsenter").write_text(
-        '#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do [ "$1" = -t ] && shift; shift; done\n'
-        'exec "$@"\n'
+        '#!/bin/sh\nwhile [ "${1#-}" != "$1" ]; do [ "$1" = -t ] && shift; shift; done\nexec "$@"\n'
     )
     (agent_dir / "nsenter").chmod(0o755)
     script = Path(str(files("ignitevm.kernel").joinpath("agent.sh")))

@@ -208,3 +208,22 @@ def test_exec_through_the_agent(fake_host: FakeHost) -> None:
     out: list[bytes] = []
     code = agent_exec(d, "echo hello", on_stdout=out.append, on_stderr=out.append)
     assert code == 0 and out == [b"hello\n"]
+
+
+def test_a_manifest_may_name_a_snapshot_as_its_source(fake_host: FakeHost, tmp_path: Path) -> None:
+    """ignited (gitops/opsbridge.py) makes a fleet's VMs from a warm snapshot."""
+    from ignitevm.api import VM, load_object
+    from ignitevm.gitops.opsbridge import ServicesOps
+
+    _run(fake_host, "src")
+    create_snapshot(fake_host.svc, "src", name="warm")
+    path = tmp_path / "web.yaml"
+    path.write_text("apiVersion: ignite.weave.works/v1alpha4\nkind: VM\n"
+                    "metadata: {name: web}\nspec: {snapshot: warm}\n")  # fmt: skip
+    vm = load_object(path)
+    assert isinstance(vm, VM)
+    ops = ServicesOps(fake_host.svc)
+    ops.create(vm)
+    uid = get_vm(fake_host.svc, "web").vm.metadata.uid
+    ops.start(uid)
+    assert "-incoming" in _argv(vm_dir(fake_host.svc, get_vm(fake_host.svc, uid).vm))

@@ -18,7 +18,7 @@ AGENT_DIR=/ignite-agent
 setup() {
     mkdir -p "$AGENT_DIR" && mount -t tmpfs -o size=8m,mode=0700 ignite-agent "$AGENT_DIR" || return 1
     cp /bin/busybox "$AGENT_DIR/busybox" && cp /sbin/ignite-reseed "$AGENT_DIR/reseed" || return 1
-    for applet in sh ip hostname base64 dd cat rm mkfifo mktemp nsenter printf head sleep mkdir usleep; do
+    for applet in sh ip base64 dd cat rm mkfifo nsenter printf head sleep mkdir usleep; do
         ln -s busybox "$AGENT_DIR/$applet"
     done
     PATH=$AGENT_DIR
@@ -40,18 +40,23 @@ ident() {
     # the kernel's random generator: fresh keys from the pool the seed was mixed into, so
     # two VMs restored from one snapshot never produce the same random bytes
     reseed || return 1
-    if [ -n "$NEW_MAC$NEW_IP" ] && [ -d /sys/class/net/eth0 ]; then
-        ip link set eth0 down
-        [ -n "$NEW_MAC" ] && ip link set eth0 address "$NEW_MAC"
-        ip link set eth0 up
-        if [ -n "$NEW_IP" ]; then
-            ip -4 addr flush dev eth0
-            ip addr add "$NEW_IP" dev eth0 || return 1
-            [ -n "$NEW_GW" ] && ip route replace default via "$NEW_GW" dev eth0
-        fi
+    # every command costs a fork and an exec under emulation (~20 ms): only what changes
+    if [ -n "$NEW_MAC" ] && [ -d /sys/class/net/eth0 ]; then
+        read -r mac </sys/class/net/eth0/address
+        # virtio-net takes a new address while up (the device's filter follows it)
+        [ "$mac" = "$NEW_MAC" ] || ip link set eth0 address "$NEW_MAC" || return 1
+    fi
+    if [ -n "$NEW_IP" ] && [ -d /sys/class/net/eth0 ]; then
+        case "$(ip -4 -o addr show dev eth0)" in
+            *" $NEW_IP "*) ;;
+            *)
+                ip -4 addr flush dev eth0
+                ip addr add "$NEW_IP" dev eth0 || return 1
+                [ -n "$NEW_GW" ] && ip route replace default via "$NEW_GW" dev eth0 ;;
+        esac
     fi
     if [ -n "$NEW_HOST" ]; then
-        hostname "$NEW_HOST"
+        echo "$NEW_HOST" >/proc/sys/kernel/hostname
         root=/proc/1/root
         echo "$NEW_HOST" >"$root/etc/hostname" 2>/dev/null
         printf '127.0.0.1\tlocalhost\n::1\t\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n' \
@@ -75,15 +80,18 @@ stream() {
 # run ID B64CMD B64STDIN: the command in the VM's root as root, its output streamed
 run() {
     id=$1
-    work=$(mktemp -d "$AGENT_DIR/run.XXXXXX") || { printf 'X %s 126\n' "$id" >&3; return; }
-    printf '%s' "$2" | base64 -d >"$work/cmd"
+    case "$id" in ''|*[!0-9a-f]*) printf 'ERR %s bad-id\n' "$id" >&3; return ;; esac
+    work=$AGENT_DIR/run.$id
+    rm -rf "$work"
+    mkdir "$work" || { printf 'X %s 126\n' "$id" >&3; return; }
+    cmd=$(printf '%s' "$2" | base64 -d)
     if [ "$3" = - ]; then : >"$work/in"; else printf '%s' "$3" | base64 -d >"$work/in"; fi
     mkfifo "$work/out" "$work/err"
     (
         # the VM's own namespaces, root and environment: what `ssh root@vm CMD` would see
         # (the agent's own mount namespace is not the system's: a mount there would fail)
         HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-            "$AGENT_DIR/nsenter" -t 1 -m -u -i -n -p -r -w /bin/sh -c "cd; $(cat "$work/cmd")" \
+            "$AGENT_DIR/nsenter" -t 1 -m -u -i -n -p -r -w /bin/sh -c "cd; $cmd" \
             <"$work/in" >"$work/out" 2>"$work/err"
         echo $? >"$work/rc"
     ) &
@@ -102,7 +110,9 @@ run() {
     done
     kill "$outs" "$errs" 2>/dev/null
     wait "$outs" "$errs" 2>/dev/null
-    printf 'X %s %s\n' "$id" "$(cat "$work/rc" 2>/dev/null || echo 127)" >&3
+    rc=127
+    [ -f "$work/rc" ] && read -r rc <"$work/rc"
+    printf 'X %s %s\n' "$id" "$rc" >&3
     rm -rf "$work"
 }
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import os
 import re
 
 from ignitevm import proc
@@ -33,4 +35,13 @@ def vmm_version(vmm: str) -> str:
     """The version of ``vmm`` (qemu | firecracker) found here, as its --version prints it."""
     binary = {"qemu": "qemu-system-x86_64", "firecracker": "firecracker"}.get(vmm, vmm)
     path = proc.find_tool(binary)
-    return _first_version([path, "--version"]) if path else "not found"
+    if not path:
+        return "not found"
+    st = os.stat(path)
+    return _version_of(path, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _version_of(path: str, mtime_ns: int, size: int) -> str:
+    """Asked once per binary as it is (a restore asks at create and at start, a fork per VM)."""
+    return _first_version([path, "--version"])

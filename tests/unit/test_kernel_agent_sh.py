@@ -26,7 +26,7 @@ def agent(tmp_path: Path) -> Iterator[AgentSession]:
     assert BUSYBOX is not None
     agent_dir = tmp_path / "agent"
     agent_dir.mkdir()
-    for applet in ("sh", "base64", "dd", "cat", "rm", "mkfifo", "mktemp", "printf", "head",
+    for applet in ("sh", "base64", "dd", "cat", "rm", "mkfifo", "printf", "head",
                    "sleep", "mkdir", "usleep"):  # fmt: skip
         (agent_dir / applet).symlink_to(BUSYBOX)
     # nsenter -t 1 -m ... CMD: the host's namespaces instead of the VM's

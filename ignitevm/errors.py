@@ -74,3 +74,39 @@ class CommandError(IgniteError):
 
 class MissingToolError(IgniteError):
     """A required system tool is not installed."""
+
+
+class AlreadyExistsError(ConflictError):
+    """An object with that name (or uid) exists already."""
+
+
+class InUseError(ConflictError):
+    """The object is in use: VMs use the image or kernel, VMs or snapshots sit on a snapshot."""
+
+
+class PreflightError(IgniteError):
+    """Preflight checks failed before a VM start; ``checks`` names them (``KVM``, ``Jail``...)."""
+
+    def __init__(self, message: str, hint: str | None = None, checks: Sequence[str] = ()) -> None:
+        super().__init__(message, hint=hint)
+        self.checks = list(checks)
+
+
+class Timeout(IgniteError):
+    """Something did not happen in the time given: a boot, the guest's SSH or agent, a command
+    in the guest."""
+
+
+class GuestCommandError(IgniteError):
+    """A command run in a VM exited with a code other than 0 (``check=True``); it carries the
+    command, its exit code and its output."""
+
+    def __init__(self, command: str, returncode: int, stdout: str, stderr: str) -> None:
+        tail = (stderr or stdout).strip().splitlines()[-5:]
+        detail = ("\n  " + "\n  ".join(tail)) if tail else ""
+        super().__init__(f"{command!r} exited with code {returncode} in the VM{detail}",
+                         hint="see its stdout and stderr on this error")  # fmt: skip
+        self.command = command
+        self.returncode = returncode
+        self.stdout = stdout
+        self.stderr = stderr

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ignitevm import proc
 from ignitevm.api import VM
-from ignitevm.errors import IgniteError, NotFoundError
+from ignitevm.errors import IgniteError, NotFoundError, Timeout
 from ignitevm.layout import VMFiles
 from ignitevm.ops.services import Services
 from ignitevm.ops.vmlist import require_vm, vm_dir
@@ -162,7 +162,7 @@ def wait_for_ssh(target: SSHTarget, timeout: float) -> None:
                 raise OSError("no SSH banner")
         except OSError as exc:
             if time.monotonic() >= deadline:
-                raise IgniteError(
+                raise Timeout(
                     f"cannot reach SSH of VM {target.vm.metadata.name} at "
                     f"{target.host}:{target.port} in {timeout:g} s: {exc}",
                     hint=f"is sshd running in the guest? see ignite logs {target.vm.metadata.name}",

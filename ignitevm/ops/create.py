@@ -10,7 +10,7 @@ from ignitevm import proc
 from ignitevm.api import VM, Image, Kernel, Kind, generate_name, new_uid
 from ignitevm.api.names import NAME_HINT, check_id_prefix, name_problem
 from ignitevm.api.types import OCIImageSource, Vmm
-from ignitevm.errors import ConflictError, ValidationError
+from ignitevm.errors import AlreadyExistsError, ValidationError
 from ignitevm.fsutil import restrict
 from ignitevm.layout import OBJECT_DIR_MODE, VMFiles
 from ignitevm.network.registry import resolve_plugin_name
@@ -85,12 +85,12 @@ def _check_request(svc: Services, vm: VM) -> None:
 def _refuse_taken(existing: list[VM], vm: VM) -> None:
     name, uid = vm.metadata.name, vm.metadata.uid
     if name and any(v.metadata.name == name for v in existing):
-        raise ConflictError(
+        raise AlreadyExistsError(
             f"a VM named {name!r} already exists",
             hint=f"choose another --name, or remove it: ignite rm {name}",
         )
     if uid and any(v.metadata.uid == uid for v in existing):
-        raise ConflictError(f"a VM with uid {uid} already exists")
+        raise AlreadyExistsError(f"a VM with uid {uid} already exists")
 
 
 def _fill_status(svc: Services, vm: VM, image: Image, kernel: Kernel) -> None:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 
-from ignitevm.errors import IgniteError
+from ignitevm.errors import IgniteError, PreflightError
 from ignitevm.hostinfo import DEV_KVM, KVMFacts, kvm_problem, read_kvm_facts
 from ignitevm.layout import KernelFiles
 from ignitevm.network.base import PortMapping
@@ -38,10 +38,6 @@ class Check(StrEnum):
     HOST_PORTS = "HostPorts"
     KERNEL_FITS_VMM = "KernelFitsVMM"
     JAIL = "Jail"
-
-
-class PreflightError(IgniteError):
-    """One or more preflight checks failed; the message lists them all."""
 
 
 @dataclass(frozen=True)
@@ -251,12 +247,14 @@ def require_preflight(
     _warn_tcg_for_access(req, facts)
     root = next((f for f in failures if f.check == Check.ROOT), None)
     if root is not None:
-        raise PreflightError(root.what, hint=root.fix[0].lower() + root.fix[1:])
+        raise PreflightError(root.what, hint=root.fix[0].lower() + root.fix[1:],
+                             checks=[root.check.value])  # fmt: skip
     if failures:
         names = ",".join(f.check.value for f in failures)
         raise PreflightError(
             "preflight checks failed:\n" + "\n".join(f.line() for f in failures),
             hint=f"fix the above, or skip them with --ignore-preflight-checks {names}",
+            checks=[f.check.value for f in failures],
         )
 
 

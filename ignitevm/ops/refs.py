@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Literal, overload
 
 from ignitevm.api import VM, Image, Kernel, Kind
-from ignitevm.errors import ConflictError, IgniteError
+from ignitevm.errors import IgniteError, InUseError
 from ignitevm.ops.services import Services
 
 _HINTS = {
@@ -53,7 +53,7 @@ def require_unused(svc: Services, kind: Kind, obj: Image | Kernel, *, force: boo
         if _digest(vm, kind) == obj.status.oci_source.id
     ]
     if users and not force:
-        raise ConflictError(
+        raise InUseError(
             f"{kind.dir} {obj.metadata.name} is used by VM(s): {', '.join(users)}",
             hint="remove those VMs first, or use -f"
             + (" (their disks keep a copy-on-write link to the image and will no longer start)"

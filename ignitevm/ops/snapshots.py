@@ -22,7 +22,7 @@ from ignitevm import proc
 from ignitevm.api import VM, Kind, ObjectMeta, Size, new_uid
 from ignitevm.api.snapshot import Snapshot, SnapshotMachine, SnapshotSource, SnapshotSpec
 from ignitevm.api.types import Vmm
-from ignitevm.errors import ConflictError, IgniteError
+from ignitevm.errors import AlreadyExistsError, ConflictError, IgniteError, InUseError
 from ignitevm.layout import SnapshotFiles, VMFiles
 from ignitevm.ops.services import Services
 from ignitevm.ops.vmlist import require_vm, vm_dir
@@ -99,7 +99,7 @@ def _create(
                           hint="snapshots need a VM made for QEMU; ignite suspend works "
                           "with either")  # fmt: skip
     if name and svc.store.find(Kind.SNAPSHOT, name) is not None:
-        raise ConflictError(f"a snapshot named {name!r} already exists",
+        raise AlreadyExistsError(f"a snapshot named {name!r} already exists",
                             hint="choose another --name")  # fmt: skip
     suid = new_uid()
     scratch = svc.store.tmp_dir() / f"snapshot-{suid}"
@@ -279,7 +279,7 @@ def remove_snapshot(svc: Services, query: str, *, force: bool = False) -> Snapsh
     children = [s.metadata.name for s in svc.store.list(Kind.SNAPSHOT) if s.status.parent == uid]
     if (users or children) and not force:
         who = ", ".join([*(f"VM {u}" for u in users), *(f"snapshot {c}" for c in children)])
-        raise ConflictError(
+        raise InUseError(
             f"snapshot {snap.metadata.name} is in use by {who}",
             hint="their disks sit on its layer: remove them first, or use -f (they will "
             "no longer start)",

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar, overload
 from ignitevm.api.names import is_uid
 from ignitevm.api.types import Kind
 from ignitevm.errors import (
+    AlreadyExistsError,
     AmbiguousError,
     ConflictError,
     IgniteError,
@@ -223,7 +224,7 @@ class Store:
         except OSError as exc:
             if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
                 raise
-            raise ConflictError(f"a {kind.dir} with uid {uid} already exists") from None
+            raise AlreadyExistsError(f"a {kind.dir} with uid {uid} already exists") from None
         _fsync_dir(target.parent)
 
     def save(self, obj: Object) -> None:

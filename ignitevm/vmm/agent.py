@@ -18,13 +18,17 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ignitevm.errors import IgniteError
+from ignitevm.errors import IgniteError, Timeout
 
 MAX_LINE = 1 << 16  # the agent sends 32 KiB base64 chunks; a longer line is a hostile guest
 
 
 class AgentError(IgniteError):
     """The guest agent did not answer, or answered what it should not."""
+
+
+class AgentTimeout(AgentError, Timeout):
+    """The guest agent did not answer in the time given."""
 
 
 @dataclass(frozen=True)
@@ -69,7 +73,7 @@ class AgentSession:
                     raise AgentError("the guest agent sent an overlong line")
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    raise AgentError(
+                    raise AgentTimeout(
                         "the guest agent did not answer in time",
                         hint="the guest may be busy or stuck: see ignite logs",
                     )

@@ -6,7 +6,7 @@ import os
 import time
 from pathlib import Path
 
-from ignitevm.errors import IgniteError
+from ignitevm.errors import IgniteError, Timeout
 from ignitevm.layout import VMFiles
 from ignitevm.spawn.runtime import is_running
 
@@ -79,14 +79,15 @@ def wait_for_boot(vm_dir: Path, marker: str, timeout: float) -> None:
         if not alive:
             _boot_failed(vm_dir, f"the VM stopped before it booted (no {marker!r} on its console)")
         if time.monotonic() > deadline:
-            _boot_failed(vm_dir, f"the VM did not boot in {timeout:g} s (no {marker!r} yet)")
+            _boot_failed(vm_dir, f"the VM did not boot in {timeout:g} s (no {marker!r} yet)",
+                         timed_out=True)  # fmt: skip
         time.sleep(0.02)
 
 
-def _boot_failed(vm_dir: Path, message: str) -> None:
+def _boot_failed(vm_dir: Path, message: str, *, timed_out: bool = False) -> None:
     lines = tail_lines(vm_dir / VMFiles.CONSOLE, 20)
     console = "\n  ".join(lines) if lines else "(the console is empty)"
-    raise IgniteError(
+    raise (Timeout if timed_out else IgniteError)(
         f"{message}; console.log ends with:\n  {console}",
         hint=f"see {vm_dir / VMFiles.CONSOLE} and {vm_dir / VMFiles.SUPERVISOR_LOG}",
     )

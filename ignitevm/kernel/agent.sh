@@ -13,6 +13,8 @@
 # Sourced with IGNITEVM_AGENT_LIB=1 it only defines its functions (unit tests).
 
 AGENT_DIR=/ignite-agent
+# PID 1's root: the initramfs until /init has switched to the system's root
+INIT_ROOT=/proc/1/root
 
 # ready_fifo: /init waits on it until the copy of busybox is made
 setup() {
@@ -77,10 +79,21 @@ stream() {
     done <"$1"
 }
 
+# switched: wait (up to 60 s) until PID 1 runs in the system's root. An exec may come before
+# (`ignite run --wait=false`, then exec): the initramfs has no shell for it to run in.
+switched() {
+    n=0
+    while [ -e "$INIT_ROOT/agent.sh" ] && [ "$n" -lt 1200 ]; do
+        usleep 50000
+        n=$((n + 1))
+    done
+}
+
 # run ID B64CMD B64STDIN: the command in the VM's root as root, its output streamed
 run() {
     id=$1
     case "$id" in ''|*[!0-9a-f]*) printf 'ERR %s bad-id\n' "$id" >&3; return ;; esac
+    switched
     work=$AGENT_DIR/run.$id
     rm -rf "$work"
     mkdir "$work" || { printf 'X %s 126\n' "$id" >&3; return; }

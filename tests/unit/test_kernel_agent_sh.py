@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from importlib.resources import files
@@ -38,10 +39,11 @@ def agent(tmp_path: Path) -> Iterator[AgentSession]:
     host, guest = socket.socketpair()
     env = {"PATH": str(agent_dir), "IGNITEVM_AGENT_LIB": "1", "HOME": str(tmp_path)}
     proc = subprocess.Popen(
-        [BUSYBOX, "sh", "-c", f'. "{script}"; AGENT_DIR={agent_dir}; exec 3<&0; serve'],
+        [BUSYBOX, "sh", "-c", f'. "{script}"; AGENT_DIR={agent_dir}; INIT_ROOT={tmp_path}/root; exec 3<&0; serve'],
         stdin=guest.fileno(), env=env, cwd=tmp_path,
     )  # fmt: skip
     guest.close()
+    (tmp_path / "root").mkdir()
     session = AgentSession(host)
     try:
         yield session
@@ -81,6 +83,22 @@ def test_a_background_process_holding_the_output_does_not_hold_the_agent(
     assert code == 0 and out == b"before\nafter\n"
     assert time.monotonic() - started < 5
     assert _run(agent, "echo next")[1] == b"next\n"
+
+
+def test_an_exec_before_the_switch_to_the_system_root_waits_for_it(
+    agent: AgentSession, tmp_path: Path
+) -> None:
+    # `ignite run --wait=false` then exec: PID 1 still in the initramfs (it has /agent.sh)
+    marker = tmp_path / "root" / "agent.sh"
+    marker.write_text("")
+    started = time.monotonic()
+    timer = threading.Timer(0.6, marker.unlink)
+    timer.start()
+    try:
+        assert _run(agent, "echo up") == (0, b"up\n", b"")
+        assert time.monotonic() - started >= 0.5
+    finally:
+        timer.join()
 
 
 def test_stdin_reaches_the_command(agent: AgentSession) -> None:

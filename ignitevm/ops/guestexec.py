@@ -8,10 +8,12 @@ The agent runs the command as root in the VM's root, with a login shell's PATH a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 from ignitevm.errors import ConflictError
 from ignitevm.layout import VMFiles
@@ -68,3 +70,74 @@ def agent_exec(
         return session.exec(command, stdin=stdin, timeout=timeout, on_output=out)
     finally:
         session.close()
+
+
+def ssh_exec(
+    svc: Services,
+    query: str,
+    command: str,
+    *,
+    on_stdout: Callable[[bytes], None],
+    on_stderr: Callable[[bytes], None],
+    stdin: bytes = b"",
+    timeout: float | None = None,
+    connect_timeout: float = 30.0,
+    identity: Path | None = None,
+) -> int:
+    """Run ``command`` over SSH (the VM's key or ``identity``), streaming its output; its exit
+    code. Timeout when it runs longer than ``timeout``."""
+    import selectors
+    import time
+
+    from ignitevm import proc
+    from ignitevm.errors import Timeout
+    from ignitevm.ops.access import connect, require_target
+
+    target = require_target(svc, query, identity)
+    connect(target, connect_timeout)
+    child = proc.start([*target.argv(tty=False, timeout=connect_timeout), command],
+                       stdin=proc.PIPE, stdout=proc.PIPE, stderr=proc.PIPE)  # fmt: skip
+    assert child.stdin is not None and child.stdout is not None and child.stderr is not None
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        _feed(child.stdin, stdin)
+        sel = selectors.DefaultSelector()
+        sel.register(child.stdout, selectors.EVENT_READ, on_stdout)
+        sel.register(child.stderr, selectors.EVENT_READ, on_stderr)
+        while sel.get_map():
+            left = None if deadline is None else deadline - time.monotonic()
+            if left is not None and left <= 0:
+                raise Timeout(
+                    f"{command!r} did not finish in {timeout:g} s in the VM",
+                    hint="give it more time (timeout=), or run it in the background",
+                )
+            for key, _ in sel.select(left):
+                data = os.read(key.fd, 65536)
+                if data:
+                    key.data(data)
+                else:
+                    sel.unregister(key.fileobj)
+        return child.wait()
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        for pipe in (child.stdout, child.stderr):
+            pipe.close()
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    """stdin for the remote command, then end of file (a writer thread: ssh may need to read
+    its output before it takes all of a large input)."""
+    import threading
+
+    def write() -> None:
+        try:
+            pipe.write(data)
+        except OSError:
+            pass  # the command ended without reading it all
+        finally:
+            with contextlib.suppress(OSError):
+                pipe.close()
+
+    threading.Thread(target=write, daemon=True).start()

@@ -32,7 +32,7 @@ UID = "0123456789abcdef"
 # marker on the serial console (stdout) unless it resumes, echoes console input, and exits on
 # system_powerdown or quit. `--version` prints a QEMU version.
 FAKE_QEMU = r"""
-import base64, json, os, select, socket, sys
+import base64, json, os, select, shlex, socket, sys
 args = sys.argv[1:]
 if args == ["--version"]:
     print("QEMU emulator version 7.2.99 (fake)"); sys.exit(0)
@@ -79,7 +79,8 @@ def on_agent(line):
         out = [f"OK {rid}"]
     elif verb == "EXEC":
         cmd = base64.b64decode(rest[0]).decode()
-        text = cmd[5:] + "\n" if cmd.startswith("echo ") else ""
+        words = shlex.split(cmd)
+        text = " ".join(words[1:]) + "\n" if words[:1] == ["echo"] else ""
         out = [f"O {rid} {base64.b64encode(text.encode()).decode()}"] if text else []
         out.append(f"X {rid} 0")
     else:

@@ -39,7 +39,8 @@ def agent(tmp_path: Path) -> Iterator[AgentSession]:
     host, guest = socket.socketpair()
     env = {"PATH": str(agent_dir), "IGNITEVM_AGENT_LIB": "1", "HOME": str(tmp_path)}
     proc = subprocess.Popen(
-        [BUSYBOX, "sh", "-c", f'. "{script}"; AGENT_DIR={agent_dir}; INIT_ROOT={tmp_path}/root; exec 3<&0; serve'],
+        [BUSYBOX, "sh", "-c", f'. "{script}"; AGENT_DIR={agent_dir}; INIT_ROOT={tmp_path}/root; '
+         "exec 3<&0; serve"],
         stdin=guest.fileno(), env=env, cwd=tmp_path,
     )  # fmt: skip
     guest.close()

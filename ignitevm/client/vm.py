@@ -1,0 +1,288 @@
+"""A VM handle of the library (docs/library.md): the verbs of the CLI on one VM, as methods.
+
+A handle names its VM by uid; every method acts on the VM as it is in the store at that moment
+(``refresh()`` re-reads what the properties show). Handles are cheap and safe to share between
+threads: two methods on one VM at once are ordered by the same locks as two CLI commands.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shlex
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import TYPE_CHECKING
+
+from ignitevm.errors import GuestCommandError
+
+if TYPE_CHECKING:
+    from ignitevm.api import VM as VMObject
+    from ignitevm.api import Snapshot, VMStatus
+    from ignitevm.client.client import Client
+
+
+@dataclass(frozen=True)
+class ExecResult:
+    """What a command run in a VM did: its exit code and its output (decoded as UTF-8, bad
+    bytes replaced; the exact bytes are ``stdout_bytes``/``stderr_bytes``)."""
+
+    returncode: int
+    stdout_bytes: bytes
+    stderr_bytes: bytes
+
+    @property
+    def stdout(self) -> str:
+        """The command's standard output as text."""
+        return self.stdout_bytes.decode(errors="replace")
+
+    @property
+    def stderr(self) -> str:
+        """The command's standard error as text."""
+        return self.stderr_bytes.decode(errors="replace")
+
+    @property
+    def ok(self) -> bool:
+        """Whether it exited with 0."""
+        return self.returncode == 0
+
+
+class VM:
+    """One VM. Got from ``client.vms``: ``create``, ``run``, ``get``, ``list``.
+
+    As a context manager (``with client.vms.run(image) as vm:``) it removes the VM when the
+    block ends, whether or not the block raised."""
+
+    def __init__(self, client: Client, obj: VMObject) -> None:
+        self._client = client
+        self._obj = obj
+
+    def __repr__(self) -> str:
+        return f"<ignitevm.VM {self.name} {self.uid} {self.state}>"
+
+    def __enter__(self) -> VM:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:  # fmt: skip
+        self.remove(force=True)
+
+    # --- what it is ---------------------------------------------------------------------------
+
+    @property
+    def uid(self) -> str:
+        """Its unique id (16 hex digits; any unique prefix names it too)."""
+        return self._obj.metadata.uid
+
+    @property
+    def name(self) -> str:
+        """Its name."""
+        return self._obj.metadata.name
+
+    @property
+    def object(self) -> VMObject:
+        """The stored ``ignitevm.api.VM`` (spec and status) as of the last read."""
+        return self._obj
+
+    @property
+    def status(self) -> VMStatus:
+        """``object.status``: running, addresses, the network plugin, how the last run ended."""
+        return self._obj.status
+
+    @property
+    def running(self) -> bool:
+        """Whether its VMM runs (paused included), as of the last read."""
+        return self._obj.status.running
+
+    @property
+    def state(self) -> str:
+        """``running``, ``paused``, ``suspended`` or ``stopped`` (as of the last read)."""
+        st = self._obj.status
+        if st.paused:
+            return "paused"
+        if st.running:
+            return "running"
+        return "suspended" if st.suspended else "stopped"
+
+    @property
+    def ip(self) -> str | None:
+        """The guest's first address (None while it has none: stopped, or no network)."""
+        addresses = self._obj.status.network.ip_addresses
+        return addresses[0] if addresses else None
+
+    def refresh(self) -> VM:
+        """Read the VM again (its live state included); returns itself."""
+        from ignitevm.ops.vmlist import get_vm
+
+        self._obj = get_vm(self._client._svc, self.uid).vm
+        return self
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    def start(self, *, timeout: float = 180.0, wait: bool = True) -> VM:
+        """Start it; with ``wait``, return once the guest's init runs (and, with ssh, its SSH
+        answers). A VM made from a snapshot resumes instead of booting."""
+        from ignitevm.ops.start import start_vm
+
+        self._obj = start_vm(self._client._svc, self.uid, wait=wait, timeout=timeout,
+                             network_plugin=self._client._network_plugin)  # fmt: skip
+        return self.refresh()
+
+    def stop(self, *, timeout: float = 30.0) -> VM:
+        """The ACPI power button; a hard stop after ``timeout`` seconds."""
+        from ignitevm.ops.stop import stop_vm
+
+        stop_vm(self._client._svc, self.uid, timeout=timeout)
+        return self.refresh()
+
+    def kill(self) -> VM:
+        """Stop it at once."""
+        from ignitevm.ops.stop import kill_vm
+
+        kill_vm(self._client._svc, self.uid)
+        return self.refresh()
+
+    def remove(self, *, force: bool = False) -> None:
+        """Remove it (``force``: stop it first if it runs). A VM already gone is no error."""
+        from ignitevm.errors import NotFoundError
+        from ignitevm.ops.remove import remove_vm
+
+        with contextlib.suppress(NotFoundError):
+            remove_vm(self._client._svc, self.uid, force=force)
+
+    def pause(self) -> VM:
+        """Freeze its vCPUs; its memory stays (Docker's pause)."""
+        from ignitevm.ops.pausing import pause_vm
+
+        pause_vm(self._client._svc, self.uid)
+        return self.refresh()
+
+    def unpause(self) -> VM:
+        """Let a paused VM run on."""
+        from ignitevm.ops.pausing import unpause_vm
+
+        unpause_vm(self._client._svc, self.uid)
+        return self.refresh()
+
+    def suspend(self) -> VM:
+        """Save it to disk and let its VMM exit; ``start()`` resumes it where it was."""
+        from ignitevm.ops.pausing import suspend_vm
+
+        suspend_vm(self._client._svc, self.uid)
+        return self.refresh()
+
+    def wait_ready(self, *, timeout: float = 60.0) -> VM:
+        """Return once a command can run in it (the guest agent answers, or its SSH)."""
+        import time
+
+        from ignitevm.errors import Timeout
+
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                result = self.exec("true", timeout=max(1.0, deadline - time.monotonic()))
+                if result.ok:
+                    return self
+            except Timeout:
+                pass
+            if time.monotonic() >= deadline:
+                raise Timeout(f"VM {self.name} was not ready in {timeout:g} s",
+                              hint=f"see its console: ignite logs {self.name}")  # fmt: skip
+            time.sleep(0.2)
+
+    # --- commands and files -------------------------------------------------------------------
+
+    def exec(
+        self,
+        command: str | Sequence[str],
+        *,
+        input: bytes | str | None = None,
+        timeout: float | None = None,
+        check: bool = False,
+        on_stdout: Callable[[bytes], None] | None = None,
+        on_stderr: Callable[[bytes], None] | None = None,
+    ) -> ExecResult:
+        """Run ``command`` as root in the VM: a shell command line, or a list of words run as
+        they are. ``input`` is its stdin. ``on_stdout``/``on_stderr`` get its output as it comes
+        (it is in the result too). ``check``: a non-zero exit raises GuestCommandError;
+        ``timeout``: ignitevm.errors.Timeout when it runs longer. Through the guest agent when
+        the VM has one and this process is root, else over SSH (``ssh=True`` VMs)."""
+        from ignitevm.ops.guestexec import agent_dir, agent_exec, ssh_exec
+
+        line = command if isinstance(command, str) else shlex.join(command)
+        data = input.encode() if isinstance(input, str) else (input or b"")
+        out: list[bytes] = []
+        err: list[bytes] = []
+
+        Sink = Callable[[bytes], None]
+
+        def keep(into: list[bytes], also: Sink | None) -> Sink:
+            def take(chunk: bytes) -> None:
+                into.append(chunk)
+                if also is not None:
+                    also(chunk)
+
+            return take
+
+        svc = self._client._svc
+        d = agent_dir(svc, self.uid)
+        to_out, to_err = keep(out, on_stdout), keep(err, on_stderr)
+        if d is not None:
+            code = agent_exec(d, line, stdin=data, timeout=timeout,
+                              on_stdout=to_out, on_stderr=to_err)  # fmt: skip
+        else:
+            code = ssh_exec(svc, self.uid, line, stdin=data, timeout=timeout,
+                            on_stdout=to_out, on_stderr=to_err)  # fmt: skip
+        result = ExecResult(code, b"".join(out), b"".join(err))
+        if check and code != 0:
+            raise GuestCommandError(line, code, result.stdout, result.stderr)
+        return result
+
+    def put(self, local: str | os.PathLike[str], remote: str, *, archive: bool = False) -> None:
+        """Copy a host file or directory into the VM (as ``ignite cp LOCAL VM:REMOTE``)."""
+        from ignitevm.ops.copy import copy
+
+        copy(self._client._svc, os.fspath(local), f"{self.uid}:{remote}", archive=archive)
+
+    def get(self, remote: str, local: str | os.PathLike[str], *, archive: bool = False) -> None:
+        """Copy a file or directory out of the VM (as ``ignite cp VM:REMOTE LOCAL``: nothing
+        the guest made can lead outside ``local``)."""
+        from ignitevm.ops.copy import copy
+
+        copy(self._client._svc, f"{self.uid}:{remote}", os.fspath(local), archive=archive)
+
+    def logs(self) -> str:
+        """The serial console so far."""
+        return b"".join(self.follow_logs(follow=False)).decode(errors="replace")
+
+    def follow_logs(self, *, follow: bool = True) -> Iterator[bytes]:
+        """The console's bytes; with ``follow``, new output until the VM stops."""
+        from ignitevm.ops.logs import stream_logs
+
+        return stream_logs(self._client._svc, self.uid, follow=follow)
+
+    # --- snapshots ----------------------------------------------------------------------------
+
+    def snapshot(self, name: str | None = None, *, stop: bool = False) -> Snapshot:
+        """Save the running VM (docs/snapshots.md); it runs on, or stops (``stop``)."""
+        from ignitevm.ops.snapshots import create_snapshot
+
+        snap, _ = create_snapshot(self._client._svc, self.uid, name=name, stop=stop)
+        self.refresh()
+        return snap
+
+    def fork(self, count: int = 1, *, name_prefix: str | None = None) -> list[VM]:
+        """A snapshot and ``count`` running copies of this VM, each its own machine."""
+        from ignitevm.errors import IgniteError
+        from ignitevm.ops.fork import fork_vm
+
+        result = fork_vm(self._client._svc, self.uid, count, name_prefix=name_prefix,
+                         network_plugin=self._client._network_plugin)  # fmt: skip
+        if result.failed:
+            name, exc = result.failed[0]
+            raise IgniteError(f"{len(result.failed)} of {count} forks did not start "
+                              f"(first: {name}): {exc.message}", hint=exc.hint)  # fmt: skip
+        return [VM(self._client, obj) for obj in result.vms]

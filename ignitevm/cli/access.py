@@ -102,6 +102,4 @@ def cp(
 ) -> None:
     """Copy files or directories between the host and a VM: SRC and DST, one of them VM:PATH.
     From a VM: regular files, directories and links that stay inside the copy; no devices."""
-    from ignitevm.ops.copy import copy
-
-    copy(app.services(), source, dest, identity=identity, timeout=timeout, archive=archive)
+    app.client().vms.copy(source, dest, identity=identity, timeout=timeout, archive=archive)

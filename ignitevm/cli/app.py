@@ -1,5 +1,6 @@
 """The CLI's shared state: the global flags (accepted before or after any command, see
-docs/cli.md) and the lazily built Services."""
+docs/cli.md) and the library's Client over the lazily built Services: each command parses,
+calls the library (ignitevm/client/) and prints."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 if TYPE_CHECKING:
+    from ignitevm.client import Client
     from ignitevm.ops.services import Services
 
 log = logging.getLogger(__name__)
@@ -64,6 +66,12 @@ class App:
             )
             self._services = svc
         return self._services
+
+    def client(self) -> Client:
+        """The library over these Services; the global --network-plugin is its default."""
+        from ignitevm.client import Client
+
+        return Client._from_services(self.services(), network_plugin=self.network_plugin)
 
 
 pass_app = click.make_pass_decorator(App)

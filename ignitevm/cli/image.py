@@ -73,10 +73,8 @@ def import_(
     SOURCE: [registry/]repo[:tag|@digest], oci-archive:FILE, oci:DIR[:TAG],
     docker-archive:FILE, tar:FILE (a rootfs tarball) or dir:DIR.
     """
-    from ignitevm.ops.images import import_image
-
     apply_registry_options(app, registry_config_dir, insecure_registries, platform)
-    img = import_image(app.services(), source, name=name)
+    img = app.client().images.import_(source, name=name)
     click.echo(img.metadata.uid if app.quiet else f"{img.metadata.uid}  {img.metadata.name}")
 
 
@@ -84,11 +82,8 @@ def import_(
 @pass_app
 def ls(app: App) -> None:
     """List the imported images."""
-    from ignitevm.api import Kind
-    from ignitevm.ops.images import image_disk_bytes
-
-    svc = app.services()
-    images = svc.store.list(Kind.IMAGE)
+    client = app.client()
+    images = client.images.list()
     if app.quiet:
         for img in images:
             click.echo(img.metadata.uid)
@@ -98,7 +93,7 @@ def ls(app: App) -> None:
             img.metadata.uid,
             img.metadata.name,
             format_age(img.metadata.created),
-            format_bytes(image_disk_bytes(svc, img)),
+            format_bytes(client.images.disk_usage(img)),
         ]
         for img in images
     ]
@@ -114,11 +109,9 @@ image.add_command(ls, "list")
 @pass_app
 def rm(app: App, images: tuple[str, ...], force: bool) -> None:
     """Remove images."""
-    from ignitevm.ops.images import remove_image
-
+    client = app.client()
     for query in images:
-        img = remove_image(app.services(), query, force=force)
-        click.echo(img.metadata.uid)
+        click.echo(client.images.remove(query, force=force).metadata.uid)
 
 
 rmi = IgniteCommand(

@@ -19,24 +19,20 @@ from ignitevm.cli.output import compile_go_template
 @pass_app
 def inspect(app: App, kind: str, name: str, output: str, template: str) -> None:
     """Print a stored object (a VM with its live state)."""
-    from ignitevm.api import Kind, Object, dump_object
+    from ignitevm.api import Object, dump_object
 
     tmpl = compile_go_template(template)  # first: a mistake fails before the object is looked up
-    svc = app.services()
+    client = app.client()
     kind = kind.lower()
     obj: Object
     if kind == "vm":
-        from ignitevm.ops.vmlist import get_vm
-
-        obj = get_vm(svc, name).vm
+        obj = client.vms.get(name).object
     elif kind == "image":
-        from ignitevm.ops.images import find_image
-
-        obj = find_image(svc, name) or svc.store.require(Kind.IMAGE, name)
+        obj = client.images.get(name)
     elif kind == "snapshot":
-        obj = svc.store.require(Kind.SNAPSHOT, name)
+        obj = client.snapshots.get(name)
     else:
-        obj = svc.store.require(Kind.KERNEL, name)
+        obj = client.kernels.get(name)
     if tmpl is not None:  # as Ignite: the template wins over -o
         click.echo(tmpl.render(obj))
         return

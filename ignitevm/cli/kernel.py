@@ -48,17 +48,8 @@ def import_(
     deb:FILE (a Debian linux-image package) or apt:PACKAGE (downloaded with apt-get,
     e.g. apt:linux-image-amd64).
     """
-    from ignitevm.errors import ValidationError
-    from ignitevm.ops.kernels import import_kernel
-
-    if source and vmlinux:
-        raise ValidationError(
-            "give either SOURCE or --vmlinux, not both", hint="see ignite kernel import --help"
-        )
-    if modules and not vmlinux:
-        raise ValidationError("--modules goes with --vmlinux", hint="add --vmlinux FILE")
     apply_registry_options(app, registry_config_dir, insecure_registries, platform)
-    k = import_kernel(app.services(), source, vmlinux=vmlinux, modules=modules, name=name)
+    k = app.client().kernels.import_(source, vmlinux=vmlinux, modules=modules, name=name)
     click.echo(k.metadata.uid if app.quiet else f"{k.metadata.uid}  {k.metadata.name}")
 
 
@@ -101,10 +92,7 @@ def build(
 
     Reuses the previous build while the source and the config are unchanged.
     """
-    from ignitevm.ops.kernel_build import build_microvm_kernel
-
-    result = build_microvm_kernel(
-        app.services(),
+    result = app.client().kernels._build(
         source=source,
         workdir=workdir,
         fragment=fragment,
@@ -129,9 +117,7 @@ def build(
 @pass_app
 def ls(app: App) -> None:
     """List the imported kernels."""
-    from ignitevm.api import Kind
-
-    kernels = app.services().store.list(Kind.KERNEL)
+    kernels = app.client().kernels.list()
     if app.quiet:
         for k in kernels:
             click.echo(k.metadata.uid)
@@ -158,10 +144,9 @@ kernel.add_command(ls, "list")
 @pass_app
 def rm(app: App, kernels: tuple[str, ...], force: bool) -> None:
     """Remove kernels."""
-    from ignitevm.ops.kernels import remove_kernel
-
+    client = app.client()
     for query in kernels:
-        click.echo(remove_kernel(app.services(), query, force=force).metadata.uid)
+        click.echo(client.kernels.remove(query, force=force).metadata.uid)
 
 
 rmk = IgniteCommand(

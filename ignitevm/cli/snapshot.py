@@ -22,9 +22,7 @@ def snapshot() -> None:
 @pass_app
 def create(app: App, vm: str, name: str | None, stop: bool) -> None:
     """Snapshot a running VM: its memory, devices and disk, in a fraction of a second."""
-    from ignitevm.ops.snapshots import create_snapshot
-
-    snap, figures = create_snapshot(app.services(), vm, name=name, stop=stop)
+    snap, figures = app.client().vms.get(vm)._snapshot(name, stop=stop)
     if app.quiet:
         click.echo(snap.metadata.uid)
         return
@@ -37,9 +35,7 @@ def create(app: App, vm: str, name: str | None, stop: bool) -> None:
 @pass_app
 def ls(app: App) -> None:
     """List the snapshots."""
-    from ignitevm.ops.snapshots import list_snapshots
-
-    snaps = list_snapshots(app.services())
+    snaps = app.client().snapshots.list()
     if app.quiet:
         for s in snaps:
             click.echo(s.metadata.uid)
@@ -69,10 +65,9 @@ snapshot.add_command(ls, "list")
 @pass_app
 def rm(app: App, snapshots: tuple[str, ...], force: bool) -> None:
     """Remove snapshots."""
-    from ignitevm.ops.snapshots import remove_snapshot
-
+    client = app.client()
     for query in snapshots:
-        click.echo(remove_snapshot(app.services(), query, force=force).metadata.uid)
+        click.echo(client.snapshots.remove(query, force=force).metadata.uid)
 
 
 @click.command(cls=IgniteCommand)
@@ -84,20 +79,14 @@ def rm(app: App, snapshots: tuple[str, ...], force: bool) -> None:
 @pass_app
 def fork(app: App, vm: str, count: int, name_prefix: str | None) -> None:
     """Snapshot a running VM and start COUNT copies of it, each its own machine."""
-    from ignitevm.errors import IgniteError
-    from ignitevm.ops.fork import fork_vm
+    from ignitevm.client.vm import fork_error
 
-    result = fork_vm(app.services(), vm, count, name_prefix=name_prefix,
-                     network_plugin=app.network_plugin)  # fmt: skip
-    for made in result.vms:
-        click.echo(made.metadata.uid if app.quiet else f"{made.metadata.uid}  {made.metadata.name}")
-    if result.failed:
-        names = ", ".join(name for name, _ in result.failed)
-        raise IgniteError(
-            f"{len(result.failed)} of {count} forks did not start ({names}): "
-            f"{result.failed[0][1].message}",
-            hint="see `ignite logs` of each; they are created: ignite start or rm them",
-        )
+    made, failed = app.client().vms.get(vm)._fork(count, name_prefix=name_prefix,
+                                                  network_plugin=None)  # fmt: skip
+    for copy in made:
+        click.echo(copy.uid if app.quiet else f"{copy.uid}  {copy.name}")
+    if failed:
+        raise fork_error(failed, count)
 
 
 def _each(verb: str, help_text: str) -> click.Command:
@@ -105,11 +94,9 @@ def _each(verb: str, help_text: str) -> click.Command:
     @click.argument("vms", nargs=-1, required=True)
     @pass_app
     def command(app: App, vms: tuple[str, ...]) -> None:
-        from ignitevm.ops import pausing
-
-        act = getattr(pausing, f"{verb}_vm")
+        client = app.client()
         for query in vms:
-            click.echo(act(app.services(), query).metadata.uid)
+            click.echo(getattr(client.vms.get(query), verb)().uid)
 
     return command
 

@@ -15,7 +15,7 @@ from ignitevm.cli.lazy import IgniteCommand, OptionalValueOption
 from ignitevm.cli.output import compile_go_template, format_age, format_bytes, print_table
 
 if TYPE_CHECKING:
-    from ignitevm.api import VM
+    from ignitevm.client import VM as VMHandle
     from ignitevm.ops.vmlist import VMView
 
 log = logging.getLogger(__name__)
@@ -82,27 +82,18 @@ def _start_options(f: Any) -> Any:
     return f
 
 
-def _build_vm(ctx: click.Context, image: str | None, p: dict[str, Any]) -> VM:
-    """The requested VM: config defaults < --config manifest < the flags given."""
+def _do_create(ctx: click.Context, image: str | None, params: dict[str, Any]) -> VMHandle:
+    """The requested VM, created: config defaults < --config manifest < the flags given."""
     from ignitevm.api.settings import SETTINGS
-    from ignitevm.ops.request import build_vm
-
-    settings = {s.name: p.get(s.name) for s in SETTINGS if s.flags}
-    settings["image"] = image
-    # the global --network-plugin given before the command (docs/cli.md)
-    settings["network_plugin"] = p.get("network_plugin") or ctx.obj.network_plugin
-    app: App = ctx.obj
-    return build_vm(app.services(), settings, config_file=p["config_file"])
-
-
-def _do_create(ctx: click.Context, image: str | None, params: dict[str, Any]) -> VM:
-    from ignitevm.ops.create import create_vm
 
     if params.get("sandbox_image"):
         log.debug("--sandbox-image %s ignored: ignitevm runs no container", params["sandbox_image"])
-    vm = _build_vm(ctx, image, params)
+    # a flag not given is None: the manifest's or the configuration's value stays
+    settings = {s.name: params.get(s.name) for s in SETTINGS if s.flags}
+    settings = {k: v for k, v in settings.items() if v is not None}
     app: App = ctx.obj
-    return create_vm(app.services(), vm, require_name=params["require_name"])
+    return app.client().vms.create(image, config_file=params["config_file"],
+                                   require_name=params["require_name"], **settings)  # fmt: skip
 
 
 @click.command(cls=IgniteCommand)
@@ -111,8 +102,7 @@ def _do_create(ctx: click.Context, image: str | None, params: dict[str, Any]) ->
 @click.pass_context
 def create(ctx: click.Context, /, image: str | None, **params: Any) -> None:
     """Create a VM from IMAGE without starting it."""
-    vm = _do_create(ctx, image, params)
-    click.echo(vm.metadata.uid)
+    click.echo(_do_create(ctx, image, params).uid)
 
 
 @click.command(cls=IgniteCommand)
@@ -122,31 +112,22 @@ def create(ctx: click.Context, /, image: str | None, **params: Any) -> None:
 @click.pass_context
 def run(ctx: click.Context, /, image: str | None, **params: Any) -> None:
     """Create and start a VM from IMAGE (imported on first use)."""
-    vm = _do_create(ctx, image, params)
-    _do_start(ctx.obj, vm.metadata.uid, params)
+    _do_start(ctx.obj, _do_create(ctx, image, params).uid, params)
 
 
 def _do_start(app: App, query: str, params: dict[str, Any]) -> None:
-    from ignitevm.ops.preflight import parse_ignored
-    from ignitevm.ops.start import start_vm
-
-    vm = start_vm(
-        app.services(),
-        query,
-        wait=_parse_bool(params["wait"], "--wait"),
-        timeout=params["boot_timeout"],
-        network_plugin=params.get("network_plugin") or app.network_plugin,
-        debug=params["debug"],
-        vmm=params.get("vmm"),
-        ignore_preflight=parse_ignored(params.get("ignore_preflight")),
-    )
+    wait = _parse_bool(params["wait"], "--wait")
+    vm = app.client().vms.get(query)
+    vm.start(wait=wait, timeout=params["boot_timeout"], network_plugin=params.get("network_plugin"),
+             debug=params["debug"], vmm=params.get("vmm"),
+             ignore_preflight=params.get("ignore_preflight") or ())  # fmt: skip
     if app.quiet:
-        click.echo(vm.metadata.uid)
+        click.echo(vm.uid)
     else:
         ips = ", ".join(vm.status.network.ip_addresses) or "no address"
-        click.echo(f"{vm.metadata.uid}  {vm.metadata.name}  running ({ips})")
+        click.echo(f"{vm.uid}  {vm.name}  running ({ips})")
     if params["interactive"]:
-        _attach(app, vm.metadata.uid)
+        _attach(app, vm.uid)
 
 
 @click.command(cls=IgniteCommand)
@@ -168,10 +149,9 @@ def start(app: App, /, vm: str, **params: Any) -> None:
 @pass_app
 def stop(app: App, vms: tuple[str, ...], force: bool, timeout: float) -> None:
     """Stop VMs: ACPI power button, then a hard stop after the timeout."""
-    from ignitevm.ops.stop import stop_vm
-
+    client = app.client()
     for query in vms:
-        click.echo(stop_vm(app.services(), query, force=force, timeout=timeout).metadata.uid)
+        click.echo(client.vms.get(query).stop(force=force, timeout=timeout).uid)
 
 
 @click.command(cls=IgniteCommand)
@@ -179,10 +159,9 @@ def stop(app: App, vms: tuple[str, ...], force: bool, timeout: float) -> None:
 @pass_app
 def kill(app: App, vms: tuple[str, ...]) -> None:
     """Stop VMs at once (no graceful shutdown)."""
-    from ignitevm.ops.stop import kill_vm
-
+    client = app.client()
     for query in vms:
-        click.echo(kill_vm(app.services(), query).metadata.uid)
+        click.echo(client.vms.get(query).kill().uid)
 
 
 @click.command(cls=IgniteCommand)
@@ -194,7 +173,6 @@ def kill(app: App, vms: tuple[str, ...]) -> None:
 def rm(app: App, vms: tuple[str, ...], force: bool, config_file: Path | None) -> None:
     """Remove VMs."""
     from ignitevm.errors import ValidationError
-    from ignitevm.ops.remove import remove_vm
 
     queries = list(vms)
     if config_file is not None:
@@ -206,8 +184,9 @@ def rm(app: App, vms: tuple[str, ...], force: bool, config_file: Path | None) ->
         queries.append(obj.metadata.uid or obj.metadata.name)
     if not queries:
         raise ValidationError("name at least one VM", hint="ignite rm VM... or --config FILE")
+    client = app.client()
     for query in queries:
-        click.echo(remove_vm(app.services(), query, force=force).metadata.uid)
+        click.echo(client.vms.remove(query, force=force).uid)
 
 
 @click.command(cls=IgniteCommand)
@@ -231,12 +210,8 @@ def rm(app: App, vms: tuple[str, ...], force: bool, config_file: Path | None) ->
 @pass_app
 def ps(app: App, all_: bool, filter_: str, output: str, template: str) -> None:
     """List running VMs (-a: all)."""
-    from ignitevm.ops.vmlist import list_vms
-
-    # both are parsed first: a mistake in either fails before the VMs are read
-    tmpl = compile_go_template(template)
-    keep = _vm_filter(filter_)
-    views = [v for v in list_vms(app.services(), all_=all_) if keep(v.vm)]
+    tmpl = compile_go_template(template)  # first: a mistake fails before the VMs are read
+    views = app.client().vms._views(all=all_, filters=filter_ or None)
     if tmpl is not None:  # as Ignite: the template wins over -q
         for v in views:
             click.echo(tmpl.render(v.vm))
@@ -249,16 +224,6 @@ def ps(app: App, all_: bool, filter_: str, output: str, template: str) -> None:
             click.echo(v.vm.metadata.uid)
         return
     print_table(_PS_HEADERS, [_ps_row(v) for v in views])
-
-
-def _vm_filter(text: str) -> Callable[[VM], bool]:
-    """ps -f as a predicate (ops/filters.py is imported only when filters are given)."""
-    if not text:
-        return lambda vm: True
-    from ignitevm.ops.filters import match_all, parse_filters
-
-    filters = parse_filters(text)
-    return lambda vm: match_all(filters, vm)
 
 
 _PS_HEADERS = ["VM ID", "IMAGE", "KERNEL", "SIZE", "CPUS", "MEMORY", "CREATED", "STATUS",
@@ -310,9 +275,7 @@ def _dump(objs: list[Any], fmt: str) -> None:
 @pass_app
 def logs(app: App, vm: str, follow: bool) -> None:
     """Print a VM's serial console."""
-    from ignitevm.ops.logs import stream_logs
-
-    for chunk in stream_logs(app.services(), vm, follow=follow):
+    for chunk in app.client().vms.get(vm).follow_logs(follow=follow):
         sys.stdout.buffer.write(chunk)
         sys.stdout.buffer.flush()
 

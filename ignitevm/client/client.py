@@ -15,8 +15,11 @@ from typing import TYPE_CHECKING, Any
 from ignitevm.client.vm import VM
 
 if TYPE_CHECKING:
+    from ignitevm.api import VM as VMObject
     from ignitevm.api import Image, Kernel, Snapshot
+    from ignitevm.ops.kernel_build import KernelBuildOutcome
     from ignitevm.ops.services import Services
+    from ignitevm.ops.vmlist import VMView
 
 
 class Client:
@@ -111,15 +114,42 @@ class Images(_Collection):
 
         return remove_image(self._svc, query, force=force)
 
+    def disk_usage(self, image: Image) -> int:
+        """Bytes its files take on the host's disk (the OCI blobs and the base disk)."""
+        from ignitevm.ops.images import image_disk_bytes
+
+        return image_disk_bytes(self._svc, image)
+
 
 class Kernels(_Collection):
     """The imported kernels (``ignite kernel ...``)."""
 
-    def import_(self, source: str, *, name: str | None = None) -> Kernel:
-        """Import ``source``: an OCI image, ``deb:FILE``, ``apt:PACKAGE``."""
+    def import_(self, source: str | None = None, *, name: str | None = None,
+                vmlinux: str | os.PathLike[str] | None = None,
+                modules: str | os.PathLike[str] | None = None) -> Kernel:  # fmt: skip
+        """Import ``source``: an OCI image, ``deb:FILE``, ``apt:PACKAGE``; or a kernel
+        file ``vmlinux`` (and its ``modules`` tree) from the host."""
+        from ignitevm.errors import ValidationError
         from ignitevm.ops.kernels import import_kernel
 
-        return import_kernel(self._svc, source, name=name)
+        if source and vmlinux:
+            raise ValidationError("give either SOURCE or --vmlinux, not both",
+                                  hint="see ignite kernel import --help")  # fmt: skip
+        if modules and not vmlinux:
+            raise ValidationError("--modules goes with --vmlinux", hint="add --vmlinux FILE")
+        return import_kernel(self._svc, source, name=name,
+                             vmlinux=Path(vmlinux) if vmlinux else None,
+                             modules=Path(modules) if modules else None)  # fmt: skip
+
+    def build(self, **options: Any) -> Kernel:
+        """Build a microVM kernel from Debian's kernel source and store it (``ignite kernel
+        build``; options: source, workdir, fragment, name, output, jobs, niceness)."""
+        return self._build(**options).kernel
+
+    def _build(self, **options: Any) -> KernelBuildOutcome:
+        from ignitevm.ops.kernel_build import build_microvm_kernel
+
+        return build_microvm_kernel(self._svc, **options)
 
     def list(self) -> builtins.list[Kernel]:
         """Every imported kernel."""
@@ -171,17 +201,24 @@ class VMs(_Collection):
     ``vmm``, ``restart``, ``snapshot``."""
 
     def create(self, image: str | None = None, *, config_file: str | os.PathLike[str] | None = None,
+               manifest: VMObject | None = None, require_name: bool = False,
                **settings: Any) -> VM:  # fmt: skip
         """Create a VM (not started): ``image`` (default: the configured one) with
-        ``settings``, over the manifest ``config_file`` if given. Everything is checked before
-        anything is stored."""
+        ``settings``, over the manifest file ``config_file`` or the VM object ``manifest``
+        (an ``ignitevm.api.VM``, as ``ignited`` reads them) if given. Everything is checked
+        before anything is stored; ``require_name``: a VM without a name is refused."""
         from ignitevm.ops.create import create_vm
         from ignitevm.ops.request import build_vm
 
         values = self._settings(image, settings)
-        manifest = Path(config_file) if config_file is not None else None
-        vm = build_vm(self._svc, values, config_file=manifest)
-        return VM(self._client, create_vm(self._svc, vm))
+        if manifest is not None:
+            from ignitevm.api.settings import apply_settings
+
+            vm = apply_settings(manifest.model_copy(deep=True), values)
+        else:
+            path = Path(config_file) if config_file is not None else None
+            vm = build_vm(self._svc, values, config_file=path)
+        return VM(self._client, create_vm(self._svc, vm, require_name=require_name))
 
     def run(self, image: str | None = None, *, timeout: float = 180.0, wait: bool = True,
             config_file: str | os.PathLike[str] | None = None, **settings: Any) -> VM:  # fmt: skip
@@ -200,18 +237,44 @@ class VMs(_Collection):
 
         return VM(self._client, get_vm(self._svc, query).vm)
 
+    def remove(self, query: str, *, force: bool = False) -> VM:
+        """Remove the VM ``query`` (``force``: stop it first if it runs); the handle of what
+        was removed. NotFoundError when there is none (``VM.remove()`` ignores that)."""
+        from ignitevm.ops.remove import remove_vm
+
+        return VM(self._client, remove_vm(self._svc, query, force=force))
+
     def list(self, *, all: bool = True, filters: str | None = None) -> builtins.list[VM]:
         """Every VM (``all=False``: the running ones), with its live state; ``filters`` is
         `ignite ps -f`'s syntax (``"{{.ObjectMeta.Name}}=web"``; docs/cli.md)."""
+        views = [v for v in self._views(all=all, filters=filters) if not v.damaged]
+        return [VM(self._client, v.vm) for v in views]
+
+    def _views(self, *, all: bool, filters: str | None) -> builtins.list[VMView]:
+        """What `ignite ps` shows: damaged VMs too, with their published ports."""
         from ignitevm.ops.vmlist import list_vms
 
-        views = [v for v in list_vms(self._svc, all_=all) if not v.damaged]
+        # parsed first: a mistake fails before the VMs are read
+        keep = None
         if filters:
             from ignitevm.ops.filters import match_all, parse_filters
 
             parsed = parse_filters(filters)
-            views = [v for v in views if match_all(parsed, v.vm)]
-        return [VM(self._client, v.vm) for v in views]
+            keep = lambda vm: match_all(parsed, vm)  # noqa: E731
+        return [v for v in list_vms(self._svc, all_=all) if keep is None or keep(v.vm)]
+
+    def copy(
+        self, source: str, destination: str, *, archive: bool = False,
+        identity: str | os.PathLike[str] | None = None, timeout: float = 10.0,
+    ) -> None:  # fmt: skip
+        """``ignite cp``: one side is ``VM:PATH`` (a name or uid prefix), the other a host
+        path. Out of a VM nothing the guest made can lead outside ``destination``;
+        ``archive`` keeps ownership and modes; ``identity`` is a private key to use instead of
+        the VM's; ``timeout``: seconds to wait for its SSH server."""
+        from ignitevm.ops.copy import copy
+
+        copy(self._svc, source, destination, archive=archive, timeout=timeout,
+             identity=Path(identity) if identity is not None else None)  # fmt: skip
 
     def _settings(self, image: str | None, settings: Mapping[str, Any]) -> dict[str, Any]:
         from ignitevm.api.settings import require_setting

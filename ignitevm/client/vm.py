@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import shlex
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from ignitevm.errors import GuestCommandError
+from ignitevm.errors import GuestCommandError, IgniteError
 
 if TYPE_CHECKING:
     from ignitevm.api import VM as VMObject
@@ -122,20 +122,54 @@ class VM:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def start(self, *, timeout: float = 180.0, wait: bool = True) -> VM:
+    def start(
+        self, *, timeout: float = 180.0, wait: bool = True, network_plugin: str | None = None,
+        vmm: str | None = None, debug: bool = False, ignore_preflight: str | Iterable[str] = (),
+    ) -> VM:  # fmt: skip
         """Start it; with ``wait``, return once the guest's init runs (and, with ssh, its SSH
-        answers). A VM made from a snapshot resumes instead of booting."""
+        answers). A VM made from a snapshot resumes instead of booting. ``network_plugin`` and
+        ``vmm`` override the VM's for this start; ``ignore_preflight`` names preflight checks
+        (or ``all``) whose failure is only a warning; ``debug`` keeps the VMM's debug output."""
+        from ignitevm.ops.preflight import parse_ignored
         from ignitevm.ops.start import start_vm
 
         self._obj = start_vm(self._client._svc, self.uid, wait=wait, timeout=timeout,
-                             network_plugin=self._client._network_plugin)  # fmt: skip
+                             network_plugin=network_plugin or self._client._network_plugin,
+                             vmm=vmm, debug=debug,
+                             ignore_preflight=parse_ignored(ignore_preflight))  # fmt: skip
         return self.refresh()
 
-    def stop(self, *, timeout: float = 30.0) -> VM:
-        """The ACPI power button; a hard stop after ``timeout`` seconds."""
+    def _restart(
+        self, *, timeout: float | None = None, ignore_preflight: str | Iterable[str] = ()
+    ) -> VM:
+        """Start it again as its restart policy says (ignited): its own network plugin;
+        ConflictError when a person stopped it meanwhile."""
+        from ignitevm.ops.preflight import parse_ignored
+        from ignitevm.ops.restart import restart_vm
+
+        kw = {} if timeout is None else {"timeout": timeout}
+        restart_vm(self._client._svc, self.uid, ignore_preflight=parse_ignored(ignore_preflight),
+                   **kw)  # fmt: skip
+        return self.refresh()
+
+    def set_labels(self, labels: dict[str, str], annotations: dict[str, str] | None = None) -> VM:
+        """Replace its labels (and ``annotations``, when given); nothing else changes."""
+        from ignitevm.api import Kind
+
+        def update(vm: VMObject) -> VMObject:
+            vm.metadata.labels = dict(labels)
+            if annotations is not None:
+                vm.metadata.annotations = dict(annotations)
+            return vm
+
+        self._client._svc.store.update(Kind.VM, self.uid, update)
+        return self.refresh()
+
+    def stop(self, *, timeout: float = 30.0, force: bool = False) -> VM:
+        """The ACPI power button; a hard stop after ``timeout`` seconds (``force``: at once)."""
         from ignitevm.ops.stop import stop_vm
 
-        stop_vm(self._client._svc, self.uid, timeout=timeout)
+        stop_vm(self._client._svc, self.uid, timeout=timeout, force=force)
         return self.refresh()
 
     def kill(self) -> VM:
@@ -268,21 +302,42 @@ class VM:
 
     def snapshot(self, name: str | None = None, *, stop: bool = False) -> Snapshot:
         """Save the running VM (docs/snapshots.md); it runs on, or stops (``stop``)."""
+        return self._snapshot(name, stop=stop)[0]
+
+    def _snapshot(self, name: str | None, *, stop: bool) -> tuple[Snapshot, dict[str, float]]:
+        """The snapshot and the figures of its save (``ignite snapshot create`` prints them)."""
         from ignitevm.ops.snapshots import create_snapshot
 
-        snap, _ = create_snapshot(self._client._svc, self.uid, name=name, stop=stop)
-        self.refresh()
-        return snap
+        made = create_snapshot(self._client._svc, self.uid, name=name, stop=stop)
+        with contextlib.suppress(IgniteError):  # --stop may leave it to a concurrent rm
+            self.refresh()
+        return made
 
-    def fork(self, count: int = 1, *, name_prefix: str | None = None) -> list[VM]:
-        """A snapshot and ``count`` running copies of this VM, each its own machine."""
-        from ignitevm.errors import IgniteError
+    def fork(
+        self, count: int = 1, *, name_prefix: str | None = None, network_plugin: str | None = None
+    ) -> list[VM]:
+        """A snapshot and ``count`` running copies of this VM, each its own machine, started in
+        parallel. When some do not start, IgniteError names them (they stay created)."""
+        made, failed = self._fork(count, name_prefix=name_prefix, network_plugin=network_plugin)
+        if failed:
+            raise fork_error(failed, count)
+        return made
+
+    def _fork(
+        self, count: int, *, name_prefix: str | None, network_plugin: str | None
+    ) -> tuple[list[VM], list[tuple[str, IgniteError]]]:
+        """The copies that run and the names of those that did not, with why."""
         from ignitevm.ops.fork import fork_vm
 
         result = fork_vm(self._client._svc, self.uid, count, name_prefix=name_prefix,
-                         network_plugin=self._client._network_plugin)  # fmt: skip
-        if result.failed:
-            name, exc = result.failed[0]
-            raise IgniteError(f"{len(result.failed)} of {count} forks did not start "
-                              f"(first: {name}): {exc.message}", hint=exc.hint)  # fmt: skip
-        return [VM(self._client, obj) for obj in result.vms]
+                         network_plugin=network_plugin or self._client._network_plugin)  # fmt: skip
+        return [VM(self._client, obj) for obj in result.vms], list(result.failed)
+
+
+def fork_error(failed: list[tuple[str, IgniteError]], count: int) -> IgniteError:
+    """The error of a fork some of whose copies did not start."""
+    names = ", ".join(name for name, _ in failed)
+    return IgniteError(
+        f"{len(failed)} of {count} forks did not start ({names}): {failed[0][1].message}",
+        hint="see `ignite logs` of each; they are created: ignite start or rm them",
+    )

@@ -1,14 +1,15 @@
 """``--wait`` of ``ignite run`` and ``ignite start`` (issue 14 item 4): Ignite's bool flag with
-an optional value; ``--wait=false`` returns once the VMM is launched (start_vm(wait=False))."""
+an optional value; ``--wait=false`` returns once the VMM is launched (the library's
+``VM.start(wait=False)``, which the CLI calls)."""
 
 from __future__ import annotations
 
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
-from ignitevm.api import VM
 from ignitevm.cli.main import cli
 
 
@@ -16,13 +17,18 @@ from ignitevm.cli.main import cli
 def started(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     calls: list[dict[str, Any]] = []
 
-    def fake_start(svc: object, query: str, **kw: Any) -> VM:
-        calls.append({"query": query, **kw})
-        vm = VM()
-        vm.metadata.name = vm.metadata.uid = "0123456789abcdef"
-        return vm
+    class FakeVM:
+        uid = name = "0123456789abcdef"
+        status = SimpleNamespace(network=SimpleNamespace(ip_addresses=[]))
 
-    monkeypatch.setattr("ignitevm.ops.start.start_vm", fake_start)
+        def __init__(self, query: str) -> None:
+            self.query = query
+
+        def start(self, **kw: Any) -> FakeVM:
+            calls.append({"query": self.query, **kw})
+            return self
+
+    monkeypatch.setattr("ignitevm.client.client.VMs.get", lambda self, query: FakeVM(query))
     return calls
 
 
@@ -47,10 +53,8 @@ def test_a_wait_value_that_is_no_bool_is_refused(started: list[dict[str, Any]]) 
 def test_run_passes_wait_false(
     started: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    def fake_create(ctx: object, image: object, params: dict[str, Any]) -> VM:
-        vm = VM()
-        vm.metadata.uid = "0123456789abcdef"
-        return vm
+    def fake_create(ctx: object, image: object, params: dict[str, Any]) -> SimpleNamespace:
+        return SimpleNamespace(uid="0123456789abcdef")
 
     monkeypatch.setattr("ignitevm.cli.vm._do_create", fake_create)
     result = CliRunner().invoke(cli, ["run", "--wait=false", "img"], catch_exceptions=False)

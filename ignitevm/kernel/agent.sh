@@ -7,7 +7,9 @@
 #   IDENT <id> <base64 of lines>     -> OK <id> | ERR <id> <b64 reason>   (a new identity after a
 #                                       restore: ip=, gateway=, dns=, mac=, hostname=, seed=;
 #                                       the kernel's random generator is reseeded)
-#   EXEC <id> <b64 cmd> <b64 stdin|->  -> O <id> <b64>..., E <id> <b64>..., X <id> <exit code>
+#   EXEC <id> <b64 cmd> <b64 stdin|-> [<seconds>]
+#                                    -> O <id> <b64>..., E <id> <b64>..., X <id> <exit code>
+#                                       (killed after <seconds>, if given and not 0: 137)
 # Every answer carries its request's id: a client that left leaves answers nobody reads.
 # The supervisor holds the host side of the port for the VM's whole life (docs/internals.md).
 # Sourced with IGNITEVM_AGENT_LIB=1 it only defines its functions (unit tests).
@@ -20,7 +22,7 @@ INIT_ROOT=/proc/1/root
 setup() {
     mkdir -p "$AGENT_DIR" && mount -t tmpfs -o size=8m,mode=0700 ignite-agent "$AGENT_DIR" || return 1
     cp /bin/busybox "$AGENT_DIR/busybox" && cp /sbin/ignite-reseed "$AGENT_DIR/reseed" || return 1
-    for applet in sh ip base64 dd cat rm mkfifo nsenter printf head sleep mkdir usleep; do
+    for applet in sh ip base64 dd cat rm mkfifo nsenter printf head sleep mkdir usleep setsid; do
         ln -s busybox "$AGENT_DIR/$applet"
     done
     PATH=$AGENT_DIR
@@ -89,7 +91,8 @@ switched() {
     done
 }
 
-# run ID B64CMD B64STDIN: the command in the VM's root as root, its output streamed
+# run ID B64CMD B64STDIN [SECONDS]: the command in the VM's root as root, its output streamed;
+# with SECONDS, it and everything it started are killed after that long
 run() {
     id=$1
     case "$id" in ''|*[!0-9a-f]*) printf 'ERR %s bad-id\n' "$id" >&3; return ;; esac
@@ -102,18 +105,32 @@ run() {
     mkfifo "$work/out" "$work/err"
     (
         # the VM's own namespaces, root and environment: what `ssh root@vm CMD` would see
-        # (the agent's own mount namespace is not the system's: a mount there would fail)
+        # (the agent's own mount namespace is not the system's: a mount there would fail);
+        # a session of its own (setsid execs: its pid is the group's) that a timeout kills whole
         HOME=/root PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-            "$AGENT_DIR/nsenter" -t 1 -m -u -i -n -p -r -w /bin/sh -c "cd; $cmd" \
-            <"$work/in" >"$work/out" 2>"$work/err"
+            "$AGENT_DIR/setsid" "$AGENT_DIR/nsenter" -t 1 -m -u -i -n -p -r -w \
+            /bin/sh -c "cd; $cmd" <"$work/in" >"$work/out" 2>"$work/err" &
+        echo $! >"$work/pid"
+        wait $!
         echo $? >"$work/rc"
     ) &
     cmd=$!
+    dog=
+    case "$4" in
+        ''|0|*[!0-9]*) ;;
+        *)
+            (
+                sleep "$4"
+                read -r pid <"$work/pid" && kill -9 -- "-$pid" "$pid"
+            ) 2>/dev/null &
+            dog=$! ;;
+    esac
     stream "$work/err" E "$id" &
     errs=$!
     stream "$work/out" O "$id" &
     outs=$!
     wait "$cmd"
+    [ -n "$dog" ] && kill "$dog" 2>/dev/null
     # done when the command is: what it left running in the background may hold its output
     # open for ever (as with ssh, the rest of that output is not waited for); 0.5 s to drain
     n=0
@@ -130,7 +147,7 @@ run() {
 }
 
 serve() {
-    while read -r verb id a b <&3; do
+    while read -r verb id a b c <&3; do
         case "$verb" in
             PING) printf 'PONG %s\n' "$id" >&3 ;;
             IDENT)
@@ -139,7 +156,7 @@ serve() {
                 else
                     printf 'ERR %s %s\n' "$id" "$(head -c 200 "$AGENT_DIR/ident.err" | base64 -w0)" >&3
                 fi ;;
-            EXEC) run "$id" "$a" "$b" ;;
+            EXEC) run "$id" "$a" "$b" "$c" ;;
             *) printf 'ERR %s unknown\n' "$id" >&3 ;;
         esac
     done

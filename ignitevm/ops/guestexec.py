@@ -65,9 +65,19 @@ def agent_exec(
     def out(chunk: Output) -> None:
         (on_stdout if chunk.stream == "stdout" else on_stderr)(chunk.data)
 
+    from ignitevm.errors import Timeout
+    from ignitevm.vmm.agent import AgentTimeout
+
     session = AgentSession.connect(d, connect_timeout)
     try:
         return session.exec(command, stdin=stdin, timeout=timeout, on_output=out)
+    except AgentTimeout:
+        if timeout is None:
+            raise
+        raise Timeout(
+            f"{command!r} did not finish in {timeout:g} s in the VM (it was killed)",
+            hint="give it more time (timeout=), or run it in the background",
+        ) from None
     finally:
         session.close()
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import socket
 import time
@@ -112,9 +113,13 @@ class AgentSession:
     def exec(self, command: str, stdin: bytes = b"", timeout: float | None = None,
              on_output: Callable[[Output], None] | None = None) -> int:  # fmt: skip
         """Run ``command`` (a shell command line) in the guest as root; its exit code. Output
-        goes to ``on_output`` as it comes."""
+        goes to ``on_output`` as it comes. After ``timeout`` seconds AgentTimeout, and the
+        agent kills the command and what it started (it would hold the agent otherwise)."""
         data = base64.b64encode(stdin).decode() if stdin else "-"
-        rid = self._send("EXEC", base64.b64encode(command.encode()).decode(), data)
+        fields = [base64.b64encode(command.encode()).decode(), data]
+        if timeout is not None:
+            fields.append(str(max(1, math.ceil(timeout))))
+        rid = self._send("EXEC", *fields)
         deadline = None if timeout is None else time.monotonic() + timeout
         for fields in self._lines(rid, deadline):
             kind = fields[0]

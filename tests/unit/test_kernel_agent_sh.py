@@ -28,7 +28,7 @@ def agent(tmp_path: Path) -> Iterator[AgentSession]:
     agent_dir = tmp_path / "agent"
     agent_dir.mkdir()
     for applet in ("sh", "base64", "dd", "cat", "rm", "mkfifo", "printf", "head",
-                   "sleep", "mkdir", "usleep"):  # fmt: skip
+                   "sleep", "mkdir", "usleep", "setsid"):  # fmt: skip
         (agent_dir / applet).symlink_to(BUSYBOX)
     # nsenter -t 1 -m ... CMD: the host's namespaces instead of the VM's
     (agent_dir / "nsenter").write_text(
@@ -100,6 +100,23 @@ def test_an_exec_before_the_switch_to_the_system_root_waits_for_it(
         assert time.monotonic() - started >= 0.5
     finally:
         timer.join()
+
+
+def test_a_command_past_its_timeout_is_killed_with_what_it_started(
+    agent: AgentSession, tmp_path: Path
+) -> None:
+    from ignitevm.vmm.agent import AgentTimeout
+
+    started = time.monotonic()
+    with pytest.raises(AgentTimeout):
+        agent.exec(f"sleep 30 & echo $! > {tmp_path}/child; sleep 30", timeout=1)
+    # the agent is free again at once (the command and its child were killed)
+    assert _run(agent, "echo next", timeout=5) == (0, b"next\n", b"")
+    assert time.monotonic() - started < 5
+    child = int((tmp_path / "child").read_text())
+    time.sleep(0.2)
+    stat = Path(f"/proc/{child}/stat")
+    assert not stat.exists() or stat.read_text().split()[2] == "Z"  # gone, or a zombie
 
 
 def test_stdin_reaches_the_command(agent: AgentSession) -> None:

@@ -155,3 +155,12 @@ def test_five_threads_each_run_and_exec_their_own_vm(client: Client) -> None:
 def test_a_client_of_its_own_state_dir(tmp_path: Path) -> None:
     c = ignitevm.Client(state_dir=tmp_path / "state")
     assert c.state_dir == tmp_path / "state" and c.vms.list() == [] and repr(c).endswith("state>")
+
+
+def test_the_pytest_plugins_settings_lines() -> None:
+    from ignitevm.testing import parse_settings
+
+    assert parse_settings(["memory=256MB", "ssh=true", "ports=1:1", "ports=2:2"]) == {
+        "memory": "256MB", "ssh": True, "ports": ["1:1", "2:2"]}  # fmt: skip
+    with pytest.raises(errors.ValidationError, match="not KEY=VALUE"):
+        parse_settings(["memory"])

@@ -29,8 +29,8 @@ def python(code: str) -> None:
 def fill(state: Path) -> None:
     """30 stored VMs (stopped; the store's own format), as `ignite create` leaves them."""
     from ignitevm.api import VM, ObjectMeta
-    from ignitevm.store import Store
     from ignitevm.api.names import new_uid
+    from ignitevm.store import Store
 
     store = Store(state)
     for i in range(VMS):

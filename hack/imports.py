@@ -76,7 +76,7 @@ def main() -> int:
         stack.append(m)
         for n in sorted(graph.get(m, ())):
             if seen.get(n) == 1:
-                bad.append("cycle: " + " -> ".join(stack[stack.index(n):] + [n]))
+                bad.append("cycle: " + " -> ".join([*stack[stack.index(n) :], n]))
             elif n not in seen:
                 visit(n)
         stack.pop()

@@ -64,6 +64,8 @@ def qmp(cmd, a, fds):
     elif cmd == "migrate":
         os.write(held["state"], b"FAKE-STATE")
     elif cmd == "query-migrate":
+        if os.environ.get("FAKE_QEMU_DISK_FULL"):  # the state file's disk is full
+            return {"status": "failed", "error-desc": "write: No space left on device"}
         return {"status": "completed"}
     elif cmd == "query-block":
         return [{"device": "disk0", "inserted": {"node-name": "#block100"}}]

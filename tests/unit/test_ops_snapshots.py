@@ -140,6 +140,25 @@ def test_a_snapshot_the_supervisor_did_not_finish_is_undone(fake_host: FakeHost)
     assert fake_host.svc.store.list(Kind.SNAPSHOT) == []
 
 
+def test_a_full_disk_fails_the_save_and_leaves_the_vm_running_and_no_snapshot(
+    fake_host: FakeHost, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _run(fake_host, "src")
+    monkeypatch.setenv("FAKE_QEMU_DISK_FULL", "1")
+    _run(fake_host, "full")  # a QEMU started with a full disk under its state file
+    d = vm_dir(fake_host.svc, get_vm(fake_host.svc, "full").vm)
+    layer = (d / VMFiles.DISK).read_bytes()
+    with pytest.raises(IgniteError, match="No space left"):
+        create_snapshot(fake_host.svc, "full", name="s")
+    vm = get_vm(fake_host.svc, "full").vm
+    assert vm.status.running and vm.status.snapshot is None
+    assert (d / VMFiles.DISK).read_bytes() == layer  # its own layer on top again
+    assert not (d / VMFiles.SNAPSHOT_PENDING).exists() and not (d / VMFiles.NEXT_DISK).exists()
+    assert fake_host.svc.store.list(Kind.SNAPSHOT) == []
+    assert not list(fake_host.svc.store.tmp_dir().glob("snapshot-*"))
+    create_snapshot(fake_host.svc, "src", name="s")  # another VM's save is unaffected
+
+
 def test_pause_unpause_and_suspend_then_start_resumes(fake_host: FakeHost) -> None:
     d = _run(fake_host, "v")
     pause_vm(fake_host.svc, "v")

@@ -30,11 +30,8 @@ _timeout = click.option(
 def ssh(app: App, vm: str, identity: Path | None, timeout: float) -> None:
     """Open an interactive SSH session to a VM (system OpenSSH, the VM's key)."""
     from ignitevm import proc
-    from ignitevm.ops.access import connect, require_target
 
-    target = require_target(app.services(), vm, identity)
-    connect(target, timeout)
-    proc.exec_replace(target.argv(timeout=timeout))
+    proc.exec_replace(app.client().vms.get(vm).ssh_command(identity=identity, timeout=timeout))
 
 
 # Ignite's exec stops parsing flags at the VM (cobra's interspersed=false): `ignite exec vm ls -q`
@@ -55,21 +52,18 @@ def exec_(
     """Run COMMAND in a VM; its exit code is ignite's. stdin (a pipe or file) is passed
     through; without one, as root, the guest agent runs it (no SSH handshake)."""
     from ignitevm import proc
-    from ignitevm.ops.access import connect, remote_command, require_target
+    from ignitevm.ops.access import remote_command
+    from ignitevm.ops.guestexec import no_input
 
-    if not tty and identity is None:
-        from ignitevm.ops.guestexec import agent_dir, agent_exec, no_input
-
-        d = agent_dir(app.services(), vm) if no_input() else None
-        if d is not None:
-            sys.stdout.flush()
-            code = agent_exec(d, remote_command(_command(command)), on_stdout=_write(1),
-                              on_stderr=_write(2), connect_timeout=timeout)  # fmt: skip
-            sys.exit(code)
-    target = require_target(app.services(), vm, identity)
-    connect(target, timeout)
+    handle = app.client().vms.get(vm)
+    line = remote_command(_command(command))
     sys.stdout.flush()
-    proc.exec_replace([*target.argv(tty=tty, timeout=timeout), remote_command(_command(command))])
+    if not tty and identity is None and no_input():
+        # nothing to forward: the library's exec (the guest agent as root, else SSH), streamed
+        sys.exit(handle.exec_stream(line, on_stdout=_write(1), on_stderr=_write(2),
+                                    connect_timeout=timeout))  # fmt: skip
+    # a terminal or input to forward: ssh itself
+    proc.exec_replace([*handle.ssh_command(identity=identity, tty=tty, timeout=timeout), line])
 
 
 def _write(fd: int) -> Callable[[bytes], None]:

@@ -6,7 +6,6 @@ import os
 
 import click
 
-from ignitevm import __version__
 from ignitevm.cli.lazy import IgniteCommand
 
 
@@ -14,9 +13,9 @@ from ignitevm.cli.lazy import IgniteCommand
 @click.option("-o", "--output", type=click.Choice(["short", "json", "yaml"]), default="short")
 def version(output: str) -> None:
     """Print the versions of ignite and of the VMMs it found."""
-    from ignitevm.ops.versions import collect_versions
+    from ignitevm.client import Client
 
-    info = {"ignite": __version__, **collect_versions()}
+    info = Client.versions()  # no state directory needed
     if output == "json":
         import json
 

@@ -289,8 +289,6 @@ def attach(app: App, vm: str) -> None:
 
 
 def _attach(app: App, query: str) -> None:
-    from ignitevm.ops.logs import attach_console
-
     if sys.stdin.isatty():
         click.echo("attached: detach with Ctrl-P Ctrl-Q", err=True)
-    attach_console(app.services(), query, sys.stdin.fileno(), sys.stdout.fileno())
+    app.client().vms.get(query).attach(sys.stdin.fileno(), sys.stdout.fileno())

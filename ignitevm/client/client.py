@@ -72,6 +72,14 @@ class Client:
         """Where this client's images, kernels, VMs and snapshots are stored."""
         return self._svc.state_dir
 
+    @staticmethod
+    def versions() -> dict[str, str]:
+        """ignitevm's version and those of the VMMs found (``ignite version``)."""
+        from ignitevm import __version__
+        from ignitevm.ops.versions import collect_versions
+
+        return {"ignite": __version__, **collect_versions()}
+
     def __repr__(self) -> str:
         return f"<ignitevm.Client {self.state_dir}>"
 

@@ -242,12 +242,10 @@ class VM:
         """Run ``command`` as root in the VM: a shell command line, or a list of words run as
         they are. ``input`` is its stdin. ``on_stdout``/``on_stderr`` get its output as it comes
         (it is in the result too). ``check``: a non-zero exit raises GuestCommandError;
-        ``timeout``: ignitevm.errors.Timeout when it runs longer. Through the guest agent when
-        the VM has one and this process is root, else over SSH (``ssh=True`` VMs)."""
-        from ignitevm.ops.guestexec import agent_dir, agent_exec, ssh_exec
-
+        ``timeout``: ignitevm.errors.Timeout when it runs longer (the command is killed).
+        Through the guest agent when the VM has one and this process is root, else over SSH
+        (``ssh=True`` VMs)."""
         line = command if isinstance(command, str) else shlex.join(command)
-        data = input.encode() if isinstance(input, str) else (input or b"")
         out: list[bytes] = []
         err: list[bytes] = []
 
@@ -261,19 +259,61 @@ class VM:
 
             return take
 
-        svc = self._client._svc
-        d = agent_dir(svc, self.uid)
         to_out, to_err = keep(out, on_stdout), keep(err, on_stderr)
-        if d is not None:
-            code = agent_exec(d, line, stdin=data, timeout=timeout,
-                              on_stdout=to_out, on_stderr=to_err)  # fmt: skip
-        else:
-            code = ssh_exec(svc, self.uid, line, stdin=data, timeout=timeout,
-                            on_stdout=to_out, on_stderr=to_err)  # fmt: skip
+        code = self.exec_stream(line, input=input, timeout=timeout, on_stdout=to_out,
+                                on_stderr=to_err)  # fmt: skip
         result = ExecResult(code, b"".join(out), b"".join(err))
         if check and code != 0:
             raise GuestCommandError(line, code, result.stdout, result.stderr)
         return result
+
+    def exec_stream(
+        self,
+        command: str | Sequence[str],
+        *,
+        on_stdout: Callable[[bytes], None],
+        on_stderr: Callable[[bytes], None],
+        input: bytes | str | None = None,
+        timeout: float | None = None,
+        connect_timeout: float = 30.0,
+    ) -> int:
+        """``exec`` whose output only goes to ``on_stdout``/``on_stderr`` as it comes, nothing
+        kept (for long or large output); its exit code. ``connect_timeout``: seconds to wait
+        for the guest agent or the VM's SSH server."""
+        from ignitevm.ops.guestexec import agent_dir, agent_exec, ssh_exec
+
+        line = command if isinstance(command, str) else shlex.join(command)
+        data = input.encode() if isinstance(input, str) else (input or b"")
+        svc = self._client._svc
+        d = agent_dir(svc, self.uid)
+        if d is not None:
+            return agent_exec(d, line, stdin=data, timeout=timeout, on_stdout=on_stdout,
+                              on_stderr=on_stderr, connect_timeout=connect_timeout)  # fmt: skip
+        return ssh_exec(svc, self.uid, line, stdin=data, timeout=timeout, on_stdout=on_stdout,
+                        on_stderr=on_stderr, connect_timeout=connect_timeout)  # fmt: skip
+
+    def ssh_command(
+        self, *, identity: str | os.PathLike[str] | None = None, tty: bool | None = None,
+        timeout: float = 30.0,
+    ) -> list[str]:  # fmt: skip
+        """The ``ssh`` command line that logs into the VM as root with its key (or
+        ``identity``), once its SSH server answers (``timeout``); append a remote command to
+        run one. ``tty``: force (True) or refuse (False) a terminal; ssh decides by default."""
+        from pathlib import Path
+
+        from ignitevm.ops.access import connect, require_target
+
+        key = Path(identity) if identity is not None else None
+        target = require_target(self._client._svc, self.uid, key)
+        connect(target, timeout)
+        return target.argv(tty=tty, timeout=timeout)
+
+    def attach(self, stdin_fd: int = 0, stdout_fd: int = 1) -> None:
+        """Connect its serial console to ``stdin_fd``/``stdout_fd`` until Ctrl-P Ctrl-Q or
+        until the VM stops (``ignite attach``)."""
+        from ignitevm.ops.logs import attach_console
+
+        attach_console(self._client._svc, self.uid, stdin_fd, stdout_fd)
 
     def put(self, local: str | os.PathLike[str], remote: str, *, archive: bool = False) -> None:
         """Copy a host file or directory into the VM (as ``ignite cp LOCAL VM:REMOTE``)."""

@@ -14,7 +14,7 @@ from pathlib import Path
 from ignitevm.layout import VMFiles
 from ignitevm.vmm import cgroups
 from ignitevm.vmm.base import MachineSpec
-from ignitevm.vmm.jail import DEVICES, Bind, JailSpec, claim_id
+from ignitevm.vmm.jail import DEVICES, Bind, JailSpec, claim_id, release_id
 from ignitevm.vmm.share import Grant, prepare_share, release_share
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ def release(jail: Jail) -> None:
         except OSError as exc:  # the others are still given back
             log.warning("cannot take back the VMM's access to %s: %s", grant.path, exc)
     cgroups.remove(jail.cgroup_procs)
-    os.close(jail.claim_fd)
+    release_id(jail.uid, jail.claim_fd)
 
 
 def release_after_crash(uid: int, shares: Iterable[Path]) -> None:

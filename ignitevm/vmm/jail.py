@@ -59,22 +59,45 @@ class JailError(OSError):
     """The host refused a step of the jail (the message names it)."""
 
 
-def claim_id(vm_uid: str) -> tuple[int, int] | None:
+def claim_id(vm_uid: str, claims: Path = CLAIMS) -> tuple[int, int] | None:
     """(id, fd of its claim) for the VM: its preferred id in the reserved range, or the next
-    free one; the fd holds the claim until closed. None when the range is exhausted."""
-    import fcntl
-
-    CLAIMS.mkdir(parents=True, exist_ok=True, mode=0o700)
+    free one; the fd holds the claim until ``release_id``. None when the range is exhausted."""
+    claims.mkdir(parents=True, exist_ok=True, mode=0o700)
     start = int(vm_uid[:8], 16) % JAIL_ID_COUNT
     for step in range(JAIL_ID_COUNT):
         ident = JAIL_ID_BASE + (start + step) % JAIL_ID_COUNT
-        fd = os.open(CLAIMS / f"{ident}.lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        fd = _try_claim(claims / f"{ident}.lock")
+        if fd is not None:
+            return ident, fd
+    return None
+
+
+def _try_claim(path: Path) -> int | None:
+    """The fd of ``path`` locked by this process, or None when another holds it. A releaser
+    unlinks the file before it lets go: a lock won on an unlinked file is no claim, so the
+    file locked must still be the one at ``path`` (else open it again)."""
+    import fcntl
+
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return ident, fd
         except BlockingIOError:
             os.close(fd)
-    return None
+            return None
+        try:
+            if os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass
+        os.close(fd)  # released (and unlinked) between our open and our lock: again
+
+
+def release_id(ident: int, fd: int, claims: Path = CLAIMS) -> None:
+    """Give the id back: its file goes (one per id ever used would pile up in /run), then
+    the lock. A claim of a VMM killed with its supervisor stays until the id is claimed again."""
+    (claims / f"{ident}.lock").unlink(missing_ok=True)
+    os.close(fd)
 
 
 class _Libc:

@@ -78,8 +78,11 @@ def test_qemu_runs_jailed_and_capped(ignite: Ignite, vm_name: str) -> None:
     assert "Linux" in ignite("exec", vm_name, "uname -s").stdout  # still there, still working
     groups = [Path(p).parent for p in rt["cgroups"]]  # type: ignore[attr-defined]
     assert groups and all(g.is_dir() for g in groups)
+    claim = Path(f"/run/ignitevm/jail/{rt['jail_uid']}.lock")
+    assert claim.exists()  # its id is held for the run
     ignite("rm", "-f", vm_name)
     assert not any(g.exists() for g in groups)
+    assert not claim.exists()  # and given back without a file left behind
 
 
 def test_kill9_of_the_supervisor_leaves_no_cgroup(ignite: Ignite, vm_name: str) -> None:

@@ -48,24 +48,22 @@ class Client:
             svc = replace(svc, store=Store(Path(state_dir)))
         if id_prefix:
             svc.config.spec.id_prefix = id_prefix
+        self._bind(svc, network_plugin)
+
+    @classmethod
+    def _from_services(cls, svc: Services, network_plugin: str | None = None) -> Client:
+        """A client over Services built elsewhere (the CLI's global flags, tests)."""
+        client = cls.__new__(cls)
+        client._bind(svc, network_plugin)
+        return client
+
+    def _bind(self, svc: Services, network_plugin: str | None) -> None:
         self._svc: Services = svc
         self._network_plugin = network_plugin
         self.images = Images(self)
         self.kernels = Kernels(self)
         self.vms = VMs(self)
         self.snapshots = Snapshots(self)
-
-    @classmethod
-    def _from_services(cls, svc: Services, network_plugin: str | None = None) -> Client:
-        """A client over Services built elsewhere (the CLI's global flags, tests)."""
-        client = cls.__new__(cls)
-        client._svc = svc
-        client._network_plugin = network_plugin
-        client.images = Images(client)
-        client.kernels = Kernels(client)
-        client.vms = VMs(client)
-        client.snapshots = Snapshots(client)
-        return client
 
     @property
     def state_dir(self) -> Path:
@@ -219,13 +217,8 @@ class VMs(_Collection):
         from ignitevm.ops.request import build_vm
 
         values = self._settings(image, settings)
-        if manifest is not None:
-            from ignitevm.api.settings import apply_settings
-
-            vm = apply_settings(manifest.model_copy(deep=True), values)
-        else:
-            path = Path(config_file) if config_file is not None else None
-            vm = build_vm(self._svc, values, config_file=path)
+        path = Path(config_file) if config_file is not None else None
+        vm = build_vm(self._svc, values, config_file=path, manifest=manifest)
         return VM(self._client, create_vm(self._svc, vm, require_name=require_name))
 
     def run(self, image: str | None = None, *, timeout: float = 180.0, wait: bool = True,

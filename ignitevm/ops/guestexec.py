@@ -65,7 +65,6 @@ def agent_exec(
     def out(chunk: Output) -> None:
         (on_stdout if chunk.stream == "stdout" else on_stderr)(chunk.data)
 
-    from ignitevm.errors import Timeout
     from ignitevm.vmm.agent import AgentTimeout
 
     session = AgentSession.connect(d, connect_timeout)
@@ -74,10 +73,7 @@ def agent_exec(
     except AgentTimeout:
         if timeout is None:
             raise
-        raise Timeout(
-            f"{command!r} did not finish in {timeout:g} s in the VM (it was killed)",
-            hint="give it more time (timeout=), or run it in the background",
-        ) from None
+        raise _too_long(command, timeout, " (it was killed)") from None
     finally:
         session.close()
 
@@ -100,7 +96,6 @@ def ssh_exec(
     import time
 
     from ignitevm import proc
-    from ignitevm.errors import Timeout
     from ignitevm.ops.access import connect, require_target
 
     target = require_target(svc, query, identity)
@@ -117,10 +112,7 @@ def ssh_exec(
         while sel.get_map():
             left = None if deadline is None else deadline - time.monotonic()
             if left is not None and left <= 0:
-                raise Timeout(
-                    f"{command!r} did not finish in {timeout:g} s in the VM",
-                    hint="give it more time (timeout=), or run it in the background",
-                )
+                raise _too_long(command, timeout or 0.0, "")
             for key, _ in sel.select(left):
                 data = os.read(key.fd, 65536)
                 if data:
@@ -134,6 +126,14 @@ def ssh_exec(
             child.wait()
         for pipe in (child.stdout, child.stderr):
             pipe.close()
+
+
+def _too_long(command: str, timeout: float, what_became: str) -> Exception:
+    """The Timeout of a command that ran past ``timeout`` seconds."""
+    from ignitevm.errors import Timeout
+
+    return Timeout(f"{command!r} did not finish in {timeout:g} s in the VM{what_became}",
+                   hint="give it more time (timeout=), or run it in the background")  # fmt: skip
 
 
 def _feed(pipe: IO[bytes], data: bytes) -> None:

@@ -13,10 +13,16 @@ from ignitevm.errors import ValidationError
 from ignitevm.ops.services import Services
 
 
-def build_vm(svc: Services, settings: Mapping[str, Any], *, config_file: Path | None = None) -> VM:
+def build_vm(
+    svc: Services, settings: Mapping[str, Any], *, config_file: Path | None = None,
+    manifest: VM | None = None,
+) -> VM:  # fmt: skip
     """The VM to create: ``settings`` (name -> value; None: not given) over the manifest
-    ``config_file`` (a VM object) or, without one, over the configuration's vmDefaults."""
-    if config_file is not None:
+    ``config_file`` (a VM object), the VM object ``manifest`` as it is (ignited's, copied) or,
+    without either, over the configuration's vmDefaults."""
+    if manifest is not None:
+        vm = manifest.model_copy(deep=True)
+    elif config_file is not None:
         obj = load_object(config_file)
         if not isinstance(obj, VM):
             raise ValidationError(
